@@ -1,0 +1,1 @@
+//! tanium-sim: a stateful Tanium API Gateway simulator.

@@ -1,0 +1,1 @@
+//! Tanium API Gateway client.

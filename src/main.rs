@@ -1,0 +1,3 @@
+fn main() {
+    println!("tanium-operator {}", env!("CARGO_PKG_VERSION"));
+}
