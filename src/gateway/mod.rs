@@ -1,1 +1,146 @@
 //! Tanium API Gateway client.
+//!
+//! Every GraphQL document lives beside the code that sends it (`endpoints`, `packages`, `actions`,
+//! `direct_connect`) and is listed in [`documents`], which a test validates against the Gateway schema.
+//! Values reach the Gateway only as variables.
+
+pub mod actions;
+pub mod direct_connect;
+pub mod endpoints;
+pub mod error;
+pub mod filter;
+pub mod packages;
+pub mod transport;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use actions::{
+    ActionResults, ActionState, ActionStatus, PackageParam, PackageRef, PerformRequest,
+    PerformedAction, Schedule, ScheduledActionInfo, Target, Targets,
+};
+pub use direct_connect::{
+    Alert, DirectConnection, EndpointSnapshot, Family, Performance, Process, Reading, Signal,
+};
+pub use endpoints::{Endpoint, EndpointPage, EndpointQuery, SensorColumn, SensorRequest};
+pub use error::{GatewayError, GraphQlError};
+pub use filter::{Filter, FilterOp, GroupRef, SensorRef};
+pub use packages::PackageSpec;
+pub use transport::{GatewayClient, GatewayConfig, RetryPolicy};
+
+/// The Gateway schema (cut to what we use) every document is validated against.
+pub const SCHEMA: &str = include_str!("schema.graphql");
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An endpoint's Gateway id.
+    EndpointId
+);
+id_type!(
+    /// One action instance (`scheduledAction.lastAction.id`): what results are read from and what is stopped.
+    ActionId
+);
+id_type!(
+    /// A scheduled action (one per platform per `actionPerform`): what is approved and deleted.
+    ScheduledActionId
+);
+
+/// Endpoint operating system families (`EndpointPlatform`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Platform {
+    Unknown,
+    Windows,
+    Linux,
+    Mac,
+    Solaris,
+    #[serde(rename = "AIX")]
+    Aix,
+}
+
+/// Every fixed document the client sends, as (operation name, document), for schema validation.
+pub fn documents() -> Vec<(&'static str, &'static str)> {
+    let mut all = Vec::new();
+    all.extend(endpoints::DOCUMENTS);
+    all.extend(packages::DOCUMENTS);
+    all.extend(actions::DOCUMENTS);
+    all.extend(direct_connect::DOCUMENTS);
+    all
+}
+
+/// `data.<field>` of an answer that must have no GraphQL errors.
+fn data_field<T: DeserializeOwned>(
+    operation: &'static str,
+    raw: transport::RawResponse,
+    field: &str,
+) -> Result<T, GatewayError> {
+    if !raw.errors.is_empty() {
+        return Err(GatewayError::GraphQl {
+            operation,
+            errors: raw.errors,
+        });
+    }
+    let mut data = raw.data.ok_or_else(|| GatewayError::Decode {
+        operation,
+        message: "no data in the answer".into(),
+    })?;
+    let value = data.get_mut(field).map(Value::take).unwrap_or(Value::Null);
+    decode(operation, value)
+}
+
+fn decode<T: DeserializeOwned>(operation: &'static str, value: Value) -> Result<T, GatewayError> {
+    serde_json::from_value(value).map_err(|e| GatewayError::Decode {
+        operation,
+        message: e.to_string(),
+    })
+}
+
+/// A mutation payload's `error: SystemError`, if it carries one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SystemError {
+    message: Option<String>,
+    retryable: Option<bool>,
+    timed_out: Option<bool>,
+}
+
+fn payload_error(operation: &'static str, error: Option<SystemError>) -> Result<(), GatewayError> {
+    match error {
+        Some(e)
+            if e.message.as_deref().is_some_and(|m| !m.is_empty()) || e.retryable == Some(true) =>
+        {
+            Err(GatewayError::Payload {
+                operation,
+                message: e.message.unwrap_or_else(|| "unspecified error".into()),
+                retryable: e.retryable.unwrap_or(false),
+                timed_out: e.timed_out.unwrap_or(false),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Gateway `Time` values are RFC 3339; anything else is treated as absent rather than failing a whole poll.
+fn parse_time(s: Option<&str>) -> Option<jiff::Timestamp> {
+    s.and_then(|s| s.parse().ok())
+}

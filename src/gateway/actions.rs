@@ -1,0 +1,739 @@
+//! Deploying packages and tracking what they did: `actionPerform`, `action` (single and batched),
+//! `actionStop`, `scheduledActionDelete`, `scheduledActionApprove`, and finding scheduled actions by name.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::GatewayError;
+use super::filter::{Filter, GroupRef};
+use super::transport::{Document, GatewayClient, RawResponse, Repeat};
+use super::{
+    ActionId, EndpointId, Platform, ScheduledActionId, SystemError, data_field, decode, parse_time,
+    payload_error,
+};
+
+/// The Gateway takes at most this many endpoint ids in `targets.endpoints`.
+pub const MAX_TARGET_ENDPOINTS: usize = 25;
+/// Actions asked for in one batched poll (GraphQL aliases in one document).
+pub const POLL_BATCH: usize = 50;
+
+const PERFORM: &str = r#"mutation actionPerform($input: ActionPerformInput!) {
+  actionPerform(input: $input) {
+    scheduledActions {
+      platforms
+      scheduledAction { id lastAction { id } }
+    }
+    error { message retryable timedOut }
+  }
+}"#;
+
+/// The selection every action read uses, so that every poll decodes into the same `ActionState`.
+macro_rules! action_fields {
+    () => {
+        r#"fragment ActionFields on Action {
+  id
+  status
+  expirationTime
+  stopped
+  results {
+    waiting downloading running waitingToRetry completed expired failed
+    pendingVerification verified failedVerification
+  }
+}"#
+    };
+}
+
+const ACTION_FIELDS: &str = action_fields!();
+
+const ACTION: &str = concat!(
+    r#"query action($id: ID!) {
+  action(ref: {id: $id}) { ...ActionFields }
+}
+"#,
+    action_fields!()
+);
+
+const SCHEDULED_ACTION: &str = concat!(
+    r#"query scheduledAction($id: ID!) {
+  scheduledAction(ref: {id: $id}) { id name status approved lastAction { ...ActionFields } }
+}
+"#,
+    action_fields!()
+);
+
+const FIND_BY_NAME: &str = concat!(
+    r#"query scheduledActionsByName($name: String!, $first: Int, $after: Cursor) {
+  scheduledActions(first: $first, after: $after, filter: {path: "name", op: EQ, value: $name}) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { id name status approved lastAction { ...ActionFields } } }
+  }
+}
+"#,
+    action_fields!()
+);
+
+const STOP: &str = r#"mutation actionStop($id: ID!) {
+  actionStop(ref: {id: $id}) { id error { message retryable timedOut } }
+}"#;
+
+const DELETE_SCHEDULED: &str = r#"mutation scheduledActionDelete($id: ID!) {
+  scheduledActionDelete(ref: {id: $id}) { id error { message retryable timedOut } }
+}"#;
+
+const APPROVE: &str = r#"mutation scheduledActionApprove($id: ID!) {
+  scheduledActionApprove(ref: {id: $id}) { id approved error { message retryable timedOut } }
+}"#;
+
+pub(crate) const DOCUMENTS: [(&str, &str); 7] = [
+    ("actionPerform", PERFORM),
+    ("action", ACTION),
+    ("scheduledAction", SCHEDULED_ACTION),
+    ("scheduledActionsByName", FIND_BY_NAME),
+    ("actionStop", STOP),
+    ("scheduledActionDelete", DELETE_SCHEDULED),
+    ("scheduledActionApprove", APPROVE),
+];
+
+// --- what a deployment is -----------------------------------------------------------------------------------
+
+/// A sensor-sourced parameter: its name as the package spec lists it, and the value to use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PackageParam {
+    pub name: String,
+    pub value: String,
+}
+
+/// The package to run and its values (`PackageRefInput`). `params[n]` fills `$n+1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensor_sourced_params: Vec<PackageParam>,
+}
+
+/// Which endpoints, within the action group, the action runs on. One mode only, by construction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An ad-hoc computer group: the filter that was previewed.
+    Filter(Filter),
+    /// Up to 25 endpoints by id.
+    Endpoints(Vec<EndpointId>),
+    /// A computer group defined in Tanium.
+    Group(GroupRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Targets {
+    pub action_group: GroupRef,
+    pub target: Target,
+    pub platforms: Vec<Platform>,
+}
+
+/// `ActionPerformScheduleInput`. All empty: run once, now, on the endpoints online.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribute_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<jiff::Timestamp>,
+}
+
+/// One `actionPerform`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PerformRequest {
+    /// Unique per intent: after an unknown outcome the action is found again by this name.
+    pub name: String,
+    pub comment: String,
+    pub package: PackageRef,
+    pub targets: Targets,
+    pub schedule: Schedule,
+}
+
+impl PerformRequest {
+    /// Reject before sending what the Gateway would reject, or what would deploy something unintended.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let bad = |m: String| Err(GatewayError::InvalidRequest(m));
+        if self.name.trim().is_empty() {
+            return bad("an action needs a name (it is how a lost answer is found again)".into());
+        }
+        if self.package.id.is_none() && self.package.name.is_none() {
+            return bad("the package needs a name or id".into());
+        }
+        if self.targets.action_group.id.is_none() && self.targets.action_group.name.is_none() {
+            return bad("the action group needs a name or id".into());
+        }
+        match &self.targets.target {
+            Target::Filter(f) => f.validate(),
+            Target::Endpoints(ids) if ids.is_empty() => bad("no endpoint ids to target".into()),
+            Target::Endpoints(ids) if ids.len() > MAX_TARGET_ENDPOINTS => bad(format!(
+                "{} endpoint ids; the Gateway takes at most {MAX_TARGET_ENDPOINTS}, use a filter",
+                ids.len()
+            )),
+            Target::Endpoints(_) => Ok(()),
+            Target::Group(g) if g.id.is_none() && g.name.is_none() => {
+                bad("the target group needs a name or id".into())
+            }
+            Target::Group(_) => Ok(()),
+        }
+    }
+
+    /// The `ActionPerformInput` variable.
+    pub fn to_input(&self) -> Value {
+        let mut targets = json!({ "actionGroup": self.targets.action_group });
+        match &self.targets.target {
+            Target::Filter(f) => targets["targetGroup"] = json!({ "filter": f }),
+            Target::Group(g) => targets["targetGroup"] = json!(g),
+            Target::Endpoints(ids) => targets["endpoints"] = json!(ids),
+        }
+        if !self.targets.platforms.is_empty() {
+            targets["platforms"] = json!(self.targets.platforms);
+        }
+        let mut input = json!({
+            "name": self.name,
+            "comment": self.comment,
+            "package": self.package,
+            "targets": targets,
+        });
+        if self.schedule != Schedule::default() {
+            input["schedule"] = json!(self.schedule);
+        }
+        input
+    }
+}
+
+/// One scheduled action `actionPerform` created (there is one per platform).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerformedAction {
+    pub platforms: Vec<Platform>,
+    pub scheduled_action_id: ScheduledActionId,
+    pub action_id: Option<ActionId>,
+}
+
+// --- what an action is doing --------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActionStatus {
+    Open,
+    /// Waiting for approval.
+    Pending,
+    Active,
+    Stopped,
+    Expired,
+    Closed,
+    /// A status a newer Gateway added.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ActionStatus {
+    /// Still able to run on endpoints (and so worth polling and, eventually, stopping).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Open | Self::Pending | Self::Active)
+    }
+}
+
+/// Per-endpoint state counts of one action instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResults {
+    #[serde(default)]
+    pub waiting: u32,
+    #[serde(default)]
+    pub downloading: u32,
+    #[serde(default)]
+    pub running: u32,
+    #[serde(default)]
+    pub waiting_to_retry: u32,
+    #[serde(default)]
+    pub completed: u32,
+    #[serde(default)]
+    pub expired: u32,
+    #[serde(default)]
+    pub failed: u32,
+    #[serde(default)]
+    pub pending_verification: u32,
+    #[serde(default)]
+    pub verified: u32,
+    #[serde(default)]
+    pub failed_verification: u32,
+}
+
+impl ActionResults {
+    /// Endpoints that are done, one way or another (Tanium's definition of "finished").
+    pub fn finished(&self) -> u32 {
+        self.completed + self.expired + self.failed + self.failed_verification + self.verified
+    }
+
+    /// Every endpoint the action instance counts.
+    pub fn total(&self) -> u32 {
+        self.finished()
+            + self.waiting
+            + self.downloading
+            + self.running
+            + self.waiting_to_retry
+            + self.pending_verification
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionState {
+    pub id: ActionId,
+    pub status: ActionStatus,
+    pub expiration_time: Option<jiff::Timestamp>,
+    pub stopped: bool,
+    pub results: ActionResults,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledActionInfo {
+    pub id: ScheduledActionId,
+    pub name: String,
+    /// ENABLED, DISABLED or DELETED.
+    pub status: Option<String>,
+    pub approved: bool,
+    pub last_action: Option<ActionState>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAction {
+    id: ActionId,
+    status: Option<ActionStatus>,
+    expiration_time: Option<String>,
+    #[serde(default)]
+    stopped: bool,
+    results: Option<ActionResults>,
+}
+
+impl From<WireAction> for ActionState {
+    fn from(w: WireAction) -> Self {
+        Self {
+            id: w.id,
+            status: w.status.unwrap_or(ActionStatus::Unknown),
+            expiration_time: parse_time(w.expiration_time.as_deref()),
+            stopped: w.stopped,
+            results: w.results.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireScheduledAction {
+    id: ScheduledActionId,
+    #[serde(default)]
+    name: String,
+    status: Option<String>,
+    #[serde(default)]
+    approved: bool,
+    last_action: Option<WireAction>,
+}
+
+impl From<WireScheduledAction> for ScheduledActionInfo {
+    fn from(w: WireScheduledAction) -> Self {
+        Self {
+            id: w.id,
+            name: w.name,
+            status: w.status,
+            approved: w.approved,
+            last_action: w.last_action.map(Into::into),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePerformPayload {
+    scheduled_actions: Option<Vec<WirePerformPlatform>>,
+    error: Option<SystemError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePerformPlatform {
+    #[serde(default)]
+    platforms: Option<Vec<Platform>>,
+    scheduled_action: WirePerformScheduled,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePerformScheduled {
+    id: ScheduledActionId,
+    last_action: Option<WireId<ActionId>>,
+}
+
+#[derive(Deserialize)]
+struct WireId<T> {
+    id: T,
+}
+
+#[derive(Deserialize)]
+struct WireIdPayload {
+    error: Option<SystemError>,
+}
+
+#[derive(Deserialize)]
+struct WireApprovePayload {
+    approved: Option<bool>,
+    error: Option<SystemError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireScheduledConnection {
+    page_info: WirePageInfo,
+    edges: Vec<WireScheduledEdge>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePageInfo {
+    has_next_page: bool,
+    end_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireScheduledEdge {
+    node: WireScheduledAction,
+}
+
+/// The aliased poll document for `count` actions: `a0: action(ref: {id: $a0}) {...} a1: …`. Ids are variables.
+pub fn batch_poll_document(count: usize) -> String {
+    let mut doc = String::from("query pollActions(");
+    for i in 0..count {
+        let _ = write!(doc, "{}$a{i}: ID!", if i == 0 { "" } else { ", " });
+    }
+    doc.push_str(") {\n");
+    for i in 0..count {
+        let _ = writeln!(
+            doc,
+            "  a{i}: action(ref: {{id: $a{i}}}) {{ ...ActionFields }}"
+        );
+    }
+    doc.push_str("}\n");
+    doc.push_str(ACTION_FIELDS);
+    doc
+}
+
+fn decode_batch(
+    raw: RawResponse,
+    ids: &[ActionId],
+) -> Result<Vec<(ActionId, Option<ActionState>)>, GatewayError> {
+    let Some(mut data) = raw.data.filter(|d| d.is_object()) else {
+        return Err(if raw.errors.is_empty() {
+            GatewayError::Decode {
+                operation: "pollActions",
+                message: "no data in the answer".into(),
+            }
+        } else {
+            GatewayError::GraphQl {
+                operation: "pollActions",
+                errors: raw.errors,
+            }
+        });
+    };
+    // A per-alias error (an id the Gateway no longer knows) nulls that alias only; the rest are good.
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let value = data
+                .get_mut(format!("a{i}"))
+                .map(Value::take)
+                .unwrap_or(Value::Null);
+            let state: Option<WireAction> = decode("pollActions", value)?;
+            Ok((id.clone(), state.map(Into::into)))
+        })
+        .collect()
+}
+
+impl GatewayClient {
+    /// Deploy. Never retried once it may have reached the Gateway: on `OutcomeUnknown`, look the action up with
+    /// [`GatewayClient::find_scheduled_actions`] by `request.name` before ever performing again.
+    pub async fn perform(
+        &self,
+        request: &PerformRequest,
+    ) -> Result<Vec<PerformedAction>, GatewayError> {
+        request.validate()?;
+        let doc = Document::fixed("actionPerform", PERFORM, Repeat::AtMostOnce);
+        let variables = json!({ "input": request.to_input() });
+        self.call(&doc, &variables, |raw| {
+            let payload: WirePerformPayload = data_field("actionPerform", raw, "actionPerform")?;
+            payload_error("actionPerform", payload.error)?;
+            let created = payload.scheduled_actions.unwrap_or_default();
+            if created.is_empty() {
+                return Err(GatewayError::Decode {
+                    operation: "actionPerform",
+                    message: "no scheduled action and no error in the answer".into(),
+                });
+            }
+            Ok(created
+                .into_iter()
+                .map(|p| PerformedAction {
+                    platforms: p.platforms.unwrap_or_default(),
+                    scheduled_action_id: p.scheduled_action.id,
+                    action_id: p.scheduled_action.last_action.map(|a| a.id),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// One action instance's status and results; `None` when the Gateway does not know the id.
+    pub async fn action(&self, id: &ActionId) -> Result<Option<ActionState>, GatewayError> {
+        let doc = Document::fixed("action", ACTION, Repeat::Safe);
+        let state: Option<WireAction> = self
+            .call(&doc, &json!({ "id": id }), |raw| {
+                data_field("action", raw, "action")
+            })
+            .await?;
+        Ok(state.map(Into::into))
+    }
+
+    /// Many actions at once, `batch` per request (aliases in one document). `batch = 1` is the naive way.
+    pub async fn actions(
+        &self,
+        ids: &[ActionId],
+        batch: usize,
+    ) -> Result<HashMap<ActionId, Option<ActionState>>, GatewayError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(batch.clamp(1, POLL_BATCH)) {
+            let doc = Document {
+                operation: "pollActions",
+                query: batch_poll_document(chunk.len()).into(),
+                repeat: Repeat::Safe,
+            };
+            let variables: serde_json::Map<String, Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (format!("a{i}"), json!(id)))
+                .collect();
+            let states = self
+                .call(&doc, &Value::Object(variables), |raw| {
+                    decode_batch(raw, chunk)
+                })
+                .await?;
+            out.extend(states);
+        }
+        Ok(out)
+    }
+
+    /// A scheduled action with its newest action instance (recurring actions get a new one at each reissue).
+    pub async fn scheduled_action(
+        &self,
+        id: &ScheduledActionId,
+    ) -> Result<Option<ScheduledActionInfo>, GatewayError> {
+        let doc = Document::fixed("scheduledAction", SCHEDULED_ACTION, Repeat::Safe);
+        let sa: Option<WireScheduledAction> = self
+            .call(&doc, &json!({ "id": id }), |raw| {
+                data_field("scheduledAction", raw, "scheduledAction")
+            })
+            .await?;
+        Ok(sa.map(Into::into))
+    }
+
+    /// Every scheduled action named exactly `name` (Tanium does not make names unique; we make ours so).
+    pub async fn find_scheduled_actions(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ScheduledActionInfo>, GatewayError> {
+        let doc = Document::fixed("scheduledActionsByName", FIND_BY_NAME, Repeat::Safe);
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let variables = json!({ "name": name, "first": 100, "after": after });
+            let conn: WireScheduledConnection = self
+                .call(&doc, &variables, |raw| {
+                    data_field("scheduledActionsByName", raw, "scheduledActions")
+                })
+                .await?;
+            found.extend(
+                conn.edges
+                    .into_iter()
+                    .map(|e| ScheduledActionInfo::from(e.node))
+                    .filter(|sa| sa.name == name),
+            );
+            match (conn.page_info.has_next_page, conn.page_info.end_cursor) {
+                (true, Some(c)) => after = Some(c),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Stop an action instance. Stopping one that already ended is not an error.
+    pub async fn stop_action(&self, id: &ActionId) -> Result<(), GatewayError> {
+        let doc = Document::fixed("actionStop", STOP, Repeat::Safe);
+        self.call(&doc, &json!({ "id": id }), |raw| {
+            let p: WireIdPayload = data_field("actionStop", raw, "actionStop")?;
+            payload_error("actionStop", p.error)
+        })
+        .await
+    }
+
+    /// Delete a scheduled action so that a recurring action is not reissued.
+    pub async fn delete_scheduled_action(
+        &self,
+        id: &ScheduledActionId,
+    ) -> Result<(), GatewayError> {
+        let doc = Document::fixed("scheduledActionDelete", DELETE_SCHEDULED, Repeat::Safe);
+        self.call(&doc, &json!({ "id": id }), |raw| {
+            let p: WireIdPayload =
+                data_field("scheduledActionDelete", raw, "scheduledActionDelete")?;
+            payload_error("scheduledActionDelete", p.error)
+        })
+        .await
+    }
+
+    /// Approve a scheduled action. Tanium requires a different user than the one who created it; the operator
+    /// never approves its own actions, this is for people and their tools.
+    pub async fn approve_scheduled_action(
+        &self,
+        id: &ScheduledActionId,
+    ) -> Result<bool, GatewayError> {
+        let doc = Document::fixed("scheduledActionApprove", APPROVE, Repeat::Safe);
+        self.call(&doc, &json!({ "id": id }), |raw| {
+            let p: WireApprovePayload =
+                data_field("scheduledActionApprove", raw, "scheduledActionApprove")?;
+            payload_error("scheduledActionApprove", p.error)?;
+            Ok(p.approved.unwrap_or(false))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::filter::FilterOp;
+
+    fn request(target: Target) -> PerformRequest {
+        PerformRequest {
+            name: "tanium-operator/ns/x/0f3c".into(),
+            comment: "c".into(),
+            package: PackageRef {
+                name: Some("Custom Tagging - Add Tags".into()),
+                params: vec!["TheBestEndpoint".into()],
+                ..PackageRef::default()
+            },
+            targets: Targets {
+                action_group: GroupRef {
+                    name: Some("All Computers".into()),
+                    id: None,
+                },
+                target,
+                platforms: vec![],
+            },
+            schedule: Schedule::default(),
+        }
+    }
+
+    #[test]
+    fn perform_input_matches_the_seed() {
+        let r = request(Target::Filter(Filter::any(vec![Filter::sensor(
+            "Computer Name",
+            FilterOp::Eq,
+            "testmachine999",
+        )])));
+        r.validate().unwrap();
+        assert_eq!(
+            r.to_input()["targets"],
+            json!({"actionGroup": {"name": "All Computers"}, "targetGroup": {"filter": {"any": true,
+                "filters": [{"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "testmachine999"}]}}})
+        );
+        assert_eq!(
+            r.to_input()["package"],
+            json!({"name": "Custom Tagging - Add Tags", "params": ["TheBestEndpoint"]})
+        );
+        assert!(r.to_input().get("schedule").is_none());
+        let ids = request(Target::Endpoints(vec!["274177".into()]));
+        assert_eq!(
+            ids.to_input()["targets"],
+            json!({"actionGroup": {"name": "All Computers"}, "endpoints": ["274177"]})
+        );
+    }
+
+    #[test]
+    fn perform_validation() {
+        let too_many = request(Target::Endpoints(
+            (0..26).map(|i| EndpointId(i.to_string())).collect(),
+        ));
+        assert!(
+            too_many
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 25")
+        );
+        assert!(request(Target::Endpoints(vec![])).validate().is_err());
+        let mut unnamed = request(Target::Endpoints(vec!["1".into()]));
+        unnamed.name = " ".into();
+        assert!(unnamed.validate().is_err());
+    }
+
+    #[test]
+    fn schedule_times_are_rfc3339() {
+        let s = Schedule {
+            reissue_seconds: Some(3600),
+            end_time: Some("2026-12-01T00:00:00Z".parse().unwrap()),
+            ..Schedule::default()
+        };
+        assert_eq!(
+            json!(s),
+            json!({"reissueSeconds": 3600, "endTime": "2026-12-01T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn results_arithmetic() {
+        let r = ActionResults {
+            waiting: 1,
+            running: 2,
+            completed: 3,
+            failed: 4,
+            expired: 5,
+            ..ActionResults::default()
+        };
+        assert_eq!(r.finished(), 12);
+        assert_eq!(r.total(), 15);
+        assert!(ActionStatus::Pending.is_open());
+        assert!(!ActionStatus::Expired.is_open());
+        let s: ActionStatus = serde_json::from_value(json!("SOMETHING_NEW")).unwrap();
+        assert_eq!(s, ActionStatus::Unknown);
+    }
+
+    #[test]
+    fn batch_decoding_tolerates_one_unknown_id() {
+        let raw: RawResponse = serde_json::from_value(json!({
+            "data": {"a0": {"id": "1", "status": "OPEN", "stopped": false, "results": {"completed": 2}}, "a1": null},
+            "errors": [{"message": "action not found", "path": ["a1"]}]
+        }))
+        .unwrap();
+        let ids = [ActionId::from("1"), ActionId::from("2")];
+        let got = decode_batch(raw, &ids).unwrap();
+        assert_eq!(got[0].1.as_ref().unwrap().results.completed, 2);
+        assert!(got[1].1.is_none());
+        let all_bad: RawResponse =
+            serde_json::from_value(json!({"data": null, "errors": [{"message": "boom"}]})).unwrap();
+        assert!(matches!(
+            decode_batch(all_bad, &ids),
+            Err(GatewayError::GraphQl { .. })
+        ));
+    }
+}

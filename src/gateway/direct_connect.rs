@@ -1,0 +1,395 @@
+//! Direct Endpoint Connect: a live connection to one endpoint for performance, processes, alerts, and ending a
+//! process. Uses the current family (`directConnect*`) and falls back to the older one (`openDirectConnection`,
+//! `directEndpoint`, `killProcess`) on Gateways that lack it. Connections close after two minutes idle.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::GatewayError;
+use super::transport::{Document, GatewayClient, RawResponse, Repeat};
+use super::{EndpointId, data_field};
+
+const OPEN: &str = r#"mutation directConnectOpen($endpointID: ID!) {
+  directConnectOpen(input: {endpointID: $endpointID}) { connectionID status }
+}"#;
+const STATUS: &str = r#"query directConnectConnectionStatus($connectionID: ID!) {
+  directConnectConnectionStatus(input: {connectionID: $connectionID}) { status }
+}"#;
+const PING: &str = r#"mutation directConnectPing($connectionID: ID!) {
+  directConnectPing(input: {connectionID: $connectionID}) { result }
+}"#;
+const CLOSE: &str = r#"mutation directConnectClose($connectionID: ID!) {
+  directConnectClose(input: {connectionID: $connectionID}) { result }
+}"#;
+const READ: &str = r#"query directConnectEndpoint($connectionID: ID!, $withPerformance: Boolean!, $withProcesses: Boolean!, $withAlerts: Boolean!, $alertsSince: Time!) {
+  directConnectEndpoint(input: {connectionID: $connectionID}) {
+    performance @include(if: $withPerformance) { cpuUsagePercent memoryUsedPercent }
+    processes @include(if: $withProcesses) { all { pid ppid name commandLine userName groupName cpuUsagePercent memoryResidentBytes } }
+    alerts @include(if: $withAlerts) { all(scope: {startTime: $alertsSince}) { key type labels start resolvedAt value firing } }
+  }
+}"#;
+const TERMINATE: &str = r#"mutation directConnectProcessTerminate($connectionID: ID!, $pid: Int!, $name: String!, $signal: Signal!) {
+  directConnectProcessTerminate(input: {connectionID: $connectionID, pid: $pid, name: $name, signal: $signal}) { result }
+}"#;
+
+const LEGACY_OPEN: &str = r#"mutation openDirectConnection($endpointID: ID!) {
+  openDirectConnection(input: {endpointID: $endpointID}) { connectionID }
+}"#;
+const LEGACY_PING: &str = r#"mutation pingDirectConnection($connectionID: ID!) {
+  pingDirectConnection(input: {connectionID: $connectionID}) { result }
+}"#;
+const LEGACY_CLOSE: &str = r#"mutation closeDirectConnection($connectionID: ID!) {
+  closeDirectConnection(input: {connectionID: $connectionID}) { result }
+}"#;
+const LEGACY_READ: &str = r#"query directEndpoint($endpointID: ID!, $withPerformance: Boolean!, $withProcesses: Boolean!, $withAlerts: Boolean!, $alertsSince: Time!) {
+  directEndpoint(input: {endpointID: $endpointID}) {
+    performance @include(if: $withPerformance) { cpuUsagePercent memoryUsedPercent }
+    processes @include(if: $withProcesses) { all { pid ppid name commandLine userName groupName cpuUsagePercent memoryResidentBytes } }
+    alerts @include(if: $withAlerts) { all(scope: {startTime: $alertsSince}) { key type labels start resolvedAt value firing } }
+  }
+}"#;
+const LEGACY_KILL: &str = r#"mutation killProcess($connectionID: ID!, $pid: Int!, $name: String!, $signal: Signal!) {
+  killProcess(input: {connectionID: $connectionID, pid: $pid, name: $name, signal: $signal}) { result }
+}"#;
+
+pub(crate) const DOCUMENTS: [(&str, &str); 11] = [
+    ("directConnectOpen", OPEN),
+    ("directConnectConnectionStatus", STATUS),
+    ("directConnectPing", PING),
+    ("directConnectClose", CLOSE),
+    ("directConnectEndpoint", READ),
+    ("directConnectProcessTerminate", TERMINATE),
+    ("openDirectConnection", LEGACY_OPEN),
+    ("pingDirectConnection", LEGACY_PING),
+    ("closeDirectConnection", LEGACY_CLOSE),
+    ("directEndpoint", LEGACY_READ),
+    ("killProcess", LEGACY_KILL),
+];
+
+/// Which family of Direct Connect operations a Gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Current,
+    Legacy,
+}
+
+/// An open connection to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectConnection {
+    pub id: String,
+    pub endpoint: EndpointId,
+    pub family: Family,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Signal {
+    Sigint,
+    Sigkill,
+    Sigterm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Performance {
+    pub cpu_usage_percent: f64,
+    pub memory_used_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    pub pid: i64,
+    #[serde(default)]
+    pub ppid: i64,
+    pub name: String,
+    #[serde(default)]
+    pub command_line: String,
+    #[serde(default)]
+    pub user_name: String,
+    #[serde(default)]
+    pub group_name: String,
+    #[serde(default)]
+    pub cpu_usage_percent: f64,
+    #[serde(default)]
+    pub memory_resident_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub key: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub labels: Option<Value>,
+    pub start: Option<String>,
+    pub resolved_at: Option<String>,
+    pub value: Option<f64>,
+    pub firing: Option<bool>,
+}
+
+/// What to read in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub performance: bool,
+    pub processes: bool,
+    pub alerts_since: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointSnapshot {
+    pub performance: Option<Performance>,
+    pub processes: Option<Vec<Process>>,
+    pub alerts: Option<Vec<Alert>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireOpen {
+    #[serde(rename = "connectionID")]
+    connection_id: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireStatus {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct WireResult {
+    result: bool,
+}
+
+#[derive(Deserialize)]
+struct WireSnapshot {
+    performance: Option<Performance>,
+    processes: Option<WireAll<Process>>,
+    alerts: Option<WireAll<Alert>>,
+}
+
+#[derive(Deserialize)]
+struct WireAll<T> {
+    all: Option<Vec<T>>,
+}
+
+/// A Gateway without the current family rejects the document as naming an unknown field.
+fn lacks_field(raw: &RawResponse, field: &str) -> bool {
+    raw.errors.iter().any(|e| {
+        let m = e.message.to_ascii_lowercase();
+        m.contains(&field.to_ascii_lowercase())
+            && (m.contains("cannot query field")
+                || m.contains("unknown field")
+                || m.contains("not defined"))
+    })
+}
+
+enum Opened {
+    Current(WireOpen),
+    Absent,
+}
+
+impl GatewayClient {
+    /// Open a connection and wait (up to `ready_timeout`) until it is ready.
+    pub async fn dc_open(
+        &self,
+        endpoint: &EndpointId,
+        ready_timeout: Duration,
+    ) -> Result<DirectConnection, GatewayError> {
+        let doc = Document::fixed("directConnectOpen", OPEN, Repeat::Safe);
+        let vars = json!({ "endpointID": endpoint });
+        let opened = self
+            .call(&doc, &vars, |raw| {
+                if lacks_field(&raw, "directConnectOpen") {
+                    return Ok(Opened::Absent);
+                }
+                data_field("directConnectOpen", raw, "directConnectOpen").map(Opened::Current)
+            })
+            .await?;
+        let open = match opened {
+            Opened::Current(open) => open,
+            Opened::Absent => {
+                tracing::info!("Gateway lacks directConnectOpen; using openDirectConnection");
+                let doc = Document::fixed("openDirectConnection", LEGACY_OPEN, Repeat::Safe);
+                let open: WireOpen = self
+                    .call(&doc, &vars, |raw| {
+                        data_field("openDirectConnection", raw, "openDirectConnection")
+                    })
+                    .await?;
+                return Ok(DirectConnection {
+                    id: open.connection_id,
+                    endpoint: endpoint.clone(),
+                    family: Family::Legacy,
+                });
+            }
+        };
+        let conn = DirectConnection {
+            id: open.connection_id,
+            endpoint: endpoint.clone(),
+            family: Family::Current,
+        };
+        let deadline = tokio::time::Instant::now() + ready_timeout;
+        let mut status = open.status.unwrap_or_else(|| "UNKNOWN".into());
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match status.as_str() {
+                "READY" => return Ok(conn),
+                "ERROR" | "NOT_FOUND" => {
+                    return Err(GatewayError::ConnectionFailed {
+                        endpoint: endpoint.to_string(),
+                        status: format!(
+                            "status {status} (is the endpoint known, online, with the Performance module?)"
+                        ),
+                    });
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    // Don't leave a half-open connection behind; it would idle out, but say goodbye anyway.
+                    let _ = self.dc_close(&conn).await;
+                    return Err(GatewayError::ConnectionFailed {
+                        endpoint: endpoint.to_string(),
+                        status: format!("not ready after {ready_timeout:?} (last status {status})"),
+                    });
+                }
+                _ => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            status = self.dc_status(&conn).await?;
+        }
+    }
+
+    /// UNKNOWN, READY, CONNECTING, ERROR or NOT_FOUND (a closed or idled-out connection).
+    pub async fn dc_status(&self, conn: &DirectConnection) -> Result<String, GatewayError> {
+        if conn.family == Family::Legacy {
+            // The older family has no status query; a ping says whether it is alive.
+            return Ok(if self.dc_ping(conn).await? {
+                "READY"
+            } else {
+                "NOT_FOUND"
+            }
+            .into());
+        }
+        let doc = Document::fixed("directConnectConnectionStatus", STATUS, Repeat::Safe);
+        let s: WireStatus = self
+            .call(&doc, &json!({ "connectionID": conn.id }), |raw| {
+                data_field(
+                    "directConnectConnectionStatus",
+                    raw,
+                    "directConnectConnectionStatus",
+                )
+            })
+            .await?;
+        Ok(s.status)
+    }
+
+    /// Keep the connection from idling out. `false`: the Gateway no longer has it.
+    pub async fn dc_ping(&self, conn: &DirectConnection) -> Result<bool, GatewayError> {
+        let (op, query, field) = match conn.family {
+            Family::Current => ("directConnectPing", PING, "directConnectPing"),
+            Family::Legacy => ("pingDirectConnection", LEGACY_PING, "pingDirectConnection"),
+        };
+        self.dc_result(op, query, field, json!({ "connectionID": conn.id }))
+            .await
+    }
+
+    pub async fn dc_close(&self, conn: &DirectConnection) -> Result<bool, GatewayError> {
+        let (op, query, field) = match conn.family {
+            Family::Current => ("directConnectClose", CLOSE, "directConnectClose"),
+            Family::Legacy => (
+                "closeDirectConnection",
+                LEGACY_CLOSE,
+                "closeDirectConnection",
+            ),
+        };
+        self.dc_result(op, query, field, json!({ "connectionID": conn.id }))
+            .await
+    }
+
+    /// Read what `what` asks for in one request.
+    pub async fn dc_read(
+        &self,
+        conn: &DirectConnection,
+        what: Reading,
+    ) -> Result<EndpointSnapshot, GatewayError> {
+        let (op, query, field, key, id) = match conn.family {
+            Family::Current => (
+                "directConnectEndpoint",
+                READ,
+                "directConnectEndpoint",
+                "connectionID",
+                conn.id.clone(),
+            ),
+            Family::Legacy => (
+                "directEndpoint",
+                LEGACY_READ,
+                "directEndpoint",
+                "endpointID",
+                conn.endpoint.0.clone(),
+            ),
+        };
+        let since = what.alerts_since.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let mut vars = json!({
+            "withPerformance": what.performance,
+            "withProcesses": what.processes,
+            "withAlerts": what.alerts_since.is_some(),
+            "alertsSince": since,
+        });
+        vars[key] = json!(id);
+        let doc = Document::fixed(op, query, Repeat::Safe);
+        let snap: Option<WireSnapshot> = self
+            .call(&doc, &vars, |raw| data_field(op, raw, field))
+            .await?;
+        let snap = snap.ok_or_else(|| GatewayError::ConnectionFailed {
+            endpoint: conn.endpoint.to_string(),
+            status: "the Gateway returned no data for the connection".into(),
+        })?;
+        Ok(EndpointSnapshot {
+            performance: snap.performance,
+            processes: snap.processes.map(|p| p.all.unwrap_or_default()),
+            alerts: snap.alerts.map(|a| a.all.unwrap_or_default()),
+        })
+    }
+
+    /// End a process. At most once: an unknown outcome is reported, never retried.
+    /// `Ok(false)`: the endpoint had no such process (pid and name must both match).
+    pub async fn dc_terminate(
+        &self,
+        conn: &DirectConnection,
+        pid: i64,
+        name: &str,
+        signal: Signal,
+    ) -> Result<bool, GatewayError> {
+        let (op, query, field) = match conn.family {
+            Family::Current => (
+                "directConnectProcessTerminate",
+                TERMINATE,
+                "directConnectProcessTerminate",
+            ),
+            Family::Legacy => ("killProcess", LEGACY_KILL, "killProcess"),
+        };
+        let doc = Document::fixed(op, query, Repeat::AtMostOnce);
+        let vars = json!({ "connectionID": conn.id, "pid": pid, "name": name, "signal": signal });
+        let r: WireResult = self
+            .call(&doc, &vars, |raw| data_field(op, raw, field))
+            .await?;
+        Ok(r.result)
+    }
+
+    async fn dc_result(
+        &self,
+        op: &'static str,
+        query: &'static str,
+        field: &'static str,
+        vars: Value,
+    ) -> Result<bool, GatewayError> {
+        let doc = Document::fixed(op, query, Repeat::Safe);
+        let r: WireResult = self
+            .call(&doc, &vars, |raw| data_field(op, raw, field))
+            .await?;
+        Ok(r.result)
+    }
+}

@@ -1,0 +1,240 @@
+//! One error type for everything the Gateway can do wrong, classified so that callers can decide between
+//! "retry", "tell a person" and "look it up before trying again".
+
+use serde::Deserialize;
+
+/// A GraphQL `errors[]` entry as the Gateway returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GraphQlError {
+    pub message: String,
+    #[serde(default)]
+    pub path: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub extensions: Option<serde_json::Value>,
+}
+
+impl std::fmt::Display for GraphQlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        // `argumentErrors` is where the Gateway says which argument was wrong; worth showing a person.
+        if let Some(args) = self
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("argumentErrors"))
+            .filter(|a| !a.is_null())
+        {
+            write!(f, " (argumentErrors: {args})")?;
+        }
+        Ok(())
+    }
+}
+
+fn join(errors: &[GraphQlError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request never reached the Gateway (connect failure, DNS, TLS handshake).
+    #[error("{operation}: cannot reach the Tanium Gateway: {message}")]
+    Unreachable {
+        operation: &'static str,
+        message: String,
+    },
+
+    /// The request may have been sent but no usable answer came back (timeout, reset, truncated body).
+    #[error("{operation}: no answer from the Tanium Gateway: {message}")]
+    NoAnswer {
+        operation: &'static str,
+        message: String,
+    },
+
+    /// 401, 403, a redirect to a login page, or an HTML page instead of JSON: the token is bad, expired, revoked
+    /// or not trusted from this address. Retrying does not help; a person must act.
+    #[error(
+        "{operation}: the Tanium Gateway rejected the API token ({reason}); check that the token is valid, \
+         not expired, and trusts this client's IP address"
+    )]
+    TokenRejected {
+        operation: &'static str,
+        reason: String,
+    },
+
+    /// Any other HTTP status. 5xx (e.g. 500 "Failed to initialize request" while a backing service is down) and 429
+    /// are retryable.
+    #[error("{operation}: the Tanium Gateway answered HTTP {status}: {body}")]
+    Http {
+        operation: &'static str,
+        status: u16,
+        body: String,
+    },
+
+    /// HTTP 200 with `errors[]`: the query was invalid or the Gateway refused it.
+    #[error("{operation}: {}", join(.errors))]
+    GraphQl {
+        operation: &'static str,
+        errors: Vec<GraphQlError>,
+    },
+
+    /// A mutation's payload `error { message retryable timedOut }`.
+    #[error("{operation}: {message}{}", if *.retryable { " (retryable)" } else { "" })]
+    Payload {
+        operation: &'static str,
+        message: String,
+        retryable: bool,
+        timed_out: bool,
+    },
+
+    /// A mutation that must not run twice may or may not have taken effect. Never retried here: the caller must
+    /// look the result up (for `actionPerform`: by action name) before deciding to try again.
+    #[error("{operation}: outcome unknown, the request may have taken effect: {source}")]
+    OutcomeUnknown {
+        operation: &'static str,
+        #[source]
+        source: Box<GatewayError>,
+    },
+
+    /// The answer was JSON but not the shape the schema promises.
+    #[error("{operation}: unexpected response from the Tanium Gateway: {message}")]
+    Decode {
+        operation: &'static str,
+        message: String,
+    },
+
+    /// A Direct Connect connection could not be made or is gone (endpoint unknown, offline, idle timeout).
+    #[error("direct connection to endpoint {endpoint}: {status}")]
+    ConnectionFailed { endpoint: String, status: String },
+
+    /// The caller asked for something the Gateway cannot be asked (rejected before any request).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// Client construction failed (bad URL, unreadable CA bundle).
+    #[error("gateway client configuration: {0}")]
+    Config(String),
+}
+
+impl GatewayError {
+    /// Worth trying again after a pause (by the client's own retry loop, or a controller's requeue).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::NoAnswer { .. } => true,
+            Self::Http { status, .. } => *status >= 500 || *status == 429,
+            Self::Payload { retryable, .. } => *retryable,
+            Self::GraphQl { errors, .. } => errors.iter().any(is_stale_cursor),
+            Self::TokenRejected { .. }
+            | Self::OutcomeUnknown { .. }
+            | Self::Decode { .. }
+            | Self::ConnectionFailed { .. }
+            | Self::InvalidRequest(_)
+            | Self::Config(_) => false,
+        }
+    }
+
+    /// Needs a person (or a config change): requeue slowly, never in a tight loop.
+    pub fn is_permanent(&self) -> bool {
+        !self.is_retryable() && !matches!(self, Self::OutcomeUnknown { .. })
+    }
+
+    /// A short CamelCase reason for conditions, events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "GatewayUnreachable",
+            Self::NoAnswer { .. } => "GatewayNoAnswer",
+            Self::TokenRejected { .. } => "TokenRejected",
+            Self::Http { .. } => "GatewayHttpError",
+            Self::GraphQl { .. } => "GatewayQueryError",
+            Self::Payload { .. } => "GatewayRefused",
+            Self::OutcomeUnknown { .. } => "OutcomeUnknown",
+            Self::Decode { .. } => "GatewayBadResponse",
+            Self::ConnectionFailed { .. } => "DirectConnectFailed",
+            Self::InvalidRequest(_) => "InvalidRequest",
+            Self::Config(_) => "GatewayConfigError",
+        }
+    }
+
+    /// Did the request certainly not take effect? Only then may a non-idempotent mutation be retried.
+    pub(crate) fn certainly_not_applied(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::TokenRejected { .. } => true,
+            // The Gateway said so itself.
+            Self::Payload { retryable, .. } => *retryable,
+            // Validation errors reject the whole document before execution.
+            Self::GraphQl { .. } => true,
+            Self::Http { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Gateways report an expired or unknown pagination cursor as a GraphQL error; the walk must restart.
+pub(crate) fn is_stale_cursor(e: &GraphQlError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    m.contains("cursor")
+        && (m.contains("expired") || m.contains("invalid") || m.contains("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gql(message: &str) -> GraphQlError {
+        GraphQlError {
+            message: message.into(),
+            path: None,
+            extensions: None,
+        }
+    }
+
+    #[test]
+    fn classification() {
+        let http = |status| GatewayError::Http {
+            operation: "x",
+            status,
+            body: String::new(),
+        };
+        assert!(http(500).is_retryable());
+        assert!(http(503).is_retryable());
+        assert!(http(429).is_retryable());
+        assert!(!http(400).is_retryable());
+        assert!(http(400).is_permanent());
+        let rejected = GatewayError::TokenRejected {
+            operation: "x",
+            reason: "HTTP 401".into(),
+        };
+        assert!(!rejected.is_retryable() && rejected.is_permanent());
+        assert_eq!(rejected.reason(), "TokenRejected");
+        let unknown = GatewayError::OutcomeUnknown {
+            operation: "actionPerform",
+            source: Box::new(GatewayError::NoAnswer {
+                operation: "actionPerform",
+                message: "reset".into(),
+            }),
+        };
+        assert!(!unknown.is_retryable() && !unknown.is_permanent());
+        let stale = GatewayError::GraphQl {
+            operation: "endpoints",
+            errors: vec![gql("cursor expired")],
+        };
+        assert!(stale.is_retryable());
+        let bad = GatewayError::GraphQl {
+            operation: "endpoints",
+            errors: vec![gql("Unknown field \"nope\"")],
+        };
+        assert!(!bad.is_retryable());
+    }
+
+    #[test]
+    fn display_shows_argument_errors() {
+        let e = GraphQlError {
+            message: "bad filter".into(),
+            path: None,
+            extensions: Some(serde_json::json!({"argumentErrors": [{"path": "filter.op"}]})),
+        };
+        assert!(e.to_string().contains("argumentErrors"), "{e}");
+    }
+}

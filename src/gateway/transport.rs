@@ -1,0 +1,427 @@
+//! HTTP transport: one POST per GraphQL document, the `session` header, bounded concurrency, timeouts,
+//! classification of failures and a retry loop that never repeats a mutation which may already have run.
+
+use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use super::error::{GatewayError, GraphQlError};
+
+/// Where the Gateway's single GraphQL endpoint lives under its base URL.
+pub const GRAPHQL_PATH: &str = "plugin/products/gateway/graphql";
+
+/// Everything needed to talk to one Gateway. `Debug` is safe to log: the token is redacted.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Base URL of the Tanium server, e.g. `https://tanium.example.com`.
+    pub url: String,
+    pub token: SecretString,
+    /// Extra trusted CA certificates (PEM, may hold several) for a Gateway behind a private CA.
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Upper bound on requests in flight from this client, shared by every caller.
+    pub max_concurrent_requests: usize,
+}
+
+impl GatewayConfig {
+    pub fn new(url: impl Into<String>, token: SecretString) -> Self {
+        Self {
+            url: url.into(),
+            token,
+            ca_bundle_pem: None,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            max_concurrent_requests: 16,
+        }
+    }
+}
+
+/// Capped exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Total tries of one request, the first included.
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before try `attempt + 1` (attempt counts from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let ceiling = exp.min(self.cap);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+/// May a document be sent again when we cannot tell whether the first send took effect?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Queries and mutations whose repetition is harmless (stop, approve, ping, close).
+    Safe,
+    /// Mutations that must happen at most once (actionPerform, process kills).
+    AtMostOnce,
+}
+
+/// One GraphQL document ready to send.
+#[derive(Debug, Clone)]
+pub struct Document<'a> {
+    /// The `operationName`, also used in logs, errors and metrics.
+    pub operation: &'static str,
+    pub query: Cow<'a, str>,
+    pub repeat: Repeat,
+}
+
+impl Document<'static> {
+    pub const fn fixed(operation: &'static str, query: &'static str, repeat: Repeat) -> Self {
+        Self {
+            operation,
+            query: Cow::Borrowed(query),
+            repeat,
+        }
+    }
+}
+
+/// `data` and `errors` of one answer, before the caller decides what partial data means.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawResponse {
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub errors: Vec<GraphQlError>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    token: RwLock<SecretString>,
+    permits: Semaphore,
+    retry: RetryPolicy,
+}
+
+/// A cheap-to-clone handle on one Gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    inner: Arc<Inner>,
+}
+
+impl GatewayClient {
+    pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let base = reqwest::Url::parse(&config.url)
+            .map_err(|e| GatewayError::Config(format!("Gateway URL {:?}: {e}", config.url)))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(GatewayError::Config(format!(
+                "Gateway URL {:?} must be http or https",
+                config.url
+            )));
+        }
+        let endpoint = join_path(base, GRAPHQL_PATH)?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            // A redirect means a login page: the token was not accepted. Never follow it with the token.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tanium-operator/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| GatewayError::Config(format!("CA bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(GatewayError::Config(
+                    "CA bundle holds no PEM certificate".into(),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| GatewayError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                endpoint,
+                token: RwLock::new(config.token),
+                permits: Semaphore::new(config.max_concurrent_requests.max(1)),
+                retry: config.retry,
+            }),
+        })
+    }
+
+    /// The GraphQL URL this client posts to.
+    pub fn endpoint(&self) -> &str {
+        self.inner.endpoint.as_str()
+    }
+
+    /// Swap the token (rotation, a re-read Secret file) without rebuilding the client.
+    pub fn set_token(&self, token: SecretString) {
+        match self.inner.token.write() {
+            Ok(mut guard) => *guard = token,
+            Err(poisoned) => *poisoned.into_inner() = token,
+        }
+    }
+
+    fn session_header(&self) -> Result<HeaderValue, GatewayError> {
+        let guard = match self.inner.token.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut value = HeaderValue::from_str(guard.expose_secret()).map_err(|_| {
+            GatewayError::Config("the API token contains characters not allowed in a header".into())
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// Send a document and decode its answer with `decode`, retrying what is safe to retry.
+    ///
+    /// `decode` sees the raw answer and turns GraphQL and payload errors into `GatewayError`s, so that a retryable
+    /// payload error is retried here like a 503.
+    pub async fn call<T>(
+        &self,
+        doc: &Document<'_>,
+        variables: &Value,
+        decode: impl Fn(RawResponse) -> Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        let policy = self.inner.retry;
+        let mut attempt = 1;
+        loop {
+            let outcome = match self.send_once(doc, variables).await {
+                Ok(raw) => decode(raw),
+                Err(e) => Err(e),
+            };
+            let err = match outcome {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if doc.repeat == Repeat::AtMostOnce && !err.certainly_not_applied() {
+                tracing::warn!(operation = doc.operation, error = %err, "outcome of a once-only mutation is unknown; not retrying");
+                return Err(GatewayError::OutcomeUnknown {
+                    operation: doc.operation,
+                    source: Box::new(err),
+                });
+            }
+            if !retry_same_request(&err) || attempt >= policy.max_attempts.max(1) {
+                return Err(err);
+            }
+            let pause = policy.delay(attempt);
+            tracing::debug!(operation = doc.operation, attempt, ?pause, error = %err, "retrying Gateway request");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        doc: &Document<'_>,
+        variables: &Value,
+    ) -> Result<RawResponse, GatewayError> {
+        let op = doc.operation;
+        let body = serde_json::json!({
+            "query": doc.query,
+            "variables": variables,
+            "operationName": op,
+        });
+        let session = self.session_header()?;
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| GatewayError::Config("client is shut down".into()))?;
+        let started = Instant::now();
+        let sent = self
+            .inner
+            .http
+            .post(self.inner.endpoint.clone())
+            .header("session", session)
+            .header(CONTENT_TYPE, "application/json")
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Err(classify_send_error(op, &e)),
+        };
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let bytes = response.bytes().await.map_err(|e| GatewayError::NoAnswer {
+            operation: op,
+            message: format!("reading the response body: {}", error_chain(&e)),
+        })?;
+        tracing::debug!(
+            operation = op,
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Gateway request"
+        );
+
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(GatewayError::TokenRejected {
+                operation: op,
+                reason: format!("HTTP {}", status.as_u16()),
+            });
+        }
+        if status.is_redirection() {
+            return Err(GatewayError::TokenRejected {
+                operation: op,
+                reason: format!("HTTP {} redirect to a login page", status.as_u16()),
+            });
+        }
+        if !status.is_success() {
+            return Err(GatewayError::Http {
+                operation: op,
+                status: status.as_u16(),
+                body: snippet(&bytes),
+            });
+        }
+        match serde_json::from_slice::<RawResponse>(&bytes) {
+            Ok(raw) => Ok(raw),
+            // The Gateway answers JSON; an HTML page on 200 is a login or error page in front of it.
+            Err(_) if content_type.contains("html") || looks_like_html(&bytes) => {
+                Err(GatewayError::TokenRejected {
+                    operation: op,
+                    reason: "an HTML page instead of JSON".into(),
+                })
+            }
+            Err(e) => Err(GatewayError::TokenRejected {
+                operation: op,
+                reason: format!("a non-JSON answer ({e})"),
+            }),
+        }
+    }
+}
+
+fn join_path(mut base: reqwest::Url, path: &str) -> Result<reqwest::Url, GatewayError> {
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    base.join(path)
+        .map_err(|e| GatewayError::Config(format!("Gateway URL: {e}")))
+}
+
+/// Only failures where the same request may well succeed next time; GraphQL errors never do.
+fn retry_same_request(e: &GatewayError) -> bool {
+    match e {
+        GatewayError::GraphQl { .. } => false,
+        other => other.is_retryable(),
+    }
+}
+
+fn classify_send_error(operation: &'static str, e: &reqwest::Error) -> GatewayError {
+    let message = error_chain(e);
+    if e.is_connect() {
+        GatewayError::Unreachable { operation, message }
+    } else if e.is_builder() {
+        GatewayError::Config(message)
+    } else {
+        // Timeouts and resets after the request left: it may have been processed.
+        GatewayError::NoAnswer { operation, message }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn looks_like_html(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).to_ascii_lowercase();
+    head.trim_start().starts_with('<')
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for attempt in 1..20 {
+            assert!(p.delay(attempt) <= Duration::from_secs(1));
+        }
+        assert!(p.delay(1) <= Duration::from_millis(100));
+        // Full jitter: over many draws the delays differ.
+        let draws: std::collections::BTreeSet<_> = (0..50).map(|_| p.delay(5)).collect();
+        assert!(draws.len() > 1);
+    }
+
+    #[test]
+    fn endpoint_is_under_the_base_path() {
+        let c = GatewayClient::new(GatewayConfig::new(
+            "https://tanium.example.com/base",
+            SecretString::from("token-x"),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.endpoint(),
+            "https://tanium.example.com/base/plugin/products/gateway/graphql"
+        );
+        assert!(
+            GatewayClient::new(GatewayConfig::new("ftp://x", SecretString::from("t"))).is_err()
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let cfg = GatewayConfig::new("https://t", SecretString::from("token-supersecret"));
+        let client = GatewayClient::new(cfg.clone()).unwrap();
+        assert!(!format!("{cfg:?}").contains("supersecret"));
+        assert!(!format!("{client:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn bad_ca_bundle_is_a_config_error() {
+        let mut cfg = GatewayConfig::new("https://t", SecretString::from("t"));
+        cfg.ca_bundle_pem = Some(b"not a pem".to_vec());
+        assert!(matches!(
+            GatewayClient::new(cfg),
+            Err(GatewayError::Config(_))
+        ));
+    }
+}
