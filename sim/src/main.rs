@@ -1,1 +1,158 @@
-fn main() {}
+//! tanium-sim binary: serve a simulated Tanium API Gateway.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tanium_sim::{Faults, FleetSource, SimConfig, TokenUser};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tanium-sim",
+    about = "A stateful simulator of the Tanium API Gateway"
+)]
+struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Address to bind; the admin API is served there too, without a token.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Number of endpoints to generate (fixtures included).
+    #[arg(long, default_value_t = 100)]
+    fleet: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// JSON file with an array of endpoints; replaces the generated fleet.
+    #[arg(long)]
+    fleet_file: Option<PathBuf>,
+    /// Accepted `session` token, as TOKEN or TOKEN:USER (default user "admin"); repeatable.
+    #[arg(long = "token", hide_env_values = true)]
+    tokens: Vec<String>,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Actions wait for a different user's approval.
+    #[arg(long)]
+    approval_required: bool,
+    /// Direct Connect idle timeout in simulated seconds.
+    #[arg(long, default_value_t = 120.0)]
+    dc_idle_timeout: f64,
+    /// Per-endpoint action failure probability.
+    #[arg(long, default_value_t = 0.0)]
+    failure_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    #[arg(long, default_value_t = 0.0)]
+    http_500_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    graphql_error_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    retryable_error_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    drop_after_commit_rate: f64,
+}
+
+fn parse_token(s: &str) -> Option<TokenUser> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    Some(match s.split_once(':') {
+        Some((t, u)) if !u.is_empty() => TokenUser::new(t, u),
+        Some((t, _)) => TokenUser::new(t, "admin"),
+        None => TokenUser::new(s, "admin"),
+    })
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+
+    // Tokens from the environment keep them off the command line (and out of `ps`).
+    let mut tokens: Vec<TokenUser> = args.tokens.iter().filter_map(|t| parse_token(t)).collect();
+    if let Ok(env) = std::env::var("TANIUM_SIM_TOKENS") {
+        tokens.extend(env.split(',').filter_map(parse_token));
+    }
+    let mut config = SimConfig {
+        bind: SocketAddr::new(args.bind, args.port),
+        fleet: match args.fleet_file {
+            Some(p) => FleetSource::File(p),
+            None => FleetSource::Generated {
+                size: args.fleet,
+                seed: args.seed,
+            },
+        },
+        time_scale: args.time_scale,
+        approval_required: args.approval_required,
+        dc_idle_timeout: Duration::try_from_secs_f64(args.dc_idle_timeout)
+            .unwrap_or(Duration::from_secs(120)),
+        action_failure_rate: args.failure_rate,
+        faults: Faults {
+            latency_ms: args.latency_ms,
+            http_500_rate: args.http_500_rate,
+            graphql_error_rate: args.graphql_error_rate,
+            retryable_error_rate: args.retryable_error_rate,
+            drop_after_commit_rate: args.drop_after_commit_rate,
+            seed: args.seed,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    if tokens.is_empty() {
+        tracing::warn!(
+            "no --token or TANIUM_SIM_TOKENS given: accepting the default development token"
+        );
+    } else {
+        config.tokens = tokens;
+    }
+
+    let server = match tanium_sim::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "tanium-sim failed to start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "tanium-sim listening on {}", server.url());
+    let _ = out.flush();
+    drop(out);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

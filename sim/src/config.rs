@@ -1,0 +1,102 @@
+//! Simulator configuration: what a test or the binary hands to [`crate::start`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the fleet comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetSource {
+    /// A deterministic fleet of `size` endpoints (the fixtures included) generated from `seed`.
+    Generated { size: usize, seed: u64 },
+    /// A JSON array of [`crate::EndpointSpec`].
+    File(PathBuf),
+}
+
+/// One accepted `session` token and the user it authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenUser {
+    pub token: String,
+    pub user: String,
+}
+
+impl TokenUser {
+    pub fn new(token: impl Into<String>, user: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            user: user.into(),
+        }
+    }
+}
+
+// Tokens are credentials: a Debug that printed them would leak them into logs and test output.
+impl fmt::Debug for TokenUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenUser")
+            .field("token", &"<redacted>")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub bind: SocketAddr,
+    pub fleet: FleetSource,
+    pub tokens: Vec<TokenUser>,
+    /// Simulated seconds per real second; 0 freezes the clock (only manual advances move it).
+    pub time_scale: f64,
+    pub approval_required: bool,
+    /// Direct Connect idle timeout, in simulated time.
+    pub dc_idle_timeout: Duration,
+    /// Probability that one endpoint fails one action instance; deterministic from the fleet seed.
+    pub action_failure_rate: f64,
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            fleet: FleetSource::Generated { size: 100, seed: 1 },
+            tokens: vec![TokenUser::new("token-sim", "admin")],
+            time_scale: 1.0,
+            approval_required: false,
+            dc_idle_timeout: Duration::from_secs(120),
+            action_failure_rate: 0.0,
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// The seed that drives per-endpoint durations and failures.
+    pub(crate) fn seed(&self) -> u64 {
+        match self.fleet {
+            FleetSource::Generated { seed, .. } => seed,
+            FleetSource::File(_) => 1,
+        }
+    }
+}
+
+/// Injected faults. `*_rate` are probabilities per request (drawn from `seed`); `*_next` force the
+/// next N eligible requests and are decremented as they are used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    pub latency_ms: u64,
+    pub http_500_rate: f64,
+    pub http_500_next: u32,
+    pub graphql_error_rate: f64,
+    pub graphql_error_next: u32,
+    pub retryable_error_rate: f64,
+    pub retryable_error_next: u32,
+    pub drop_after_commit_rate: f64,
+    pub drop_after_commit_next: u32,
+    /// Limits drop-after-commit to these mutation fields; empty means every mutation.
+    pub drop_operations: Vec<String>,
+    pub seed: u64,
+}

@@ -1,0 +1,155 @@
+//! Fault decisions: which injected failure, if any, one request gets.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::Faults;
+
+/// Mutation fields whose payload has an `error: SystemError`, where a retryable error can be
+/// reported in-band.
+pub(crate) const WITH_ERROR_PAYLOAD: &[&str] = &[
+    "actionPerform",
+    "actionStop",
+    "scheduledActionApprove",
+    "scheduledActionDelete",
+    "apiTokenRotate",
+];
+
+#[derive(Debug)]
+pub(crate) struct FaultState {
+    pub faults: Faults,
+    rng: StdRng,
+}
+
+/// What the HTTP layer decided for one request; resolvers read it from the request data.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FaultPlan {
+    pub latency_ms: u64,
+    pub http_500: bool,
+    pub graphql_error: bool,
+    pub retryable: bool,
+    pub drop_after_commit: bool,
+    pub drop_operations: Vec<String>,
+}
+
+impl FaultPlan {
+    pub(crate) fn drops(&self, field: &str) -> bool {
+        self.drop_after_commit
+            && (self.drop_operations.is_empty() || self.drop_operations.iter().any(|o| o == field))
+    }
+}
+
+impl FaultState {
+    pub(crate) fn new(faults: Faults) -> Self {
+        let rng = StdRng::seed_from_u64(faults.seed);
+        Self { faults, rng }
+    }
+
+    pub(crate) fn set(&mut self, faults: Faults) {
+        *self = Self::new(faults);
+    }
+
+    fn fire(rng: &mut StdRng, next: &mut u32, rate: f64) -> bool {
+        if *next > 0 {
+            *next -= 1;
+            return true;
+        }
+        rate > 0.0 && rng.random::<f64>() < rate.min(1.0)
+    }
+
+    /// `mutation_fields` is empty for queries.
+    pub(crate) fn decide(&mut self, mutation_fields: &[String]) -> FaultPlan {
+        let f = &mut self.faults;
+        let mut plan = FaultPlan {
+            latency_ms: f.latency_ms,
+            drop_operations: f.drop_operations.clone(),
+            ..FaultPlan::default()
+        };
+        if Self::fire(&mut self.rng, &mut f.http_500_next, f.http_500_rate) {
+            plan.http_500 = true;
+            return plan;
+        }
+        if Self::fire(
+            &mut self.rng,
+            &mut f.graphql_error_next,
+            f.graphql_error_rate,
+        ) {
+            plan.graphql_error = true;
+            return plan;
+        }
+        if mutation_fields
+            .iter()
+            .any(|m| WITH_ERROR_PAYLOAD.contains(&m.as_str()))
+            && Self::fire(
+                &mut self.rng,
+                &mut f.retryable_error_next,
+                f.retryable_error_rate,
+            )
+        {
+            plan.retryable = true;
+            return plan;
+        }
+        let droppable = mutation_fields
+            .iter()
+            .any(|m| f.drop_operations.is_empty() || f.drop_operations.contains(m));
+        if droppable
+            && Self::fire(
+                &mut self.rng,
+                &mut f.drop_after_commit_next,
+                f.drop_after_commit_rate,
+            )
+        {
+            plan.drop_after_commit = true;
+        }
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_counters_fire_exactly_n_times_and_only_for_eligible_requests() {
+        let mut s = FaultState::new(Faults {
+            retryable_error_next: 2,
+            ..Faults::default()
+        });
+        let q: Vec<String> = vec![];
+        let m = vec!["actionPerform".to_string()];
+        assert!(!s.decide(&q).retryable);
+        assert!(s.decide(&m).retryable);
+        assert!(s.decide(&m).retryable);
+        assert!(!s.decide(&m).retryable);
+        assert_eq!(s.faults.retryable_error_next, 0);
+    }
+
+    #[test]
+    fn drop_is_limited_to_listed_operations() {
+        let mut s = FaultState::new(Faults {
+            drop_after_commit_next: 1,
+            drop_operations: vec!["actionStop".into()],
+            ..Faults::default()
+        });
+        assert!(!s.decide(&["actionPerform".to_string()]).drop_after_commit);
+        let plan = s.decide(&["actionStop".to_string()]);
+        assert!(plan.drop_after_commit && plan.drops("actionStop") && !plan.drops("actionPerform"));
+    }
+
+    #[test]
+    fn rates_are_deterministic_from_the_seed() {
+        let f = Faults {
+            http_500_rate: 0.5,
+            seed: 9,
+            ..Faults::default()
+        };
+        let run = |f: &Faults| {
+            let mut s = FaultState::new(f.clone());
+            (0..64).map(|_| s.decide(&[]).http_500).collect::<Vec<_>>()
+        };
+        let a = run(&f);
+        assert_eq!(a, run(&f));
+        let hits = a.iter().filter(|h| **h).count();
+        assert!((16..48).contains(&hits), "{hits}");
+    }
+}

@@ -1,0 +1,245 @@
+//! The shared simulator state and the [`Sim`] handle around it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::actions::{Action, ScheduledAction};
+use crate::audit::{AuditEntry, AuditOutcome};
+use crate::clock::Clock;
+use crate::config::{Faults, SimConfig, TokenUser};
+use crate::direct_connect::Connection;
+use crate::faults::FaultState;
+use crate::fleet::EndpointSpec;
+
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub spec: EndpointSpec,
+    /// When it last came online; an action waiting for it starts no earlier.
+    pub online_since: Timestamp,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub clock: Clock,
+    /// The sim time state was last brought up to; readers report as of this instant.
+    pub synced_at: Timestamp,
+    pub seed: u64,
+    pub approval_required: bool,
+    pub dc_idle_timeout: Duration,
+    pub failure_rate: f64,
+    pub tokens: Vec<TokenUser>,
+    pub endpoints: Vec<Endpoint>,
+    pub index: HashMap<String, usize>,
+    pub next_endpoint_id: u64,
+    pub scheduled: BTreeMap<u64, ScheduledAction>,
+    pub actions: BTreeMap<u64, Action>,
+    pub next_id: u64,
+    pub connections: HashMap<String, Connection>,
+    pub next_connection: u64,
+    /// Pagination walks: id → last use of any of its cursors.
+    pub walks: HashMap<u64, Timestamp>,
+    pub next_walk: u64,
+    pub audit: Vec<AuditEntry>,
+    pub faults: FaultState,
+}
+
+impl State {
+    pub(crate) fn new(config: &SimConfig, fleet: Vec<EndpointSpec>) -> Self {
+        let clock = Clock::new(config.time_scale);
+        let now = clock.now();
+        let mut st = Self {
+            clock,
+            synced_at: now,
+            seed: config.seed(),
+            approval_required: config.approval_required,
+            dc_idle_timeout: config.dc_idle_timeout,
+            failure_rate: config.action_failure_rate,
+            tokens: config.tokens.clone(),
+            endpoints: Vec::new(),
+            index: HashMap::new(),
+            next_endpoint_id: 2_000_001,
+            scheduled: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            next_id: 1001,
+            connections: HashMap::new(),
+            next_connection: 1,
+            walks: HashMap::new(),
+            next_walk: 1,
+            audit: Vec::new(),
+            faults: FaultState::new(config.faults.clone()),
+        };
+        st.add_endpoints(fleet);
+        st
+    }
+
+    /// Brings every time-driven process (action progress, reissues, idle connections) up to now.
+    pub(crate) fn sync(&mut self) -> Timestamp {
+        let now = self.clock.now().max(self.synced_at);
+        self.advance_actions(now);
+        self.expire_connections(now);
+        self.synced_at = now;
+        now
+    }
+
+    pub(crate) fn add_endpoints(&mut self, specs: Vec<EndpointSpec>) -> Vec<String> {
+        let now = self.synced_at;
+        let mut ids = Vec::with_capacity(specs.len());
+        for mut spec in specs {
+            if spec.id.is_empty() || self.index.contains_key(&spec.id) {
+                while self.index.contains_key(&self.next_endpoint_id.to_string()) {
+                    self.next_endpoint_id += 1;
+                }
+                spec.id = self.next_endpoint_id.to_string();
+                self.next_endpoint_id += 1;
+            }
+            if spec.ip.is_empty() {
+                let n = self.endpoints.len();
+                spec.ip = format!("10.{}.{}.{}", 200 + (n >> 16) % 50, (n >> 8) & 255, n & 255);
+            }
+            ids.push(spec.id.clone());
+            self.index.insert(spec.id.clone(), self.endpoints.len());
+            self.endpoints.push(Endpoint {
+                spec,
+                online_since: now,
+            });
+        }
+        ids
+    }
+
+    pub(crate) fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+        self.index.get(id).and_then(|i| self.endpoints.get(*i))
+    }
+
+    pub(crate) fn endpoint_mut(&mut self, id: &str) -> Option<&mut Endpoint> {
+        self.index.get(id).and_then(|i| self.endpoints.get_mut(*i))
+    }
+
+    pub(crate) fn set_online(&mut self, id: &str, online: bool) -> bool {
+        let now = self.synced_at;
+        let Some(ep) = self.endpoint_mut(id) else {
+            return false;
+        };
+        if ep.spec.online != online {
+            ep.spec.online = online;
+            if online {
+                ep.online_since = now;
+            }
+        }
+        if !online {
+            // A Direct Connect session cannot outlive the endpoint's connection to Tanium.
+            self.connections.retain(|_, c| c.endpoint != id);
+        }
+        true
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Replaces a token with a fresh one for the same user; returns (token id, new token).
+    pub(crate) fn rotate_token(&mut self, old: &str) -> Option<(String, String)> {
+        let pos = self.tokens.iter().position(|t| t.token == old)?;
+        let fresh = format!("token-{:032x}", rand::random::<u128>());
+        self.tokens[pos].token = fresh.clone();
+        Some(((pos + 1).to_string(), fresh))
+    }
+
+    pub(crate) fn user_for(&self, token: &str) -> Option<String> {
+        self.tokens
+            .iter()
+            .find(|t| t.token == token)
+            .map(|t| t.user.clone())
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        user: &str,
+        operation: &str,
+        operation_name: Option<String>,
+        input: serde_json::Value,
+        outcome: AuditOutcome,
+    ) {
+        let seq = self.audit.len() as u64 + 1;
+        tracing::info!(seq, user, operation, ?outcome, "audit");
+        self.audit.push(AuditEntry {
+            seq,
+            at: self.synced_at,
+            user: user.to_string(),
+            operation: operation.to_string(),
+            operation_name,
+            input,
+            outcome,
+        });
+    }
+}
+
+/// A handle on the running simulator's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sim {
+    inner: Arc<Mutex<State>>,
+}
+
+impl Sim {
+    pub(crate) fn new(state: State) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// Locks the state, already brought up to the current sim time.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written in a way that matters
+        // more than stopping the whole simulator would; keep serving.
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        st.sync();
+        st
+    }
+
+    /// Locks the state without moving time, so one response reads one consistent instant.
+    pub(crate) fn peek(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.lock().audit.clone()
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.faults.clone()
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        self.lock().faults.set(f);
+    }
+
+    pub fn advance(&self, d: Duration) {
+        let mut st = self.lock();
+        st.clock.advance(d);
+        st.sync();
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.lock().synced_at
+    }
+
+    pub fn add_endpoints(&self, eps: Vec<EndpointSpec>) -> Vec<String> {
+        self.lock().add_endpoints(eps)
+    }
+
+    pub fn set_online(&self, endpoint_id: &str, online: bool) -> bool {
+        self.lock().set_online(endpoint_id, online)
+    }
+
+    pub fn endpoint(&self, id: &str) -> Option<EndpointSpec> {
+        self.lock().endpoint(id).map(|e| e.spec.clone())
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.lock().endpoints.len()
+    }
+}
