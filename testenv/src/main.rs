@@ -34,8 +34,10 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(
+                |_| // the readiness probe's failures until the apiserver is up are expected
+                tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off"),
+            ),
         )
         .with_writer(std::io::stderr)
         .init();
