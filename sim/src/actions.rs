@@ -324,7 +324,12 @@ impl State {
             }
         }
         if per_platform.is_empty() {
-            per_platform.push((package.platforms[0], Vec::new()));
+            let first = package
+                .platforms
+                .first()
+                .copied()
+                .unwrap_or(Platform::Windows);
+            per_platform.push((first, Vec::new()));
         }
 
         let now = self.synced_at;
