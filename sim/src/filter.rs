@@ -147,6 +147,7 @@ pub fn matches(filter: &Filter, subject: &impl Subject) -> Result<bool, FilterEr
 /// Compares an actual value with the filter's value. Text comparisons ignore case, as Tanium's do.
 pub fn compare(op: &Op, actual: &str, expected: &str) -> bool {
     match op {
+        // The ASCII check avoids two allocations in the common case; the fallback covers Unicode.
         Op::Eq => {
             actual.eq_ignore_ascii_case(expected)
                 || actual.to_lowercase() == expected.to_lowercase()
