@@ -161,8 +161,8 @@ impl GatewayError {
     pub(crate) fn certainly_not_applied(&self) -> bool {
         match self {
             Self::Unreachable { .. } | Self::TokenRejected { .. } => true,
-            // The Gateway said so itself.
-            Self::Payload { retryable, .. } => *retryable,
+            // The Gateway answered and refused; only a refusal after a backend time-out leaves it open.
+            Self::Payload { timed_out, .. } => !*timed_out,
             // Validation errors reject the whole document before execution.
             Self::GraphQl { .. } => true,
             Self::Http { status, .. } => *status == 429,
@@ -226,6 +226,33 @@ mod tests {
             errors: vec![gql("Unknown field \"nope\"")],
         };
         assert!(!bad.is_retryable());
+    }
+
+    #[test]
+    fn what_certainly_did_not_apply() {
+        let payload = |retryable, timed_out| GatewayError::Payload {
+            operation: "actionPerform",
+            message: "m".into(),
+            retryable,
+            timed_out,
+        };
+        assert!(payload(false, false).certainly_not_applied());
+        assert!(payload(true, false).certainly_not_applied());
+        assert!(!payload(true, true).certainly_not_applied());
+        let no_answer = GatewayError::NoAnswer {
+            operation: "actionPerform",
+            message: "timed out".into(),
+        };
+        assert!(!no_answer.certainly_not_applied());
+        let http500 = GatewayError::Http {
+            operation: "actionPerform",
+            status: 500,
+            body: String::new(),
+        };
+        assert!(
+            !http500.certainly_not_applied(),
+            "a 500 may come after the work was done"
+        );
     }
 
     #[test]
