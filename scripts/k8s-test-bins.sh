@@ -103,9 +103,6 @@ if [[ -z "$external" ]] && cache_hit; then
 	exit 0
 fi
 
-command -v go >/dev/null 2>&1 ||
-	die "Go is needed to build ${want[*]} (https://go.dev/dl/), or set KUBEBUILDER_ASSETS to a directory holding ${TOOLS[*]}"
-
 mkdir -p "$dest"
 exec 9>"$dest/.lock"
 if ! flock -n 9; then
@@ -113,11 +110,19 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-export GOMODCACHE="$dest/.go/mod" GOCACHE="$dest/.go/build" GOPATH="$dest/.go/path"
-# -modcacherw: keep the module cache deletable with a plain rm -rf
-export GOFLAGS="-modcacherw -buildvcs=false" CGO_ENABLED=0 GO111MODULE=on
-export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
-log "Go: $(go version); caches under $dest/.go"
+# setup_go TOOL...: check for Go and point its caches into $dest (only when something must be built)
+go_ready=0
+setup_go() {
+	((go_ready == 0)) || return 0
+	go_ready=1
+	command -v go >/dev/null 2>&1 ||
+		die "Go is needed to build $* (https://go.dev/dl/), or set KUBEBUILDER_ASSETS to a directory holding ${TOOLS[*]}"
+	export GOMODCACHE="$dest/.go/mod" GOCACHE="$dest/.go/build" GOPATH="$dest/.go/path"
+	# -modcacherw: keep the module cache deletable with a plain rm -rf
+	export GOFLAGS="-modcacherw -buildvcs=false" CGO_ENABLED=0 GO111MODULE=on
+	export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+	log "Go: $(go version); caches under $dest/.go"
+}
 
 # install_bin TMPFILE NAME: atomic install into $dest
 install_bin() {
@@ -174,6 +179,7 @@ scratch_module() {
 }
 
 build_kubernetes() { # TOOL...
+	setup_go "$@"
 	local dir="$dest/.work/kubernetes" minor_patch=${K8S_VERSION#v1.}
 	local staging_ver="v0.$minor_patch" t pkgs=()
 	for t in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$t"); done
@@ -226,6 +232,7 @@ debian_etcd() {
 }
 
 build_etcd() {
+	setup_go etcd
 	local dir="$dest/.work/etcd" start=$SECONDS
 	scratch_module "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" go.etcd.io/etcd/server/v3
 	log "building etcd $ETCD_VERSION"
@@ -235,6 +242,7 @@ build_etcd() {
 }
 
 build_helm() {
+	setup_go helm
 	local gobin="$dest/.work/helm-bin" start=$SECONDS
 	rm -rf "$gobin"
 	mkdir -p "$gobin"
@@ -247,12 +255,16 @@ build_helm() {
 }
 
 build_start=$SECONDS
-k8s_tools=()
+missing=()
 for t in "${want[@]}"; do
 	if version_ok "$t" "$dest/$t"; then
 		log "$t: cached ($dest/$t)"
-		continue
+	else
+		missing+=("$t")
 	fi
+done
+k8s_tools=()
+for t in "${missing[@]}"; do
 	case "$t" in
 	kube-apiserver | kubectl) k8s_tools+=("$t") ;;
 	etcd) debian_etcd || build_etcd ;;

@@ -150,8 +150,8 @@ impl ControlPlane {
                 // Straight to the stderr file descriptor: the test harness captures eprintln!.
                 let _ = writeln!(
                     std::io::stderr(),
-                    "\n==== SKIPPED: this test needs a real kube-apiserver: {e}\n==== (run ./scripts/k8s-test-bins.sh, \
-                     or ./scripts/test which does; CI=true or TANIUM_REQUIRE_K8S=1 makes this a failure)\n"
+                    "\n==== SKIPPED: this test needs a real kube-apiserver: {e}\n==== (./scripts/test provides the \
+                     binaries; with CI=true or TANIUM_REQUIRE_K8S=1 this is a failure, not a skip)\n"
                 );
                 None
             }
