@@ -28,6 +28,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Set to keep the temporary directory (certificates, kubeconfig, logs, etcd data) after teardown.
 const KEEP_DIR_ENV: &str = "TANIUM_TESTENV_KEEP_DIR";
 const CLUSTER_NAME: &str = "tanium-testenv";
+/// Temporary directories are `$TMPDIR/tanium-testenv-XXXXXX`, holding the owning process id in `owner.pid`.
+const DIR_PREFIX: &str = "tanium-testenv-";
+const OWNER_FILE: &str = "owner.pid";
 
 /// Who a client or kubeconfig acts as.
 ///
@@ -185,11 +188,13 @@ impl ControlPlane {
 
     async fn try_start(binaries: &Binaries, timeout: Duration) -> Result<Self, Error> {
         let started = Instant::now();
+        remove_abandoned_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("tanium-testenv-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(|e| Error::io("creating a temporary directory", e))?;
         let root = dir.path().to_path_buf();
+        write_private(&root.join(OWNER_FILE), &std::process::id().to_string())?;
         let [etcd_port, peer_port, api_port] = free_ports()?;
 
         let pki = Pki::generate()?;
@@ -383,6 +388,32 @@ impl Drop for ControlPlane {
             }
         }
         tracing::debug!(server_url = %self.server_url, "control plane stopped");
+    }
+}
+
+/// Removes the directories of control planes whose process died without tearing down (SIGKILL: its etcd and
+/// kube-apiserver died with it through the parent-death signal, but nobody removed the directory).
+fn remove_abandoned_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        // No owner file: just being created by someone else; leave it.
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else {
+            continue;
+        };
+        let alive = owner
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            tracing::debug!(dir = %path.display(), "removing an abandoned control plane directory");
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 

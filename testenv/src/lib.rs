@@ -29,7 +29,8 @@
 //! test binary is killed, `std::process::exit`, an abort) every child is spawned with
 //! `prctl(PR_SET_PDEATHSIG, SIGKILL)` from one long-lived spawner thread, so the kernel kills it when this process
 //! dies. (The parent-death signal fires when the *thread* that forked exits, hence the dedicated thread rather than
-//! whichever test or runtime thread happens to call `start`.)
+//! whichever test or runtime thread happens to call `start`.) The temporary directory of a plane whose process
+//! died that way is removed by the next [`ControlPlane::start`] (each directory records its owner's pid).
 //!
 //! # Running several at once
 //! Ports come from the kernel (bind to port 0), every plane has its own temporary directory, and a start that
