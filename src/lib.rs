@@ -1,1 +1,3 @@
+pub mod controller;
+pub mod crd;
 pub mod gateway;

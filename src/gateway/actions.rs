@@ -87,7 +87,11 @@ const APPROVE: &str = r#"mutation scheduledActionApprove($id: ID!) {
   scheduledActionApprove(ref: {id: $id}) { id approved error { message retryable timedOut } }
 }"#;
 
-pub(crate) const DOCUMENTS: [(&str, &str); 7] = [
+/// The Gateway's clock: schedules and expiry times are the Gateway's, so they are compared with its `now`.
+const NOW: &str = "query now { now }";
+
+pub(crate) const DOCUMENTS: [(&str, &str); 8] = [
+    ("now", NOW),
     ("actionPerform", PERFORM),
     ("action", ACTION),
     ("scheduledAction", SCHEDULED_ACTION),
@@ -100,7 +104,7 @@ pub(crate) const DOCUMENTS: [(&str, &str); 7] = [
 // --- what a deployment is -----------------------------------------------------------------------------------
 
 /// A sensor-sourced parameter: its name as the package spec lists it, and the value to use.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PackageParam {
     pub name: String,
     pub value: String,
@@ -139,7 +143,9 @@ pub struct Targets {
 }
 
 /// `ActionPerformScheduleInput`. All empty: run once, now, on the endpoints online.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,7 +256,9 @@ impl ActionStatus {
 }
 
 /// Per-endpoint state counts of one action instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionResults {
     #[serde(default)]
@@ -421,7 +429,7 @@ pub fn batch_poll_document(count: usize) -> String {
     for i in 0..count {
         let _ = write!(doc, "{}$a{i}: ID!", if i == 0 { "" } else { ", " });
     }
-    doc.push_str(") {\n");
+    doc.push_str(") {\n  now\n");
     for i in 0..count {
         let _ = writeln!(
             doc,
@@ -433,10 +441,12 @@ pub fn batch_poll_document(count: usize) -> String {
     doc
 }
 
-fn decode_batch(
-    raw: RawResponse,
-    ids: &[ActionId],
-) -> Result<Vec<(ActionId, Option<ActionState>)>, GatewayError> {
+type Batch = (
+    Option<jiff::Timestamp>,
+    Vec<(ActionId, Option<ActionState>)>,
+);
+
+fn decode_batch(raw: RawResponse, ids: &[ActionId]) -> Result<Batch, GatewayError> {
     let Some(mut data) = raw.data.filter(|d| d.is_object()) else {
         return Err(if raw.errors.is_empty() {
             GatewayError::Decode {
@@ -450,8 +460,10 @@ fn decode_batch(
             }
         });
     };
+    let now = parse_time(data.get("now").and_then(Value::as_str));
     // A per-alias error (an id the Gateway no longer knows) nulls that alias only; the rest are good.
-    ids.iter()
+    let states = ids
+        .iter()
         .enumerate()
         .map(|(i, id)| {
             let value = data
@@ -461,7 +473,8 @@ fn decode_batch(
             let state: Option<WireAction> = decode("pollActions", value)?;
             Ok((id.clone(), state.map(Into::into)))
         })
-        .collect()
+        .collect::<Result<_, GatewayError>>()?;
+    Ok((now, states))
 }
 
 impl GatewayClient {
@@ -496,6 +509,18 @@ impl GatewayClient {
         .await
     }
 
+    /// The Gateway's current time.
+    pub async fn now(&self) -> Result<jiff::Timestamp, GatewayError> {
+        let doc = Document::fixed("now", NOW, Repeat::Safe);
+        let now: String = self
+            .call(&doc, &json!({}), |raw| data_field("now", raw, "now"))
+            .await?;
+        parse_time(Some(&now)).ok_or_else(|| GatewayError::Decode {
+            operation: "now",
+            message: format!("not an RFC 3339 time: {now:?}"),
+        })
+    }
+
     /// One action instance's status and results; `None` when the Gateway does not know the id.
     pub async fn action(&self, id: &ActionId) -> Result<Option<ActionState>, GatewayError> {
         let doc = Document::fixed("action", ACTION, Repeat::Safe);
@@ -513,6 +538,22 @@ impl GatewayClient {
         ids: &[ActionId],
         batch: usize,
     ) -> Result<HashMap<ActionId, Option<ActionState>>, GatewayError> {
+        Ok(self.poll_actions(ids, batch).await?.1)
+    }
+
+    /// [`GatewayClient::actions`], with the Gateway's clock as the last batch saw it (`None` for no ids).
+    pub async fn poll_actions(
+        &self,
+        ids: &[ActionId],
+        batch: usize,
+    ) -> Result<
+        (
+            Option<jiff::Timestamp>,
+            HashMap<ActionId, Option<ActionState>>,
+        ),
+        GatewayError,
+    > {
+        let mut now = None;
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(batch.clamp(1, POLL_BATCH)) {
             let doc = Document {
@@ -525,14 +566,15 @@ impl GatewayClient {
                 .enumerate()
                 .map(|(i, id)| (format!("a{i}"), json!(id)))
                 .collect();
-            let states = self
+            let (at, states) = self
                 .call(&doc, &Value::Object(variables), |raw| {
                     decode_batch(raw, chunk)
                 })
                 .await?;
+            now = at.or(now);
             out.extend(states);
         }
-        Ok(out)
+        Ok((now, out))
     }
 
     /// A scheduled action with its newest action instance (recurring actions get a new one at each reissue).
@@ -726,7 +768,7 @@ mod tests {
         }))
         .unwrap();
         let ids = [ActionId::from("1"), ActionId::from("2")];
-        let got = decode_batch(raw, &ids).unwrap();
+        let (_, got) = decode_batch(raw, &ids).unwrap();
         assert_eq!(got[0].1.as_ref().unwrap().results.completed, 2);
         assert!(got[1].1.is_none());
         let all_bad: RawResponse =

@@ -61,6 +61,8 @@ impl SensorRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointQuery {
     pub filter: Option<Filter>,
+    /// Only these endpoints (combined with `filter` by AND); empty: no restriction.
+    pub ids: Vec<EndpointId>,
     pub sensors: Vec<SensorRequest>,
     pub page_size: u32,
     /// Ask online endpoints live (`source: {ts: …}`) instead of the Tanium Data Service's cached readings.
@@ -71,6 +73,7 @@ impl Default for EndpointQuery {
     fn default() -> Self {
         Self {
             filter: None,
+            ids: Vec::new(),
             sensors: Vec::new(),
             page_size: 500,
             live: None,
@@ -87,6 +90,25 @@ pub struct LiveSource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stable_wait_time: Option<u32>,
     pub max_wait_time: u32,
+}
+
+impl EndpointQuery {
+    /// The `EndpointFieldFilter` variable: the filter, AND any of the ids (by `path`, which only
+    /// `EndpointFieldFilter` has, so this stays out of the shared [`Filter`] type).
+    fn wire_filter(&self) -> Option<serde_json::Value> {
+        let ids = (!self.ids.is_empty()).then(|| {
+            json!({
+                "any": true,
+                "filters": self.ids.iter().map(|id| json!({"path": "id", "op": "EQ", "value": id})).collect::<Vec<_>>(),
+            })
+        });
+        match (&self.filter, ids) {
+            (None, None) => None,
+            (Some(f), None) => Some(json!(f)),
+            (None, Some(ids)) => Some(ids),
+            (Some(f), Some(ids)) => Some(json!({"filters": [f, ids]})),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -221,7 +243,7 @@ impl GatewayClient {
         let variables = json!({
             "first": query.page_size.max(1),
             "after": after,
-            "filter": query.filter,
+            "filter": query.wire_filter(),
             "source": query.live.map(|ts| json!({"ts": ts})),
             "sensors": query.sensors,
             "withSensors": !query.sensors.is_empty(),

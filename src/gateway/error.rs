@@ -158,7 +158,7 @@ impl GatewayError {
     }
 
     /// Did the request certainly not take effect? Only then may a non-idempotent mutation be retried.
-    pub(crate) fn certainly_not_applied(&self) -> bool {
+    pub fn certainly_not_applied(&self) -> bool {
         match self {
             Self::Unreachable { .. } | Self::TokenRejected { .. } => true,
             // The Gateway answered and refused; only a refusal after a backend time-out leaves it open.

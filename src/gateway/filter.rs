@@ -39,8 +39,10 @@ pub struct SensorRef {
     pub params: Vec<SensorParam>,
 }
 
-/// A computer group by name or id (`memberOf`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+/// A computer group or action group by name or id.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub struct GroupRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

@@ -35,7 +35,9 @@ pub const SCHEMA: &str = include_str!("schema.graphql");
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -67,7 +69,19 @@ id_type!(
 );
 
 /// Endpoint operating system families (`EndpointPlatform`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum Platform {
     Unknown,
     Windows,
@@ -76,6 +90,20 @@ pub enum Platform {
     Solaris,
     #[serde(rename = "AIX")]
     Aix,
+}
+
+impl Platform {
+    /// The name the Gateway uses (also the "OS Platform" sensor's value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "Unknown",
+            Self::Windows => "Windows",
+            Self::Linux => "Linux",
+            Self::Mac => "Mac",
+            Self::Solaris => "Solaris",
+            Self::Aix => "AIX",
+        }
+    }
 }
 
 /// Every fixed document the client sends, as (operation name, document), for schema validation.

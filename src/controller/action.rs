@@ -1,0 +1,763 @@
+//! The TaniumAction reconciler. In order: validate → preview → safety gates → record the intent → deploy once →
+//! track results → complete → stop what is still open. Status is the durable record: a terminal object costs no
+//! Gateway request, and an intent without ids is looked up by name before anything is deployed again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalized, finalizer};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt as _};
+use serde_json::json;
+
+use super::{Context, Error, error_policy, preview, tracking};
+use crate::crd::action::{PackageStatus, Phase, ResultCounts, ScheduledActionStatus};
+use crate::crd::{
+    APPROVED_PREVIEW_ANNOTATION, MANAGER, TaniumAction, TaniumActionStatus, condition,
+    set_condition,
+};
+use crate::gateway::actions::{
+    PackageRef, PerformRequest, PerformedAction, Target, Targets as GatewayTargets,
+};
+use crate::gateway::{ActionId, GatewayError, ScheduledActionId, ScheduledActionInfo};
+
+pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
+
+pub async fn controller(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<TaniumAction> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "TaniumAction reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let api: Api<TaniumAction> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalized::Apply(obj) => Reconciler::new(&obj, &ctx, &api).apply().await,
+            Finalized::Cleanup(obj) => Reconciler::new(&obj, &ctx, &api).cleanup().await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    if result.is_ok() {
+        ctx.record_success(&uid);
+    }
+    result
+}
+
+/// One reconcile of one object: the object as read, a working copy of its status, and where to write it.
+struct Reconciler<'a> {
+    obj: &'a TaniumAction,
+    ctx: &'a Context,
+    api: &'a Api<TaniumAction>,
+    status: TaniumActionStatus,
+}
+
+impl<'a> Reconciler<'a> {
+    fn new(obj: &'a TaniumAction, ctx: &'a Context, api: &'a Api<TaniumAction>) -> Self {
+        let mut status = obj.status.clone().unwrap_or_default();
+        status.observed_generation = obj.metadata.generation;
+        Self {
+            obj,
+            ctx,
+            api,
+            status,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.status.phase.unwrap_or(Phase::Pending)
+    }
+
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        set_condition(
+            &mut self.status.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            self.obj.metadata.generation,
+        );
+    }
+
+    fn recurring(&self) -> bool {
+        self.obj.spec.schedule.reissue_seconds.is_some()
+    }
+
+    async fn apply(mut self) -> Result<Action, Error> {
+        let phase = self.phase();
+        if phase.is_terminal() {
+            return self.finished().await;
+        }
+        if phase.is_deployed() {
+            return self.track().await;
+        }
+        if self.obj.spec.suspend {
+            if phase != Phase::Suspended {
+                self.status.phase = Some(Phase::Suspended);
+                self.set(
+                    condition::READY,
+                    false,
+                    "Suspended",
+                    "spec.suspend is true: nothing is deployed until it is false",
+                );
+                self.save().await?;
+                self.event(false, "Suspended", "deployment held by spec.suspend".into())
+                    .await;
+            }
+            return Ok(Action::await_change());
+        }
+        self.prepare_and_deploy().await
+    }
+
+    /// Everything before the deployment; every check can hold it back with a condition and deploys nothing.
+    async fn prepare_and_deploy(mut self) -> Result<Action, Error> {
+        let ctx = self.ctx;
+        let spec = &self.obj.spec;
+        let ns = self.obj.namespace().unwrap_or_default();
+        if let Err(message) = spec.targets.validate() {
+            return self
+                .block("InvalidSpec", message, ctx.config.timing.permanent_error)
+                .await;
+        }
+        if let Some(message) = self.ctx.config.policy.refuses(&ns, &spec.package.name) {
+            return self
+                .block("PolicyDenied", message, ctx.config.timing.permanent_error)
+                .await;
+        }
+        let package = match self
+            .ctx
+            .packages
+            .get(&self.ctx.gateway, &spec.package.name)
+            .await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let message = format!("Tanium has no package named {:?}", spec.package.name);
+                return self
+                    .block("UnknownPackage", message, ctx.config.timing.permanent_error)
+                    .await;
+            }
+            Err(e) => return self.gateway_trouble(e).await,
+        };
+        let sensor_sourced: Vec<&str> = spec
+            .package
+            .sensor_sourced_params
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        if let Err(message) = package.check_params(&spec.package.params, &sensor_sourced) {
+            return self
+                .block("WrongParams", message, ctx.config.timing.permanent_error)
+                .await;
+        }
+        self.status.package = Some(PackageStatus {
+            id: package.id.clone(),
+            name: package.name.clone(),
+        });
+
+        // Preview with the very targets that will be deployed.
+        let found = match preview::find(&self.ctx.gateway, &spec.targets).await {
+            Ok(f) => f,
+            Err(e) => return self.gateway_trouble(e).await,
+        };
+        if !found.unknown_ids.is_empty() {
+            let ids: Vec<String> = found.unknown_ids.iter().map(ToString::to_string).collect();
+            let message = format!(
+                "spec.targets.endpoints: Tanium knows no endpoint with id {}",
+                ids.join(", ")
+            );
+            return self
+                .block("UnknownEndpoints", message, ctx.config.timing.blocked)
+                .await;
+        }
+        let intent =
+            json!({"package": spec.package, "targets": spec.targets, "schedule": spec.schedule});
+        let digest = preview::digest(&intent, found.count);
+        let count = found.count;
+        let first_preview =
+            self.status.preview.as_ref().map(|p| (&p.digest, p.count)) != Some((&digest, count));
+        self.status.preview = Some(found.into_preview(digest.clone()));
+        self.set(
+            condition::PREVIEWED,
+            true,
+            "Previewed",
+            format!("{count} endpoint(s) match; digest {digest}"),
+        );
+        if first_preview {
+            self.event(
+                false,
+                "Previewed",
+                format!("{count} endpoint(s) match the targets (digest {digest})"),
+            )
+            .await;
+        }
+
+        // Safety gates.
+        if count == 0 {
+            return self
+                .block(
+                    "NoTargets",
+                    "no endpoint matches the targets; nothing to deploy".into(),
+                    ctx.config.timing.blocked,
+                )
+                .await;
+        }
+        if let Some(max) = self.ctx.config.policy.max_targets(spec.safety.max_targets)
+            && count > max
+        {
+            let message = format!(
+                "{count} endpoints match, more than the limit of {max} (spec.safety.maxTargets or the operator's \
+                 ceiling); narrow the targets or raise the limit"
+            );
+            return self
+                .block("TooManyTargets", message, ctx.config.timing.blocked)
+                .await;
+        }
+        if spec.safety.require_preview_approval
+            && self.obj.annotations().get(APPROVED_PREVIEW_ANNOTATION) != Some(&digest)
+        {
+            let message = format!(
+                "{count} endpoint(s) would be targeted; to deploy, approve this preview: kubectl annotate \
+                 taniumaction {} -n {ns} --overwrite {APPROVED_PREVIEW_ANNOTATION}={digest}",
+                self.obj.name_any()
+            );
+            let was = self.phase();
+            self.status.phase = Some(Phase::AwaitingPreviewApproval);
+            self.set(
+                condition::READY,
+                false,
+                "AwaitingPreviewApproval",
+                message.clone(),
+            );
+            self.save().await?;
+            if was != Phase::AwaitingPreviewApproval || first_preview {
+                self.event(false, "AwaitingPreviewApproval", message).await;
+            }
+            return Ok(Action::requeue(self.ctx.config.timing.blocked));
+        }
+
+        // Record the intent, durably, before the side effect that must not repeat.
+        self.status.action_name = Some(self.action_name());
+        self.status.phase = Some(Phase::Deploying);
+        self.set(
+            condition::READY,
+            false,
+            "Deploying",
+            "deploying through actionPerform",
+        );
+        self.save().await?;
+        self.deploy().await
+    }
+
+    /// `actionPerform`, once. Only reached with the intent already in status.
+    async fn deploy(mut self) -> Result<Action, Error> {
+        let request = self.perform_request()?;
+        match self.ctx.gateway.perform(&request).await {
+            Ok(created) => {
+                self.ctx.fail_point_after_perform().await;
+                self.adopt_created(&created);
+                let ids: Vec<String> = self
+                    .status
+                    .scheduled_actions
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect();
+                let message = format!(
+                    "deployed as scheduled action(s) {} ({:?})",
+                    ids.join(", "),
+                    request.name
+                );
+                self.set(condition::DEPLOYED, true, "Deployed", message.clone());
+                self.status.phase = Some(Phase::Running);
+                self.save().await?;
+                self.event(false, "Deployed", message).await;
+                Ok(Action::requeue(self.ctx.config.timing.poll_min))
+            }
+            Err(e @ GatewayError::OutcomeUnknown { .. }) => {
+                let message =
+                    format!("{e}; the action will be looked up by name before any new attempt");
+                self.set(
+                    condition::DEPLOYED,
+                    false,
+                    "OutcomeUnknown",
+                    message.clone(),
+                );
+                self.save().await?;
+                self.event(true, "OutcomeUnknown", message).await;
+                Err(e.into())
+            }
+            Err(
+                e @ GatewayError::Payload {
+                    retryable: false, ..
+                },
+            ) => {
+                // The Gateway refused this deployment; the spec is immutable, so it will not change its mind.
+                let message = e.to_string();
+                self.status.phase = Some(Phase::Failed);
+                self.set(condition::DEPLOYED, false, "DeployRefused", message.clone());
+                self.set(condition::READY, false, "DeployRefused", message.clone());
+                self.save().await?;
+                self.event(true, "DeployRefused", message).await;
+                Ok(Action::await_change())
+            }
+            Err(e) => self.gateway_trouble(e).await,
+        }
+    }
+
+    /// Deploying, awaiting approval in Tanium, or running: follow it to its end.
+    async fn track(mut self) -> Result<Action, Error> {
+        if self.status.scheduled_actions.is_empty() {
+            return self.recover().await;
+        }
+        let recurring = self.recurring();
+        let progress = match tracking::poll(
+            &self.ctx.gateway,
+            &mut self.status.scheduled_actions,
+            recurring,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => return self.gateway_trouble(e).await,
+        };
+        let targeted = self.status.preview.as_ref().map_or(0, |p| p.count);
+        self.status.results = Some(ResultCounts {
+            targeted,
+            counts: progress.results,
+        });
+        self.status.expires_at = progress.expires_at.map(Time);
+        let finished = u64::from(progress.results.finished());
+        let now = progress.now;
+        let ended_schedule = self.obj.spec.schedule.end_time.is_none_or(|end| now >= end);
+
+        if !progress.awaiting_approval.is_empty() {
+            let message = format!(
+                "scheduled action(s) {} wait for approval in Tanium by a user other than the operator's \
+                 (the operator never approves its own actions)",
+                progress.awaiting_approval.join(", ")
+            );
+            return self
+                .running(Phase::AwaitingApproval, "AwaitingTaniumApproval", message)
+                .await;
+        }
+        if progress.open.is_empty() {
+            // Tanium closed every instance: read the outcome from the counts.
+            let (phase, reason) = if targeted > 0 && finished >= targeted && !progress.any_stopped {
+                (Phase::Completed, "Completed")
+            } else if progress.any_stopped {
+                (Phase::Stopped, "StoppedInTanium")
+            } else if recurring && !ended_schedule {
+                let message = self.progress_message();
+                return self.running(Phase::Running, "Running", message).await;
+            } else {
+                (Phase::Expired, "Expired")
+            };
+            return self.finish(phase, reason, Vec::new()).await;
+        }
+        if !recurring && targeted > 0 && finished >= targeted {
+            let to_stop = if self.obj.spec.stop_when_complete {
+                progress.open.clone()
+            } else {
+                Vec::new()
+            };
+            return self.finish(Phase::Completed, "Completed", to_stop).await;
+        }
+        if recurring && ended_schedule && targeted > 0 && finished >= targeted {
+            return self
+                .finish(Phase::Completed, "Completed", progress.open.clone())
+                .await;
+        }
+        if let Some(expiry) = progress.expires_at
+            && now >= expiry
+            && !recurring
+        {
+            // Past its expiry and Tanium still shows it open: close it so it cannot linger.
+            return self
+                .finish(Phase::Expired, "Expired", progress.open.clone())
+                .await;
+        }
+        let message = self.progress_message();
+        self.running(Phase::Running, "Running", message).await
+    }
+
+    /// The intent is recorded but no ids are: an `actionPerform` may have happened. Look before deploying again.
+    async fn recover(mut self) -> Result<Action, Error> {
+        let Some(name) = self.status.action_name.clone() else {
+            // Cannot happen through this operator (the name is written with the phase); start over cleanly.
+            self.status.phase = Some(Phase::Pending);
+            self.save().await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        };
+        let found = match self.ctx.gateway.find_scheduled_actions(&name).await {
+            Ok(f) => f,
+            Err(e) => return self.gateway_trouble(e).await,
+        };
+        if found.is_empty() {
+            tracing::info!(action = %name, "no action by this name in Tanium; deploying");
+            return self.deploy().await;
+        }
+        self.adopt_found(&found);
+        let ids: Vec<String> = found.iter().map(|f| f.id.0.clone()).collect();
+        let message = format!(
+            "found scheduled action(s) {} named {name:?} from an earlier attempt whose answer was lost; not deploying again",
+            ids.join(", ")
+        );
+        self.set(condition::DEPLOYED, true, "Recovered", message.clone());
+        self.status.phase = Some(Phase::Running);
+        self.save().await?;
+        self.event(false, "Recovered", message).await;
+        Ok(Action::requeue(self.ctx.config.timing.poll_min))
+    }
+
+    async fn running(
+        mut self,
+        phase: Phase,
+        reason: &str,
+        message: String,
+    ) -> Result<Action, Error> {
+        let was = self.phase();
+        self.status.phase = Some(phase);
+        self.set(condition::READY, false, reason, message.clone());
+        self.set(condition::COMPLETED, false, reason, message.clone());
+        self.save().await?;
+        if was != phase && phase == Phase::AwaitingApproval {
+            self.event(false, "AwaitingTaniumApproval", message).await;
+        }
+        let age = self
+            .status
+            .deployed_at
+            .as_ref()
+            .map_or(Duration::ZERO, |t| {
+                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+            });
+        Ok(Action::requeue(self.ctx.config.timing.poll_interval(age)))
+    }
+
+    /// Stop what is still open, then record the terminal phase.
+    async fn finish(
+        mut self,
+        phase: Phase,
+        reason: &str,
+        to_stop: Vec<ActionId>,
+    ) -> Result<Action, Error> {
+        for id in &to_stop {
+            if let Err(e) = self.ctx.gateway.stop_action(id).await {
+                return self.gateway_trouble(e).await;
+            }
+        }
+        if self.recurring() && !to_stop.is_empty() {
+            for sa in self.status.scheduled_actions.clone() {
+                if let Err(e) = self
+                    .ctx
+                    .gateway
+                    .delete_scheduled_action(&ScheduledActionId(sa.id.clone()))
+                    .await
+                {
+                    return self.gateway_trouble(e).await;
+                }
+            }
+        }
+        let now = Time(jiff::Timestamp::now());
+        if !to_stop.is_empty() {
+            self.status.stopped_at = Some(now.clone());
+            for sa in &mut self.status.scheduled_actions {
+                if sa
+                    .last_action_id
+                    .as_ref()
+                    .is_some_and(|id| to_stop.iter().any(|s| &s.0 == id))
+                {
+                    sa.status = Some("STOPPED".into());
+                }
+            }
+        }
+        self.status.completed_at = Some(now);
+        self.status.phase = Some(phase);
+        let mut message = self.progress_message();
+        if !to_stop.is_empty() {
+            let ids: Vec<String> = to_stop.iter().map(ToString::to_string).collect();
+            message.push_str(&format!(
+                "; stopped action(s) {} that Tanium still showed open",
+                ids.join(", ")
+            ));
+        }
+        let done = phase == Phase::Completed;
+        self.set(condition::COMPLETED, done, reason, message.clone());
+        self.set(condition::READY, done, reason, message.clone());
+        self.save().await?;
+        self.event(!done, reason, message).await;
+        self.finished().await
+    }
+
+    /// A terminal object: nothing to ask the Gateway. Only the TTL remains.
+    async fn finished(self) -> Result<Action, Error> {
+        let Some(ttl) = self.obj.spec.ttl_seconds_after_finished else {
+            return Ok(Action::await_change());
+        };
+        let Some(done) = self.status.completed_at.as_ref().map(|t| t.0) else {
+            return Ok(Action::await_change());
+        };
+        let due = done + jiff::SignedDuration::from_secs(ttl.max(0));
+        let now = jiff::Timestamp::now();
+        if now >= due {
+            tracing::info!(name = %self.obj.name_any(), "deleting: ttlSecondsAfterFinished passed");
+            self.api
+                .delete(&self.obj.name_any(), &DeleteParams::background())
+                .await?;
+            return Ok(Action::await_change());
+        }
+        Ok(Action::requeue(due.duration_since(now).unsigned_abs()))
+    }
+
+    /// Deletion: stop a still-open action (`deletionPolicy: Stop`), or leave it (`Orphan`).
+    async fn cleanup(mut self) -> Result<Action, Error> {
+        use crate::crd::action::DeletionPolicy;
+        let phase = self.phase();
+        if self.obj.spec.deletion_policy == DeletionPolicy::Orphan
+            || !phase.is_deployed()
+            || phase.is_terminal()
+        {
+            return Ok(Action::await_change());
+        }
+        match self.stop_everything().await {
+            Ok(stopped) => {
+                if !stopped.is_empty() {
+                    self.event(
+                        false,
+                        "Stopped",
+                        format!(
+                            "stopped Tanium action(s) {} on deletion",
+                            stopped.join(", ")
+                        ),
+                    )
+                    .await;
+                }
+                Ok(Action::await_change())
+            }
+            Err(e) => {
+                let since = self
+                    .obj
+                    .meta()
+                    .deletion_timestamp
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| {
+                        jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+                    });
+                if since >= self.ctx.config.timing.deletion_timeout {
+                    let message = format!(
+                        "could not stop the Tanium action(s) for {since:?} ({e}); letting the object go and leaving them as they are"
+                    );
+                    self.event(true, "DeletionTimedOut", message).await;
+                    return Ok(Action::await_change());
+                }
+                let message = format!(
+                    "cannot stop the Tanium action(s) yet ({e}); deletion waits up to {:?}, or set deletionPolicy: Orphan",
+                    self.ctx.config.timing.deletion_timeout
+                );
+                self.set(condition::READY, false, "DeletionBlocked", message.clone());
+                self.save().await?;
+                self.event(true, "DeletionBlocked", message).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn stop_everything(&mut self) -> Result<Vec<String>, GatewayError> {
+        if self.status.scheduled_actions.is_empty()
+            && let Some(name) = self.status.action_name.clone()
+        {
+            // Deleted between intent and ids: whatever exists under our name is ours to stop.
+            let found = self.ctx.gateway.find_scheduled_actions(&name).await?;
+            self.adopt_found(&found);
+        }
+        let mut stopped = Vec::new();
+        for sa in &self.status.scheduled_actions {
+            if let Some(id) = &sa.last_action_id {
+                self.ctx.gateway.stop_action(&ActionId(id.clone())).await?;
+                stopped.push(id.clone());
+            }
+            if self.recurring() {
+                self.ctx
+                    .gateway
+                    .delete_scheduled_action(&ScheduledActionId(sa.id.clone()))
+                    .await?;
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Hold the deployment with a condition and an event; nothing is deployed.
+    async fn block(
+        mut self,
+        reason: &str,
+        message: String,
+        retry: Duration,
+    ) -> Result<Action, Error> {
+        let unchanged = self.phase() == Phase::Blocked
+            && condition(&self.status.conditions, condition::READY)
+                .is_some_and(|c| c.reason == reason);
+        self.status.phase = Some(Phase::Blocked);
+        self.set(condition::READY, false, reason, message.clone());
+        self.save().await?;
+        if !unchanged {
+            self.event(true, reason, message).await;
+        }
+        Ok(Action::requeue(retry))
+    }
+
+    /// A Gateway error: a person's problem (token, refusal) gets a condition and a slow requeue; a passing one
+    /// goes to the error policy's backoff.
+    async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
+        let message = e.to_string();
+        let unchanged = condition(&self.status.conditions, condition::READY)
+            .is_some_and(|c| c.reason == e.reason());
+        self.set(condition::READY, false, e.reason(), message.clone());
+        self.save().await?;
+        if !unchanged {
+            self.event(true, e.reason(), message).await;
+        }
+        if e.is_permanent() {
+            Ok(Action::requeue(self.ctx.config.timing.permanent_error))
+        } else {
+            Err(e.into())
+        }
+    }
+
+    fn progress_message(&self) -> String {
+        let r = self.status.results.unwrap_or_default();
+        format!(
+            "{} of {} targeted endpoint(s) finished: {} completed, {} failed, {} expired; {} waiting, {} running",
+            r.counts.finished(),
+            r.targeted,
+            r.counts.completed + r.counts.verified,
+            r.counts.failed + r.counts.failed_verification,
+            r.counts.expired,
+            r.counts.waiting + r.counts.waiting_to_retry,
+            r.counts.downloading + r.counts.running + r.counts.pending_verification,
+        )
+    }
+
+    fn adopt_created(&mut self, created: &[PerformedAction]) {
+        self.status.scheduled_actions = created
+            .iter()
+            .map(|c| ScheduledActionStatus {
+                id: c.scheduled_action_id.0.clone(),
+                platforms: c.platforms.clone(),
+                last_action_id: c.action_id.as_ref().map(|a| a.0.clone()),
+                status: None,
+            })
+            .collect();
+        self.status.deployed_at = Some(Time(jiff::Timestamp::now()));
+    }
+
+    fn adopt_found(&mut self, found: &[ScheduledActionInfo]) {
+        self.status.scheduled_actions = found
+            .iter()
+            .map(|f| ScheduledActionStatus {
+                id: f.id.0.clone(),
+                platforms: Vec::new(),
+                last_action_id: f.last_action.as_ref().map(|a| a.id.0.clone()),
+                status: None,
+            })
+            .collect();
+        if self.status.deployed_at.is_none() {
+            self.status.deployed_at = Some(Time(jiff::Timestamp::now()));
+        }
+    }
+
+    /// Unique per object: the uid makes it findable after a crash, the prefix makes it readable in Tanium.
+    fn action_name(&self) -> String {
+        let prefix = self.obj.spec.action_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                self.obj.namespace().unwrap_or_default(),
+                self.obj.name_any()
+            )
+        });
+        format!("{prefix} [{}]", self.obj.uid().unwrap_or_default())
+    }
+
+    fn perform_request(&self) -> Result<PerformRequest, Error> {
+        let spec = &self.obj.spec;
+        let name = self
+            .status
+            .action_name
+            .clone()
+            .ok_or(Error::MissingField("status.actionName"))?;
+        let target = match (&spec.targets.filter, &spec.targets.endpoints) {
+            (Some(f), _) => Target::Filter(f.clone()),
+            (None, Some(ids)) => Target::Endpoints(ids.clone()),
+            (None, None) => {
+                return Err(Error::MissingField(
+                    "spec.targets.filter or spec.targets.endpoints",
+                ));
+            }
+        };
+        Ok(PerformRequest {
+            name,
+            comment: spec.comment.clone(),
+            package: PackageRef {
+                id: None,
+                name: Some(spec.package.name.clone()),
+                params: spec.package.params.clone(),
+                sensor_sourced_params: spec.package.sensor_sourced_params.clone(),
+            },
+            targets: GatewayTargets {
+                action_group: spec.targets.action_group(),
+                target,
+                platforms: spec.targets.platforms.clone(),
+            },
+            schedule: spec.schedule.clone(),
+        })
+    }
+
+    /// The one place status is written: server-side apply of the whole status, as this operator's field manager.
+    async fn save(&self) -> Result<(), Error> {
+        let patch = json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1",
+            "kind": "TaniumAction",
+            "status": self.status,
+        });
+        self.api
+            .patch_status(
+                &self.obj.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn event(&self, warning: bool, reason: &str, note: String) {
+        self.ctx
+            .event(&self.obj.object_ref(&()), warning, reason, note)
+            .await;
+    }
+}

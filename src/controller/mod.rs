@@ -1,0 +1,257 @@
+//! The controllers: one reconciler per kind, sharing a [`Context`] (clients, configuration, caches) and the
+//! pieces every kind needs (preview, package lookup, action tracking, status writes, events, error policy).
+
+pub mod action;
+mod packages;
+mod preview;
+mod tracking;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::gateway::{GatewayClient, GatewayError};
+
+pub use packages::PackageCache;
+
+/// Admin policy: set by whoever installs the operator, not overridable from a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Namespaces whose objects may deploy; empty: all.
+    pub allowed_namespaces: Vec<String>,
+    /// Package names that may be deployed; empty: all.
+    pub allowed_packages: Vec<String>,
+    /// No object may target more endpoints than this, whatever its `safety.maxTargets` says.
+    pub max_targets_ceiling: Option<u64>,
+}
+
+impl Policy {
+    /// Why the policy refuses a deployment, if it does.
+    pub fn refuses(&self, namespace: &str, package: &str) -> Option<String> {
+        if !self.allowed_namespaces.is_empty()
+            && !self.allowed_namespaces.iter().any(|n| n == namespace)
+        {
+            return Some(format!(
+                "namespace {namespace:?} may not deploy Tanium actions (allowed: {})",
+                self.allowed_namespaces.join(", ")
+            ));
+        }
+        if !self.allowed_packages.is_empty() && !self.allowed_packages.iter().any(|p| p == package)
+        {
+            return Some(format!(
+                "package {package:?} is not allowed by the operator's policy (allowed: {})",
+                self.allowed_packages.join(", ")
+            ));
+        }
+        None
+    }
+
+    /// The stricter of an object's own limit and the ceiling.
+    pub fn max_targets(&self, requested: Option<u64>) -> Option<u64> {
+        match (requested, self.max_targets_ceiling) {
+            (Some(r), Some(c)) => Some(r.min(c)),
+            (r, c) => r.or(c),
+        }
+    }
+}
+
+/// How often to look again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// Results poll right after a deployment; the interval grows with the action's age up to `poll_max`.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    /// Re-check of an object held by a gate (zero targets, awaiting preview approval).
+    pub blocked: Duration,
+    /// Re-check after an error a person must fix (token rejected, unknown package).
+    pub permanent_error: Duration,
+    /// How long a deletion waits for the Gateway before it lets the object go and says so.
+    pub deletion_timeout: Duration,
+    /// Cap of the per-object exponential backoff after retryable errors.
+    pub error_backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            poll_min: Duration::from_secs(2),
+            poll_max: Duration::from_secs(60),
+            blocked: Duration::from_secs(60),
+            permanent_error: Duration::from_secs(300),
+            deletion_timeout: Duration::from_secs(600),
+            error_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timing {
+    /// Fast right after a deployment, slower as it ages, capped.
+    pub fn poll_interval(&self, since_deploy: Duration) -> Duration {
+        (since_deploy / 10).clamp(self.poll_min, self.poll_max.max(self.poll_min))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub policy: Policy,
+    pub timing: Timing,
+    /// Only this namespace is watched; `None`: all.
+    pub namespace: Option<String>,
+    /// Objects reconciled at once.
+    pub concurrency: u16,
+}
+
+/// Test hooks that stop a reconcile at a point where a crash must be survivable. Never set in production.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct FailPoints {
+    /// After `actionPerform` answered and before its ids reach status: hang for ever (the test then kills the
+    /// controller, as a crash at that line would).
+    pub hang_after_perform: AtomicBool,
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub gateway: GatewayClient,
+    pub recorder: Recorder,
+    pub config: Config,
+    pub packages: PackageCache,
+    /// Consecutive failed reconciles per object uid, for capped exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    #[doc(hidden)]
+    pub fail_points: FailPoints,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, gateway: GatewayClient, config: Config) -> Self {
+        let reporter = Reporter {
+            controller: "tanium-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            gateway,
+            config,
+            packages: PackageCache::new(Duration::from_secs(300)),
+            failures: Mutex::new(HashMap::new()),
+            fail_points: FailPoints::default(),
+        }
+    }
+
+    /// Publish an event; a failure to publish is logged, never fatal to the reconcile.
+    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    fn record_success(&self, uid: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(uid);
+        }
+    }
+
+    /// Capped exponential backoff with jitter, per object.
+    fn backoff(&self, uid: &str) -> Duration {
+        let attempts = match self.failures.lock() {
+            Ok(mut f) => {
+                let n = f.entry(uid.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        let base = Duration::from_secs(2).saturating_mul(2u32.saturating_pow(attempts.min(16) - 1));
+        let capped = base.min(self.config.timing.error_backoff_max);
+        let jitter = rand::random_range(0.8..1.2);
+        capped.mul_f64(jitter)
+    }
+
+    #[doc(hidden)]
+    pub async fn fail_point_after_perform(&self) {
+        if self.fail_points.hang_after_perform.load(Ordering::SeqCst) {
+            tracing::warn!("fail point: hanging after actionPerform");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// Metric label and log field.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Gateway(e) => e.reason(),
+            Self::Kube(_) => "KubernetesApiError",
+            Self::Finalizer(_) => "FinalizerError",
+            Self::MissingField(_) => "MalformedObject",
+        }
+    }
+}
+
+/// Requeue after a failed reconcile: per-object capped exponential backoff, never a hot loop.
+pub fn error_policy<K: kube::Resource>(
+    obj: std::sync::Arc<K>,
+    error: &Error,
+    ctx: std::sync::Arc<Context>,
+) -> Action {
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let delay = ctx.backoff(&uid);
+    tracing::warn!(
+        name = obj.meta().name.as_deref().unwrap_or(""),
+        namespace = obj.meta().namespace.as_deref().unwrap_or(""),
+        reason = error.reason(),
+        error = %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Run every controller until `shutdown` resolves.
+pub async fn run(
+    ctx: std::sync::Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    action::controller(ctx, shutdown).await;
+}

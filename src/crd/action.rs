@@ -1,0 +1,250 @@
+//! `TaniumAction` (short name `ta`): deploy one package, once, to the endpoints a preview showed.
+
+// kube's `printcolumn(type_ = ...)` repeats attribute keys by design; clippy reads them as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Preview, Safety, Targets};
+use crate::gateway::actions::{PackageParam, Schedule};
+use crate::gateway::{ActionResults, Platform};
+
+/// Deploy one Tanium package once, through the Tanium API Gateway, after previewing its targets.
+///
+/// What defines the deployment is immutable, as on a Job: to run again, create a new object.
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "tanium-operator.dev",
+    version = "v1alpha1",
+    kind = "TaniumAction",
+    plural = "taniumactions",
+    shortname = "ta",
+    category = "tanium",
+    namespaced,
+    status = "TaniumActionStatus",
+    doc = "Deploy one Tanium package once, through the Tanium API Gateway, after previewing its targets.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Targets",
+        type_ = "integer",
+        json_path = ".status.preview.count"
+    ),
+    printcolumn(
+        name = "Completed",
+        type_ = "integer",
+        json_path = ".status.results.completed"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.results.failed"
+    ),
+    printcolumn(
+        name = "Action",
+        type_ = "string",
+        json_path = ".status.scheduledActions[*].lastActionId"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(
+    "has(self.actionName) == has(oldSelf.actionName) && (!has(self.actionName) || self.actionName == oldSelf.actionName)"
+).message("actionName is immutable; create a new TaniumAction to run again"))]
+#[serde(rename_all = "camelCase")]
+pub struct TaniumActionSpec {
+    #[x_kube(validation = Rule::new("self == oldSelf").message("package is immutable; create a new TaniumAction to run again"))]
+    pub package: PackageSpec,
+
+    #[x_kube(validation = Rule::new("self == oldSelf").message("targets is immutable; create a new TaniumAction to run again"))]
+    pub targets: Targets,
+
+    /// When and how long it runs. Empty: once, now, on the endpoints online.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("schedule is immutable; create a new TaniumAction to run again"))]
+    #[x_kube(validation = Rule::new("!has(self.reissueSeconds) || has(self.endTime)")
+        .message("a recurring action (reissueSeconds) needs an endTime"))]
+    #[x_kube(validation = Rule::new("!has(self.distributeSeconds) || (self.distributeSeconds >= 0 && self.distributeSeconds <= 604800)")
+        .message("distributeSeconds must be between 0 and 604800 (7 days)"))]
+    #[x_kube(validation = Rule::new("!has(self.expireSeconds) || (self.expireSeconds >= 60 && self.expireSeconds <= 2592000)")
+        .message("expireSeconds must be between 60 and 2592000 (30 days)"))]
+    #[x_kube(validation = Rule::new("!has(self.reissueSeconds) || (self.reissueSeconds >= 60 && self.reissueSeconds <= 2592000)")
+        .message("reissueSeconds must be between 60 and 2592000 (30 days)"))]
+    pub schedule: Schedule,
+
+    /// Shown in Tanium's action history.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("comment is immutable"))]
+    pub comment: String,
+
+    /// Prefix of the Tanium action name (default `<namespace>/<name>`); the object's uid is appended so that the
+    /// action can be found again after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub action_name: Option<String>,
+
+    #[serde(default)]
+    pub safety: Safety,
+
+    /// Stop the Tanium action once every target finished, rather than leave it open until it expires.
+    #[serde(default = "yes")]
+    pub stop_when_complete: bool,
+
+    /// What deleting this object does to a Tanium action that is still open.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Hold the deployment (it has no effect once deployed).
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Delete the object this long after it finished, as a Job does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The package and the values of its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageSpec {
+    /// Exact package name, as `packageSpecs` lists it.
+    #[schemars(length(min = 1, max = 512))]
+    pub name: String,
+    /// Positional values: the first fills `$1`, and so on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub params: Vec<String>,
+    /// Values for sensor-sourced parameters, by name (the Gateway reads no sensor: the value is used as given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub sensor_sourced_params: Vec<PackageParam>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Stop the Tanium action (and delete a recurring one's schedule) before the object goes.
+    #[default]
+    Stop,
+    /// Leave the Tanium action as it is.
+    Orphan,
+}
+
+/// Where a TaniumAction is in its life. Terminal phases cost no Gateway request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing done yet.
+    Pending,
+    /// Held by `suspend`.
+    Suspended,
+    /// Held by a safety gate, bad input or policy; `conditions` say why and what to do.
+    Blocked,
+    /// Previewed; waits for the approved-preview annotation.
+    AwaitingPreviewApproval,
+    /// The intent is recorded; `actionPerform` is being (or was just) called.
+    Deploying,
+    /// Deployed; Tanium holds it until a second user approves it there.
+    AwaitingApproval,
+    /// Deployed and running on endpoints.
+    Running,
+    /// Every target finished.
+    Completed,
+    /// The action expired before every target finished.
+    Expired,
+    /// Stopped before every target finished (by deletion, or by someone in Tanium).
+    Stopped,
+    /// Cannot proceed and will not retry (e.g. the Gateway refused the deployment).
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Expired | Self::Stopped | Self::Failed
+        )
+    }
+
+    /// Has an `actionPerform` possibly happened?
+    pub fn is_deployed(self) -> bool {
+        matches!(
+            self,
+            Self::Deploying | Self::AwaitingApproval | Self::Running
+        ) || self.is_terminal()
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PackageStatus {
+    pub id: String,
+    pub name: String,
+}
+
+/// One scheduled action the deployment created (one per platform), and its newest action instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledActionStatus {
+    pub id: String,
+    #[serde(default)]
+    pub platforms: Vec<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action_id: Option<String>,
+    /// The action instance's Tanium status (OPEN, PENDING, ACTIVE, STOPPED, EXPIRED, CLOSED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Per-endpoint result counts summed over the scheduled actions, and how many endpoints were targeted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultCounts {
+    pub targeted: u64,
+    #[serde(flatten)]
+    pub counts: ActionResults,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaniumActionStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageStatus>,
+    /// The exact Tanium action name: recorded before `actionPerform`, so a lost answer is found again by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_actions: Vec<ScheduledActionStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<ResultCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

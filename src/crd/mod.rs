@@ -1,0 +1,172 @@
+//! Custom resource types (group `tanium-operator.dev`, version `v1alpha1`) and what every kind shares:
+//! targeting, safety limits, the filter's schema, conditions.
+
+pub mod action;
+mod schema;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResourceExt as _;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::actions::MAX_TARGET_ENDPOINTS;
+use crate::gateway::{EndpointId, Filter, GroupRef, Platform};
+
+pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
+
+pub const GROUP: &str = "tanium-operator.dev";
+/// Field manager for everything the operator writes.
+pub const MANAGER: &str = "tanium-operator";
+/// `tanium-operator.dev/approved-preview: <digest>`: a person approved this exact preview.
+pub const APPROVED_PREVIEW_ANNOTATION: &str = "tanium-operator.dev/approved-preview";
+/// The action group used when a manifest names none.
+pub const DEFAULT_ACTION_GROUP: &str = "All Computers";
+
+/// Which endpoints a resource acts on: a filter (previewed with `endpoints`, deployed as an ad-hoc computer
+/// group) or up to 25 endpoint ids, within an action group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.filter) != has(self.endpoints)")
+    .message("targets needs exactly one of filter or endpoints"))]
+pub struct Targets {
+    /// The Tanium action group the action runs in (default "All Computers"). It may hold more endpoints than
+    /// the filter selects; the filter narrows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_group: Option<GroupRef>,
+    /// A Gateway filter (`ComputerGroupFilter` shape: sensor comparisons and `memberOf`, combined with
+    /// `filters`/`any`/`negated`). The same filter is previewed and deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Endpoint ids, at most 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 25))]
+    pub endpoints: Option<Vec<EndpointId>>,
+    /// Restrict to these platforms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+}
+
+impl Targets {
+    pub fn action_group(&self) -> GroupRef {
+        self.action_group.clone().unwrap_or_else(|| GroupRef {
+            id: None,
+            name: Some(DEFAULT_ACTION_GROUP.into()),
+        })
+    }
+
+    /// What the schema cannot say (the filter's shape is recursive); the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.filter, &self.endpoints) {
+            (Some(f), None) => f.validate().map_err(|e| format!("spec.targets: {e}")),
+            (None, Some(ids)) if ids.is_empty() || ids.len() > MAX_TARGET_ENDPOINTS => {
+                Err(format!(
+                    "spec.targets.endpoints: between 1 and {MAX_TARGET_ENDPOINTS} ids, got {}",
+                    ids.len()
+                ))
+            }
+            (None, Some(_)) => Ok(()),
+            _ => Err("spec.targets: exactly one of filter or endpoints".into()),
+        }
+    }
+}
+
+/// Limits that hold a deployment back until a person looks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Safety {
+    /// Block the deployment when the preview matches more endpoints than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_targets: Option<u64>,
+    /// Wait for the annotation `tanium-operator.dev/approved-preview: <status.preview.digest>`.
+    #[serde(default)]
+    pub require_preview_approval: bool,
+}
+
+/// What the preview found, as of `observedAt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub count: u64,
+    /// At most ten of the matching endpoints.
+    #[serde(default)]
+    pub sample: Vec<EndpointSample>,
+    /// Names what would be deployed to how many endpoints; approve a preview by copying it into the
+    /// `tanium-operator.dev/approved-preview` annotation.
+    pub digest: String,
+    pub observed_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointSample {
+    pub id: String,
+    pub name: String,
+}
+
+/// Condition types.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const PREVIEWED: &str = "Previewed";
+    pub const DEPLOYED: &str = "Deployed";
+    pub const COMPLETED: &str = "Completed";
+}
+
+/// Set a condition, keeping its transition time when its status did not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let message = message.into();
+    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
+        if c.status != status {
+            c.last_transition_time = Time(jiff::Timestamp::now());
+        }
+        c.status = status;
+        c.reason = reason.into();
+        c.message = message;
+        c.observed_generation = generation;
+    } else {
+        conditions.push(Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: Time(jiff::Timestamp::now()),
+        });
+    }
+}
+
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Every CRD the operator serves, as the YAML documents in `crds/`.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![TaniumAction::crd()]
+}
+
+/// `crds/<plural>.yaml` file name and text for each CRD; `tanium-operator crd --dir crds` writes them.
+pub fn crd_files() -> Result<BTreeMap<String, String>, serde_yaml_ng::Error> {
+    crds()
+        .into_iter()
+        .map(|crd| {
+            let name = format!("{}.yaml", crd.spec.names.plural);
+            let yaml = serde_yaml_ng::to_string(&crd)?;
+            Ok((
+                name,
+                format!("# Generated by `cargo run -- crd --dir crds`; do not edit.\n{yaml}"),
+            ))
+        })
+        .collect()
+}
