@@ -368,37 +368,39 @@ impl<'a> Reconciler<'a> {
                 .running(Phase::AwaitingApproval, "AwaitingTaniumApproval", message)
                 .await;
         }
+        if recurring && !ended_schedule {
+            // Tanium reissues it until its end time; there is nothing to decide before then.
+            let message = self.progress_message();
+            return self.running(Phase::Running, "Running", message).await;
+        }
+        let all_finished = targeted > 0 && finished >= targeted;
+        // Expired endpoints count as finished for Tanium, but they never ran: say so in the phase.
+        let (done_phase, done_reason) = if progress.results.expired > 0 {
+            (Phase::Expired, "Expired")
+        } else {
+            (Phase::Completed, "Completed")
+        };
         if progress.open.is_empty() {
             // Tanium closed every instance: read the outcome from the counts.
-            let (phase, reason) = if targeted > 0 && finished >= targeted && !progress.any_stopped {
-                (Phase::Completed, "Completed")
+            let (phase, reason) = if all_finished {
+                (done_phase, done_reason)
             } else if progress.any_stopped {
                 (Phase::Stopped, "StoppedInTanium")
-            } else if recurring && !ended_schedule {
-                let message = self.progress_message();
-                return self.running(Phase::Running, "Running", message).await;
             } else {
                 (Phase::Expired, "Expired")
             };
             return self.finish(phase, reason, Vec::new()).await;
         }
-        if !recurring && targeted > 0 && finished >= targeted {
-            let to_stop = if self.obj.spec.stop_when_complete {
+        if all_finished {
+            // A recurring action past its end time is closed too, so that its last instance does not linger.
+            let to_stop = if self.obj.spec.stop_when_complete || recurring {
                 progress.open.clone()
             } else {
                 Vec::new()
             };
-            return self.finish(Phase::Completed, "Completed", to_stop).await;
+            return self.finish(done_phase, done_reason, to_stop).await;
         }
-        if recurring && ended_schedule && targeted > 0 && finished >= targeted {
-            return self
-                .finish(Phase::Completed, "Completed", progress.open.clone())
-                .await;
-        }
-        if let Some(expiry) = progress.expires_at
-            && now >= expiry
-            && !recurring
-        {
+        if progress.expires_at.is_some_and(|expiry| now >= expiry) {
             // Past its expiry and Tanium still shows it open: close it so it cannot linger.
             return self
                 .finish(Phase::Expired, "Expired", progress.open.clone())

@@ -406,11 +406,11 @@ fn remove_abandoned_dirs() {
         let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else {
             continue;
         };
-        let alive = owner
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
+        // An empty or partial owner file is one being written right now by a starting plane: leave it too.
+        let Ok(pid) = owner.trim().parse::<u32>() else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
             tracing::debug!(dir = %path.display(), "removing an abandoned control plane directory");
             let _ = std::fs::remove_dir_all(&path);
         }

@@ -1,0 +1,683 @@
+//! TaniumAction end to end: real kube-apiserver + etcd, tanium-sim over HTTP, the controller in-process.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Env, KILL_PACKAGE, OPENSSH_MD5, assert_no_token, phase, ready_reason};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumAction};
+use tanium_sim::{EndpointSpec, Faults, Platform};
+
+fn manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction", "metadata": {"name": name}, "spec": spec})
+}
+
+fn add_tag(tag: &str, targets: serde_json::Value) -> serde_json::Value {
+    json!({"package": {"name": "Custom Tagging - Add Tags", "params": [tag]}, "comment": "integration test", "targets": targets})
+}
+
+fn is(p: &'static str) -> impl Fn(&TaniumAction) -> bool {
+    move |o| phase(o).as_deref() == Some(p)
+}
+
+#[tokio::test]
+async fn seed_examples_deploy_once_and_complete() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("seeds").await;
+
+    // The seed's first example: a custom tag on the machine named testmachine999.
+    env.create(&api, manifest("tag-by-name", add_tag("TheBestEndpoint", json!({
+        "actionGroup": {"name": "All Computers"},
+        "filter": {"any": true, "filters": [{"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "testmachine999"}]}
+    })))).await;
+    // The seed's second: kill OpenSSH by MD5 on Windows, the MD5 as a sensor-sourced parameter.
+    env.create(&api, manifest("kill-openssh", json!({
+        "package": {"name": KILL_PACKAGE, "sensorSourcedParams": [{"name": "Running Processes with MD5 Hash_MD5 Hash", "value": OPENSSH_MD5}]},
+        "comment": "Kill OpenSSH on Windows",
+        "targets": {"filter": {"filters": [
+            {"op": "EQ", "sensor": {"name": "Running Processes with MD5 Hash", "column": "MD5 Hash"}, "value": OPENSSH_MD5},
+            {"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Windows"}
+        ]}}
+    }))).await;
+    // The seed's endpoint-id targeting.
+    env.create(
+        &api,
+        manifest(
+            "tag-by-id",
+            add_tag("ById", json!({"endpoints": ["274177", "12323"]})),
+        ),
+    )
+    .await;
+
+    let tagged = env
+        .wait_for(&api, "tag-by-name", "Completed", is("Completed"))
+        .await;
+    let status = tagged.status.clone().unwrap();
+    assert_eq!(status.preview.as_ref().unwrap().count, 1);
+    assert_eq!(
+        status.preview.as_ref().unwrap().sample[0].name,
+        "testmachine999"
+    );
+    assert_eq!(status.results.unwrap().counts.completed, 1);
+    assert!(
+        status
+            .action_name
+            .as_ref()
+            .unwrap()
+            .contains(tagged.metadata.uid.as_deref().unwrap())
+    );
+    assert!(
+        env.sim
+            .sim()
+            .endpoint("274177")
+            .unwrap()
+            .tags
+            .iter()
+            .any(|t| t == "TheBestEndpoint")
+    );
+    // stopWhenComplete: the action Tanium keeps open until expiry was stopped.
+    let action_id = status.scheduled_actions[0].last_action_id.clone().unwrap();
+    assert_eq!(env.mutations("actionStop", &action_id).len(), 1);
+    assert_eq!(
+        status.scheduled_actions[0].status.as_deref(),
+        Some("STOPPED")
+    );
+
+    let killed = env
+        .wait_for(&api, "kill-openssh", "Completed", is("Completed"))
+        .await;
+    let kstatus = killed.status.clone().unwrap();
+    let targeted = kstatus.preview.unwrap().count;
+    assert!(targeted >= 2, "several Windows endpoints run OpenSSH");
+    assert_eq!(
+        u64::from(kstatus.results.unwrap().counts.completed),
+        targeted
+    );
+    assert!(
+        !env.sim
+            .sim()
+            .endpoint("12323")
+            .unwrap()
+            .processes
+            .iter()
+            .any(|p| p.md5 == OPENSSH_MD5)
+    );
+
+    let by_id = env
+        .wait_for(&api, "tag-by-id", "Completed", is("Completed"))
+        .await;
+    assert_eq!(
+        by_id
+            .status
+            .clone()
+            .unwrap()
+            .results
+            .unwrap()
+            .counts
+            .completed,
+        2
+    );
+
+    for obj in [&tagged, &killed, &by_id] {
+        assert_eq!(env.performs_for(obj), 1);
+        assert_no_token(obj);
+    }
+    let reasons: BTreeSet<String> = env
+        .events("seeds", "tag-by-name")
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    for expected in ["Previewed", "Deployed", "Completed"] {
+        assert!(
+            reasons.contains(expected),
+            "events {reasons:?} lack {expected}"
+        );
+    }
+    // What a person sees.
+    let table = env.kubectl(&["get", "ta", "-n", "seeds"]);
+    println!("{table}");
+    let header = table.lines().next().unwrap();
+    for column in ["PHASE", "TARGETS", "COMPLETED", "FAILED", "ACTION", "AGE"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("tag-by-name"))
+        .unwrap();
+    assert!(
+        row.contains("Completed") && row.contains(&action_id),
+        "{row}"
+    );
+    env.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn gates_bad_input_and_policy_deploy_nothing() {
+    let policy = Policy {
+        allowed_namespaces: Vec::new(),
+        // "No Such Package": an admin may allow a package before it exists in Tanium.
+        allowed_packages: vec![
+            "Custom Tagging - Add Tags".into(),
+            KILL_PACKAGE.into(),
+            "No Such Package".into(),
+        ],
+        max_targets_ceiling: Some(50),
+    };
+    let Some(mut env) = Env::start(policy, |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("gates").await;
+    let windows =
+        json!({"filter": {"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Windows"}});
+
+    let mut too_many = add_tag("x", windows.clone());
+    too_many["safety"] = json!({"maxTargets": 5});
+    env.create(&api, manifest("too-many", too_many)).await;
+    // The admin ceiling (50) holds even when the object allows more.
+    let mut over_ceiling = add_tag("x", windows.clone());
+    over_ceiling["safety"] = json!({"maxTargets": 100000});
+    env.create(&api, manifest("over-ceiling", over_ceiling))
+        .await;
+    env.create(&api, manifest("nobody", add_tag("x", json!({"filter": {"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "no-such-host"}})))).await;
+    env.create(
+        &api,
+        manifest(
+            "unknown-package",
+            json!({"package": {"name": "No Such Package"}, "targets": {"endpoints": ["274177"]}}),
+        ),
+    )
+    .await;
+    env.create(&api, manifest("wrong-params", json!({"package": {"name": "Custom Tagging - Add Tags", "params": ["a", "b"]}, "targets": {"endpoints": ["274177"]}}))).await;
+    env.create(&api, manifest("not-allowed", json!({"package": {"name": "Run Script", "params": ["a", "b"]}, "targets": {"endpoints": ["274177"]}}))).await;
+    env.create(
+        &api,
+        manifest(
+            "unknown-endpoint",
+            add_tag("x", json!({"endpoints": ["274177", "99999999"]})),
+        ),
+    )
+    .await;
+
+    for (name, reason) in [
+        ("too-many", "TooManyTargets"),
+        ("over-ceiling", "TooManyTargets"),
+        ("nobody", "NoTargets"),
+        ("unknown-package", "UnknownPackage"),
+        ("wrong-params", "WrongParams"),
+        ("not-allowed", "PolicyDenied"),
+        ("unknown-endpoint", "UnknownEndpoints"),
+    ] {
+        let obj = env
+            .wait_for(&api, name, reason, |o| {
+                phase(o).as_deref() == Some("Blocked") && ready_reason(o).as_deref() == Some(reason)
+            })
+            .await;
+        let message =
+            &tanium_operator::crd::condition(&obj.status.as_ref().unwrap().conditions, "Ready")
+                .unwrap()
+                .message;
+        assert!(!message.is_empty());
+        println!("{name}: {message}");
+        let events = env.events("gates", name).await;
+        assert!(
+            events.iter().any(|(r, _)| r == reason),
+            "{name}: events {events:?}"
+        );
+        assert_eq!(env.performs_for(&obj), 0, "{name} deployed nothing");
+    }
+    let wrong = api.get("wrong-params").await.unwrap();
+    let wrong_status = wrong.status.unwrap();
+    let msg = &tanium_operator::crd::condition(&wrong_status.conditions, "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("takes 1 parameter(s)") && msg.contains("gives 2"),
+        "{msg}"
+    );
+
+    // Preview approval: held until the digest is in the annotation, then deployed once.
+    let mut approval = add_tag("Approved", json!({"endpoints": ["274177"]}));
+    approval["safety"] = json!({"requirePreviewApproval": true});
+    env.create(&api, manifest("needs-approval", approval)).await;
+    let held = env
+        .wait_for(
+            &api,
+            "needs-approval",
+            "AwaitingPreviewApproval",
+            is("AwaitingPreviewApproval"),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.performs_for(&held), 0);
+    let digest = held.status.unwrap().preview.unwrap().digest;
+    // A wrong digest approves nothing.
+    let annotate = |d: &str| json!({"metadata": {"annotations": {APPROVED_PREVIEW_ANNOTATION: d}}});
+    api.patch(
+        "needs-approval",
+        &PatchParams::default(),
+        &Patch::Merge(annotate("sha256:0000000000000000")),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        phase(&api.get("needs-approval").await.unwrap()).as_deref(),
+        Some("AwaitingPreviewApproval")
+    );
+    api.patch(
+        "needs-approval",
+        &PatchParams::default(),
+        &Patch::Merge(annotate(&digest)),
+    )
+    .await
+    .unwrap();
+    let done = env
+        .wait_for(&api, "needs-approval", "Completed", is("Completed"))
+        .await;
+    assert_eq!(env.performs_for(&done), 1);
+
+    // Suspended: nothing happens until resumed.
+    let mut suspended = add_tag("Later", json!({"endpoints": ["274177"]}));
+    suspended["suspend"] = json!(true);
+    env.create(&api, manifest("suspended", suspended)).await;
+    let s = env
+        .wait_for(&api, "suspended", "Suspended", is("Suspended"))
+        .await;
+    assert_eq!(env.performs_for(&s), 0);
+    api.patch(
+        "suspended",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    env.wait_for(&api, "suspended", "Completed", is("Completed"))
+        .await;
+
+    // The apiserver itself refuses what the schema and CEL rules forbid.
+    let gvk = GroupVersionKind::gvk("tanium-operator.dev", "v1alpha1", "TaniumAction");
+    let raw: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), "gates", &ApiResource::from_gvk(&gvk));
+    let reject = |name: &str, spec: serde_json::Value| {
+        let obj: DynamicObject = serde_json::from_value(manifest(name, spec)).unwrap();
+        let raw = raw.clone();
+        async move { raw.create(&PostParams::default(), &obj).await }
+    };
+    let cases = [
+        (
+            "both-targets",
+            add_tag(
+                "x",
+                json!({"endpoints": ["1"], "filter": {"sensor": {"name": "Computer Name"}, "value": "a"}}),
+            ),
+            "exactly one of filter or endpoints",
+        ),
+        (
+            "no-targets",
+            add_tag("x", json!({})),
+            "exactly one of filter or endpoints",
+        ),
+        (
+            "too-many-ids",
+            add_tag(
+                "x",
+                json!({"endpoints": (0..26).map(|i| i.to_string()).collect::<Vec<_>>()}),
+            ),
+            "26",
+        ),
+        (
+            "recurring-forever",
+            {
+                let mut s = add_tag("x", json!({"endpoints": ["1"]}));
+                s["schedule"] = json!({"reissueSeconds": 3600});
+                s
+            },
+            "needs an endTime",
+        ),
+        (
+            "short-expiry",
+            {
+                let mut s = add_tag("x", json!({"endpoints": ["1"]}));
+                s["schedule"] = json!({"expireSeconds": 5});
+                s
+            },
+            "expireSeconds must be between",
+        ),
+        (
+            "bad-op",
+            add_tag(
+                "x",
+                json!({"filter": {"sensor": {"name": "Computer Name"}, "op": "NEQ", "value": "a"}}),
+            ),
+            "Unsupported value",
+        ),
+        (
+            "no-package",
+            json!({"package": {"name": ""}, "targets": {"endpoints": ["1"]}}),
+            "spec.package.name",
+        ),
+    ];
+    for (name, spec, needle) in cases {
+        match reject(name, spec).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{name}: {s:?}");
+                assert!(s.message.contains(needle), "{name}: {}", s.message);
+            }
+            other => panic!("{name}: the apiserver accepted it: {other:?}"),
+        }
+    }
+    // Immutable once created.
+    let edit = api
+        .patch(
+            "too-many",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"package": {"params": ["y"]}}})),
+        )
+        .await;
+    match edit {
+        Err(kube::Error::Api(s)) => {
+            assert!(s.message.contains("package is immutable"), "{}", s.message)
+        }
+        other => panic!("package edit accepted: {other:?}"),
+    }
+    // The safety limit may change: raising it lets the deployment go.
+    api.patch(
+        "too-many",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"safety": {"maxTargets": 40}}})),
+    )
+    .await
+    .unwrap();
+    let n = api
+        .get("too-many")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .preview
+        .unwrap()
+        .count;
+    if n <= 40 {
+        env.wait_for(&api, "too-many", "Completed", is("Completed"))
+            .await;
+    }
+    env.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn schedules_expiry_deletion_and_ttl() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("lifecycle").await;
+    let offline = env.sim.sim().add_endpoints(vec![EndpointSpec {
+        online: false,
+        ..EndpointSpec::new("offline-box", Platform::Windows)
+    }]);
+
+    // Recurring: reissued until its end time, then complete.
+    let end = env.sim.sim().now() + jiff::SignedDuration::from_secs(150);
+    let mut recurring = add_tag("Again", json!({"endpoints": ["274177"]}));
+    recurring["schedule"] =
+        json!({"reissueSeconds": 60, "expireSeconds": 60, "endTime": end.to_string()});
+    env.create(&api, manifest("recurring", recurring)).await;
+    // Expiry: one endpoint is offline, so the action runs out of time.
+    let mut expiring = add_tag("Expiring", json!({"endpoints": ["274177", offline[0]]}));
+    expiring["schedule"] = json!({"expireSeconds": 60});
+    env.create(&api, manifest("expiring", expiring)).await;
+    // Long-running actions to delete, with each deletion policy.
+    let slow = |policy: &str| {
+        let mut s = add_tag(
+            "Slow",
+            json!({"filter": {"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Linux"}}),
+        );
+        s["schedule"] = json!({"distributeSeconds": 86400});
+        s["deletionPolicy"] = json!(policy);
+        s
+    };
+    env.create(&api, manifest("delete-stop", slow("Stop")))
+        .await;
+    env.create(&api, manifest("delete-orphan", slow("Orphan")))
+        .await;
+    let mut short_lived = add_tag("Brief", json!({"endpoints": ["274177"]}));
+    short_lived["ttlSecondsAfterFinished"] = json!(2);
+    env.create(&api, manifest("ttl", short_lived)).await;
+
+    let mut instances = BTreeSet::new();
+    let recurring_done = loop {
+        let obj = api.get("recurring").await.unwrap();
+        if let Some(id) = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.scheduled_actions.first())
+            .and_then(|s| s.last_action_id.clone())
+        {
+            instances.insert(id);
+        }
+        if phase(&obj).as_deref() == Some("Completed") {
+            break obj;
+        }
+        assert!(
+            instances.len() < 10
+                && env.sim.sim().now() < end + jiff::SignedDuration::from_secs(600),
+            "{:#?}",
+            obj.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        instances.len() >= 2,
+        "the recurring action was reissued: {instances:?}"
+    );
+    assert_eq!(
+        env.performs_for(&recurring_done),
+        1,
+        "reissues are Tanium's, not new deployments"
+    );
+
+    let expired = env
+        .wait_for(&api, "expiring", "Expired", is("Expired"))
+        .await;
+    let r = expired.status.unwrap().results.unwrap();
+    assert_eq!((r.counts.completed, r.counts.expired), (1, 1), "{r:?}");
+
+    for name in ["delete-stop", "delete-orphan"] {
+        env.wait_for(&api, name, "Running", is("Running")).await;
+    }
+    let stop_obj = api.get("delete-stop").await.unwrap();
+    let orphan_obj = api.get("delete-orphan").await.unwrap();
+    let stop_action = stop_obj.status.unwrap().scheduled_actions[0]
+        .last_action_id
+        .clone()
+        .unwrap();
+    let orphan_action = orphan_obj.status.unwrap().scheduled_actions[0]
+        .last_action_id
+        .clone()
+        .unwrap();
+    api.delete("delete-stop", &DeleteParams::default())
+        .await
+        .unwrap();
+    api.delete("delete-orphan", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_gone(&api, "delete-stop").await;
+    env.wait_gone(&api, "delete-orphan").await;
+    assert_eq!(
+        env.mutations("actionStop", &stop_action).len(),
+        1,
+        "deletionPolicy Stop stopped it"
+    );
+    assert!(
+        env.mutations("actionStop", &orphan_action).is_empty(),
+        "deletionPolicy Orphan left it"
+    );
+
+    env.wait_gone(&api, "ttl").await;
+    env.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn exactly_once_across_a_crash_and_a_lost_answer() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let api = env.namespace("crash").await;
+
+    // A crash between actionPerform and the status write: the controller dies right after the Gateway answered.
+    let ctx = env.start_controller();
+    ctx.fail_points
+        .hang_after_perform
+        .store(true, Ordering::SeqCst);
+    let obj = env
+        .create(
+            &api,
+            manifest("crash", add_tag("Crash", json!({"endpoints": ["274177"]}))),
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while env.performs_for(&obj) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no actionPerform");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.stop_controller();
+    let after_crash = api.get("crash").await.unwrap();
+    assert_eq!(
+        phase(&after_crash).as_deref(),
+        Some("Deploying"),
+        "the intent is recorded, the ids are not"
+    );
+    assert!(
+        after_crash
+            .status
+            .as_ref()
+            .unwrap()
+            .scheduled_actions
+            .is_empty()
+    );
+
+    env.start_controller();
+    let done = env
+        .wait_for(&api, "crash", "Completed", is("Completed"))
+        .await;
+    assert_eq!(
+        env.performs_for(&done),
+        1,
+        "found by name after the restart, not deployed again"
+    );
+    let events = env.events("crash", "crash").await;
+    assert!(events.iter().any(|(r, _)| r == "Recovered"), "{events:?}");
+
+    // The Gateway commits the action, then the answer is lost on the way back.
+    env.sim.sim().set_faults(Faults {
+        drop_after_commit_next: 1,
+        drop_operations: vec!["actionPerform".into()],
+        ..Faults::default()
+    });
+    env.create(
+        &api,
+        manifest(
+            "lost-answer",
+            add_tag("Lost", json!({"endpoints": ["274177"]})),
+        ),
+    )
+    .await;
+    let lost = env
+        .wait_for(&api, "lost-answer", "Completed", is("Completed"))
+        .await;
+    assert_eq!(env.performs_for(&lost), 1);
+    let dropped = env
+        .sim
+        .sim()
+        .audit()
+        .into_iter()
+        .filter(|e| matches!(e.outcome, tanium_sim::AuditOutcome::Dropped { .. }))
+        .count();
+    assert_eq!(dropped, 1, "the answer really was dropped");
+    let events = env.events("crash", "lost-answer").await;
+    assert!(
+        events.iter().any(|(r, _)| r == "OutcomeUnknown"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|(r, _)| r == "Recovered"), "{events:?}");
+    env.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn gateway_outage_and_rejected_token() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let api = env.namespace("trouble").await;
+
+    // A rejected token: a clear condition, nothing deployed, no tight loop.
+    env.start_controller_with_token("token-revoked-0000");
+    env.create(
+        &api,
+        manifest("token", add_tag("T", json!({"endpoints": ["274177"]}))),
+    )
+    .await;
+    let rejected = env
+        .wait_for(&api, "token", "TokenRejected", |o| {
+            ready_reason(o).as_deref() == Some("TokenRejected")
+        })
+        .await;
+    let message =
+        tanium_operator::crd::condition(&rejected.status.clone().unwrap().conditions, "Ready")
+            .unwrap()
+            .message
+            .clone();
+    assert!(message.contains("rejected the API token"), "{message}");
+    assert!(
+        !message.contains("token-revoked"),
+        "the token itself never appears"
+    );
+    let events = env.events("trouble", "token").await;
+    assert_eq!(
+        events.iter().filter(|(r, _)| r == "TokenRejected").count(),
+        1,
+        "one event, not one per retry: {events:?}"
+    );
+    assert_eq!(env.performs_for(&rejected), 0);
+
+    // The right token: it proceeds.
+    env.start_controller();
+    env.wait_for(&api, "token", "Completed", is("Completed"))
+        .await;
+
+    // The Gateway's backing service is down (HTTP 500), then back.
+    env.sim.sim().set_faults(Faults {
+        http_500_next: 100_000,
+        ..Faults::default()
+    });
+    env.create(
+        &api,
+        manifest("outage", add_tag("O", json!({"endpoints": ["274177"]}))),
+    )
+    .await;
+    let down = env
+        .wait_for(&api, "outage", "GatewayHttpError", |o| {
+            ready_reason(o).as_deref() == Some("GatewayHttpError")
+        })
+        .await;
+    assert_eq!(env.performs_for(&down), 0);
+    env.sim.sim().set_faults(Faults::default());
+    let back = env
+        .wait_for(&api, "outage", "Completed", is("Completed"))
+        .await;
+    assert_eq!(env.performs_for(&back), 1);
+    assert_no_token(&back);
+    env.assert_exactly_once();
+}

@@ -1,0 +1,303 @@
+//! An operator test environment: a real kube-apiserver + etcd, tanium-sim over HTTP, the CRDs, and the
+//! controllers running in-process (stoppable and restartable, as a crashed and restarted operator would be).
+
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use secrecy::SecretString;
+use tanium_operator::controller::{Config, Context, Policy, Timing};
+use tanium_operator::crd::{self, TaniumAction};
+use tanium_operator::gateway::{GatewayClient, GatewayConfig, RetryPolicy};
+use tanium_sim::{AuditOutcome, FleetSource, SimConfig, SimServer, TokenUser};
+use tanium_testenv::ControlPlane;
+
+pub const TOKEN: &str = "token-operator-integration-7f3a9c";
+pub const OPENSSH_MD5: &str = "4bf0d5083604b3f8c67c6d0dd310e355";
+pub const KILL_PACKAGE: &str = "Kill Process - ||Running Processes with MD5 Hash_MD5 Hash||";
+
+pub struct Env {
+    pub cp: ControlPlane,
+    pub sim: SimServer,
+    pub client: kube::Client,
+    pub policy: Policy,
+    controller: Option<(Arc<Context>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Timing for tests: the same logic, shorter waits.
+pub fn fast_timing() -> Timing {
+    Timing {
+        poll_min: Duration::from_millis(300),
+        poll_max: Duration::from_secs(1),
+        blocked: Duration::from_secs(1),
+        permanent_error: Duration::from_secs(2),
+        deletion_timeout: Duration::from_secs(30),
+        error_backoff_max: Duration::from_secs(2),
+    }
+}
+
+impl Env {
+    /// `None` (after a loud SKIPPED line) when the Kubernetes binaries are missing outside CI.
+    pub async fn start(policy: Policy, tweak: impl FnOnce(&mut SimConfig)) -> Option<Self> {
+        let cp = ControlPlane::start_or_skip().await?;
+        let mut config = SimConfig {
+            fleet: FleetSource::Generated { size: 200, seed: 7 },
+            tokens: vec![
+                TokenUser::new(TOKEN, "operator"),
+                TokenUser::new("token-second-person", "approver"),
+            ],
+            // Sim seconds per real second: actions finish in a second or two, expiry in a few.
+            time_scale: 20.0,
+            ..SimConfig::default()
+        };
+        tweak(&mut config);
+        let sim = tanium_sim::start(config).await.expect("sim starts");
+        let client = cp.client();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for c in crd::crds() {
+            let name = c.metadata.name.clone().expect("CRD name");
+            crds.patch(
+                &name,
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&c),
+            )
+            .await
+            .expect("CRD applies");
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(crds.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .expect("CRD established in time")
+            .expect("CRD watch");
+        }
+        Some(Self {
+            cp,
+            sim,
+            client,
+            policy,
+            controller: None,
+        })
+    }
+
+    pub fn gateway(&self, token: &str) -> GatewayClient {
+        let mut config = GatewayConfig::new(self.sim.url(), SecretString::from(token.to_owned()));
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        };
+        config.request_timeout = Duration::from_secs(5);
+        GatewayClient::new(config).expect("gateway client")
+    }
+
+    /// Start the controllers with a fresh context (as a restarted process has).
+    pub fn start_controller(&mut self) -> Arc<Context> {
+        self.start_controller_with_token(TOKEN)
+    }
+
+    pub fn start_controller_with_token(&mut self, token: &str) -> Arc<Context> {
+        self.stop_controller();
+        let config = Config {
+            policy: self.policy.clone(),
+            timing: fast_timing(),
+            namespace: None,
+            concurrency: 8,
+        };
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            self.gateway(token),
+            config,
+        ));
+        let task = tokio::spawn(tanium_operator::controller::run(
+            ctx.clone(),
+            std::future::pending(),
+        ));
+        self.controller = Some((ctx.clone(), task));
+        ctx
+    }
+
+    /// Kill the controllers mid-flight: the task is dropped wherever it is, as a SIGKILL would leave it.
+    pub fn stop_controller(&mut self) {
+        if let Some((_, task)) = self.controller.take() {
+            task.abort();
+        }
+    }
+
+    pub async fn namespace(&self, name: &str) -> Api<TaniumAction> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace created");
+        Api::namespaced(self.client.clone(), name)
+    }
+
+    /// Create a TaniumAction from its manifest's JSON form.
+    pub async fn create(
+        &self,
+        api: &Api<TaniumAction>,
+        manifest: serde_json::Value,
+    ) -> TaniumAction {
+        let obj: TaniumAction =
+            serde_json::from_value(manifest).expect("manifest is a TaniumAction");
+        api.create(&PostParams::default(), &obj)
+            .await
+            .expect("created")
+    }
+
+    /// Wait until `done` holds for the object; on timeout, fail with what its status says.
+    pub async fn wait_for(
+        &self,
+        api: &Api<TaniumAction>,
+        name: &str,
+        what: &str,
+        done: impl Fn(&TaniumAction) -> bool,
+    ) -> TaniumAction {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let obj = api.get(name).await.expect("get");
+            if done(&obj) {
+                return obj;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{name}: timed out waiting for {what}; status: {:#?}",
+                    obj.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_gone(&self, api: &Api<TaniumAction>, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while api.get_opt(name).await.expect("get").is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} was not deleted in time"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// actionPerform calls per action name, from the sim's audit: (committed, all attempts).
+    pub fn performs(&self) -> HashMap<String, (usize, usize)> {
+        let mut by_name: HashMap<String, (usize, usize)> = HashMap::new();
+        for e in self.sim.sim().audit() {
+            if e.operation != "actionPerform" {
+                continue;
+            }
+            let name = e
+                .input
+                .pointer("/input/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
+            let entry = by_name.entry(name).or_default();
+            entry.1 += 1;
+            if e.outcome.is_committed() {
+                entry.0 += 1;
+            }
+        }
+        by_name
+    }
+
+    /// Committed actionPerform calls whose action name carries this object's uid.
+    pub fn performs_for(&self, obj: &TaniumAction) -> usize {
+        let uid = obj.metadata.uid.clone().expect("uid");
+        self.performs()
+            .iter()
+            .filter(|(name, _)| name.contains(&uid))
+            .map(|(_, (c, _))| c)
+            .sum()
+    }
+
+    /// The suite-wide promise: no action name was ever deployed twice.
+    pub fn assert_exactly_once(&self) {
+        for (name, (committed, _)) in self.performs() {
+            assert!(committed <= 1, "{name:?} was deployed {committed} times");
+        }
+    }
+
+    /// Mutations of one kind whose input mentions `needle` (e.g. actionStop of an action id).
+    pub fn mutations(&self, operation: &str, needle: &str) -> Vec<AuditOutcome> {
+        self.sim
+            .sim()
+            .audit()
+            .into_iter()
+            .filter(|e| e.operation == operation && e.input.to_string().contains(needle))
+            .map(|e| e.outcome)
+            .collect()
+    }
+
+    /// (reason, note) of the events about one object.
+    pub async fn events(&self, namespace: &str, name: &str) -> Vec<(String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// `kubectl <args>` against this control plane, stdout.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let kubectl = self.cp.binaries().kubectl().expect("pinned kubectl");
+        let out = std::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(self.cp.kubeconfig_path())
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_controller();
+    }
+}
+
+pub fn phase(obj: &TaniumAction) -> Option<String> {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .map(|p| p.to_string())
+}
+
+pub fn ready_reason(obj: &TaniumAction) -> Option<String> {
+    obj.status
+        .as_ref()
+        .and_then(|s| crd::condition(&s.conditions, crd::condition::READY))
+        .map(|c| c.reason.clone())
+}
+
+/// Nothing the operator wrote about an object holds the token.
+pub fn assert_no_token(obj: &TaniumAction) {
+    let text = serde_json::to_string(obj).unwrap_or_default();
+    assert!(
+        !text.contains(TOKEN),
+        "the token leaked into {}",
+        obj.metadata.name.as_deref().unwrap_or("")
+    );
+}
