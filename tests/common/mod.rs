@@ -278,6 +278,15 @@ impl Drop for Env {
     }
 }
 
+/// A manifest from `examples/`, as JSON.
+pub fn example(name: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub fn phase(obj: &TaniumAction) -> Option<String> {
     obj.status
         .as_ref()
