@@ -689,3 +689,107 @@ async fn gateway_outage_and_rejected_token() {
     assert_no_token(&back);
     env.assert_exactly_once();
 }
+
+#[tokio::test]
+async fn tanium_approval_and_deletion_during_an_outage() {
+    let Some(mut env) = Env::start(Policy::default(), |c| c.approval_required = true).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("approvals").await;
+
+    // Tanium holds the action until a second person approves it there; the operator never approves its own.
+    env.create(
+        &api,
+        manifest(
+            "approve-in-tanium",
+            add_tag("Approved", json!({"endpoints": ["274177"]})),
+        ),
+    )
+    .await;
+    let waiting = env
+        .wait_for(
+            &api,
+            "approve-in-tanium",
+            "AwaitingApproval",
+            is("AwaitingApproval"),
+        )
+        .await;
+    let status = waiting.status.clone().unwrap();
+    let message = tanium_operator::crd::condition(&status.conditions, "Ready")
+        .unwrap()
+        .message
+        .clone();
+    let sa = status.scheduled_actions[0].id.clone();
+    assert!(
+        message.contains(&sa) && message.contains("other than the operator"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        env.mutations("scheduledActionApprove", "").is_empty(),
+        "the operator approved nothing"
+    );
+    let second_person = env.gateway("token-second-person");
+    assert!(
+        second_person
+            .approve_scheduled_action(&tanium_operator::gateway::ScheduledActionId(sa))
+            .await
+            .unwrap()
+    );
+    let done = env
+        .wait_for(&api, "approve-in-tanium", "Completed", is("Completed"))
+        .await;
+    assert_eq!(env.performs_for(&done), 1);
+
+    // Deleting while the Gateway is down: the object stays, and says why, until the action can be stopped.
+    let mut slow = add_tag(
+        "Slow",
+        json!({"filter": {"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Mac"}}),
+    );
+    slow["schedule"] = json!({"distributeSeconds": 86400});
+    env.create(&api, manifest("delete-in-outage", slow)).await;
+    let running = env
+        .wait_for(
+            &api,
+            "delete-in-outage",
+            "AwaitingApproval",
+            is("AwaitingApproval"),
+        )
+        .await;
+    let action = running.status.unwrap().scheduled_actions[0]
+        .last_action_id
+        .clone()
+        .unwrap();
+    env.sim.sim().set_faults(Faults {
+        http_500_next: 100_000,
+        ..Faults::default()
+    });
+    api.delete("delete-in-outage", &DeleteParams::default())
+        .await
+        .unwrap();
+    let blocked = env
+        .wait_for(&api, "delete-in-outage", "DeletionBlocked", |o| {
+            ready_reason(o).as_deref() == Some("DeletionBlocked")
+        })
+        .await;
+    assert!(blocked.metadata.deletion_timestamp.is_some());
+    let events = env.events("approvals", "delete-in-outage").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "DeletionBlocked" && n.contains("deletionPolicy: Orphan")),
+        "{events:?}"
+    );
+    env.sim.sim().set_faults(Faults::default());
+    env.wait_gone(&api, "delete-in-outage").await;
+    assert_eq!(
+        env.mutations("actionStop", &action)
+            .iter()
+            .filter(|o| o.is_committed())
+            .count(),
+        1,
+        "stopped once the Gateway was back"
+    );
+    env.assert_exactly_once();
+}
