@@ -441,10 +441,13 @@ async fn schedules_expiry_deletion_and_ttl() {
     recurring["schedule"] =
         json!({"reissueSeconds": 60, "expireSeconds": 60, "endTime": end.to_string()});
     env.create(&api, manifest("recurring", recurring)).await;
-    // Expiry: one endpoint is offline, so the action runs out of time.
-    let mut expiring = add_tag("Expiring", json!({"endpoints": ["274177", offline[0]]}));
+    // Expiry: its only endpoint is offline, so the action runs out of time without running anywhere.
+    let mut expiring = add_tag("Expiring", json!({"endpoints": [offline[0]]}));
     expiring["schedule"] = json!({"expireSeconds": 60});
     env.create(&api, manifest("expiring", expiring)).await;
+    let mut partly = add_tag("Partly", json!({"endpoints": ["274177", offline[0]]}));
+    partly["schedule"] = json!({"expireSeconds": 60});
+    env.create(&api, manifest("partly-offline", partly)).await;
     // Long-running actions to delete, with each deletion policy.
     let slow = |policy: &str| {
         let mut s = add_tag(
@@ -499,7 +502,17 @@ async fn schedules_expiry_deletion_and_ttl() {
         .wait_for(&api, "expiring", "Expired", is("Expired"))
         .await;
     let r = expired.status.unwrap().results.unwrap();
+    assert_eq!((r.counts.completed, r.counts.expired), (0, 1), "{r:?}");
+    // One offline endpoint among others: over, with the reason saying not every target ran.
+    let partial = env
+        .wait_for(&api, "partly-offline", "Completed", is("Completed"))
+        .await;
+    let partial_status = partial.status.unwrap();
+    let r = partial_status.results.unwrap();
     assert_eq!((r.counts.completed, r.counts.expired), (1, 1), "{r:?}");
+    let c = tanium_operator::crd::condition(&partial_status.conditions, "Completed").unwrap();
+    assert_eq!(c.reason, "CompletedPartially");
+    assert!(c.message.contains("1 expired"), "{}", c.message);
 
     for name in ["delete-stop", "delete-orphan"] {
         env.wait_for(&api, name, "Running", is("Running")).await;

@@ -27,6 +27,21 @@ use crate::gateway::{ActionId, GatewayError, ScheduledActionId, ScheduledActionI
 
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
 
+/// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
+/// finished cleanly), `Expired` when it ran nowhere before it expired.
+fn outcome(r: &crate::gateway::ActionResults, all_finished: bool) -> (Phase, &'static str) {
+    let ran = r.completed + r.verified + r.failed + r.failed_verification;
+    if ran == 0 {
+        (Phase::Expired, "Expired")
+    } else if r.failed + r.failed_verification > 0 {
+        (Phase::Completed, "CompletedWithFailures")
+    } else if r.expired > 0 || !all_finished {
+        (Phase::Completed, "CompletedPartially")
+    } else {
+        (Phase::Completed, "Completed")
+    }
+}
+
 pub async fn controller(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -374,37 +389,26 @@ impl<'a> Reconciler<'a> {
             return self.running(Phase::Running, "Running", message).await;
         }
         let all_finished = targeted > 0 && finished >= targeted;
-        // Expired endpoints count as finished for Tanium, but they never ran: say so in the phase.
-        let (done_phase, done_reason) = if progress.results.expired > 0 {
-            (Phase::Expired, "Expired")
-        } else {
-            (Phase::Completed, "Completed")
-        };
-        if progress.open.is_empty() {
-            // Tanium closed every instance: read the outcome from the counts.
-            let (phase, reason) = if all_finished {
-                (done_phase, done_reason)
-            } else if progress.any_stopped {
-                (Phase::Stopped, "StoppedInTanium")
-            } else {
-                (Phase::Expired, "Expired")
-            };
-            return self.finish(phase, reason, Vec::new()).await;
+        if progress.open.is_empty() && progress.any_stopped && !all_finished {
+            return self
+                .finish(Phase::Stopped, "StoppedInTanium", Vec::new())
+                .await;
         }
-        if all_finished {
-            // A recurring action past its end time is closed too, so that its last instance does not linger.
+        if progress.open.is_empty() || all_finished {
+            // Tanium closed every instance, or every target finished: the action is over. Close what Tanium
+            // still shows open (a recurring action past its end time too, so its last instance does not linger).
             let to_stop = if self.obj.spec.stop_when_complete || recurring {
                 progress.open.clone()
             } else {
                 Vec::new()
             };
-            return self.finish(done_phase, done_reason, to_stop).await;
+            let (phase, reason) = outcome(&progress.results, all_finished);
+            return self.finish(phase, reason, to_stop).await;
         }
         if progress.expires_at.is_some_and(|expiry| now >= expiry) {
             // Past its expiry and Tanium still shows it open: close it so it cannot linger.
-            return self
-                .finish(Phase::Expired, "Expired", progress.open.clone())
-                .await;
+            let (phase, reason) = outcome(&progress.results, false);
+            return self.finish(phase, reason, progress.open.clone()).await;
         }
         let message = self.progress_message();
         self.running(Phase::Running, "Running", message).await
@@ -514,7 +518,7 @@ impl<'a> Reconciler<'a> {
         self.set(condition::COMPLETED, done, reason, message.clone());
         self.set(condition::READY, done, reason, message.clone());
         self.save().await?;
-        self.event(!done, reason, message).await;
+        self.event(reason != "Completed", reason, message).await;
         self.finished().await
     }
 

@@ -157,9 +157,10 @@ pub enum Phase {
     AwaitingApproval,
     /// Deployed and running on endpoints.
     Running,
-    /// Every target finished.
+    /// The action is over and ran on endpoints; the Completed condition's reason says whether every target
+    /// finished cleanly (Completed), some failed (CompletedWithFailures) or some never ran (CompletedPartially).
     Completed,
-    /// The action expired before every target finished.
+    /// The action expired without running on any endpoint.
     Expired,
     /// Stopped before every target finished (by deletion, or by someone in Tanium).
     Stopped,

@@ -149,11 +149,38 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+type Crd =
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
 /// Every CRD the operator serves, as the YAML documents in `crds/`.
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
-    vec![TaniumAction::crd()]
+pub fn crds() -> Vec<Crd> {
+    vec![kubernetes_formats(TaniumAction::crd())]
+}
+
+/// schemars names unsigned integers `uint32`/`uint64`, formats Kubernetes does not know (kubectl warns about
+/// them); the schema already says `minimum: 0`, so the signed formats say the same.
+fn kubernetes_formats(crd: Crd) -> Crd {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(f)) = map.get_mut("format") {
+                    match f.as_str() {
+                        "uint32" | "uint16" | "uint8" => *f = "int32".into(),
+                        "uint64" | "uint" => *f = "int64".into(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// `crds/<plural>.yaml` file name and text for each CRD; `tanium-operator crd --dir crds` writes them.
