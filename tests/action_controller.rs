@@ -371,6 +371,15 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
             "Unsupported value",
         ),
         (
+            "no-offset",
+            {
+                let mut s = add_tag("x", json!({"endpoints": ["1"]}));
+                s["schedule"] = json!({"startTime": "2026-01-01T10:00:00"});
+                s
+            },
+            "spec.schedule.startTime",
+        ),
+        (
             "no-package",
             json!({"package": {"name": ""}, "targets": {"endpoints": ["1"]}}),
             "spec.package.name",
@@ -633,6 +642,24 @@ async fn exactly_once_across_a_crash_and_a_lost_answer() {
         "{events:?}"
     );
     assert!(events.iter().any(|(r, _)| r == "Recovered"), "{events:?}");
+
+    // A reconcile that starts from a stale copy (a lagging cache: no status yet) must not act on it: its first
+    // status write is conditional on the version it read, so it fails instead of deploying a second time.
+    let ctx = env.start_controller();
+    env.stop_controller();
+    let mut stale = api.get("lost-answer").await.unwrap();
+    api.patch(
+        "lost-answer",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    stale.status = None;
+    let result =
+        tanium_operator::controller::action::reconcile(std::sync::Arc::new(stale), ctx).await;
+    assert!(result.is_err(), "a stale reconcile must fail: {result:?}");
+    assert_eq!(env.performs_for(&lost), 1, "and it deployed nothing");
     env.assert_exactly_once();
 }
 

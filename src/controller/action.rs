@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalized, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::{Predicate as _, WatchStreamExt as _, predicates, reflector, watcher};
 use kube::{Resource, ResourceExt as _};
 use serde_json::json;
 
@@ -26,6 +26,9 @@ use crate::gateway::actions::{
 use crate::gateway::{ActionId, GatewayError, ScheduledActionId, ScheduledActionInfo};
 
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
+
+/// Characters of the readable part of a Tanium action name; the uid follows.
+const MAX_NAME_PREFIX: usize = 120;
 
 /// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
 /// finished cleanly), `Expired` when it ran nowhere before it expired.
@@ -51,7 +54,22 @@ pub async fn controller(
         None => Api::all(ctx.client.clone()),
     };
     let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
-    Controller::new(api, watcher::Config::default().any_semantic())
+    // Wake on what a person changes (spec, the approval annotation, deletion), not on the operator's own status
+    // writes: polling is paced by the requeue intervals, and a stale copy never races a fresh write.
+    let (reader, writer) = reflector::store();
+    let deleting = |o: &TaniumAction| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers)
+                .combine(deleting),
+            Default::default(),
+        );
+    Controller::for_stream(changes, reader)
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -93,6 +111,11 @@ struct Reconciler<'a> {
     ctx: &'a Context,
     api: &'a Api<TaniumAction>,
     status: TaniumActionStatus,
+    /// The object's version as this reconcile knows it: every status write is conditional on it, so a reconcile
+    /// that started from a stale copy fails with a conflict instead of acting on old state.
+    resource_version: Option<String>,
+    /// A look-up by action name found nothing in this reconcile.
+    looked_up: bool,
 }
 
 impl<'a> Reconciler<'a> {
@@ -104,6 +127,8 @@ impl<'a> Reconciler<'a> {
             ctx,
             api,
             status,
+            resource_version: obj.metadata.resource_version.clone(),
+            looked_up: false,
         }
     }
 
@@ -219,7 +244,13 @@ impl<'a> Reconciler<'a> {
         let count = found.count;
         let first_preview =
             self.status.preview.as_ref().map(|p| (&p.digest, p.count)) != Some((&digest, count));
-        self.status.preview = Some(found.into_preview(digest.clone()));
+        if first_preview {
+            self.status.preview = Some(found.into_preview(digest.clone()));
+        } else if let Some(p) = self.status.preview.as_mut() {
+            // Same count and digest: keep observedAt (the time it first looked like this), so repeated checks of
+            // an unchanged preview write nothing new.
+            p.sample = found.sample;
+        }
         self.set(
             condition::PREVIEWED,
             true,
@@ -279,8 +310,13 @@ impl<'a> Reconciler<'a> {
             return Ok(Action::requeue(self.ctx.config.timing.blocked));
         }
 
+        // An earlier intent may have reached Tanium: look before deploying (once per reconcile).
+        if self.status.action_name.is_some() && !self.looked_up {
+            return self.recover().await;
+        }
         // Record the intent, durably, before the side effect that must not repeat.
         self.status.action_name = Some(self.action_name());
+        self.status.deploy_attempted_at = Some(Time(jiff::Timestamp::now()));
         self.status.phase = Some(Phase::Deploying);
         self.set(
             condition::READY,
@@ -337,6 +373,7 @@ impl<'a> Reconciler<'a> {
                 // The Gateway refused this deployment; the spec is immutable, so it will not change its mind.
                 let message = e.to_string();
                 self.status.phase = Some(Phase::Failed);
+                self.status.completed_at = Some(Time(jiff::Timestamp::now()));
                 self.set(condition::DEPLOYED, false, "DeployRefused", message.clone());
                 self.set(condition::READY, false, "DeployRefused", message.clone());
                 self.save().await?;
@@ -389,12 +426,12 @@ impl<'a> Reconciler<'a> {
             return self.running(Phase::Running, "Running", message).await;
         }
         let all_finished = targeted > 0 && finished >= targeted;
-        if progress.open.is_empty() && progress.any_stopped && !all_finished {
+        if !progress.any_open() && progress.any_stopped && !all_finished {
             return self
                 .finish(Phase::Stopped, "StoppedInTanium", Vec::new())
                 .await;
         }
-        if progress.open.is_empty() || all_finished {
+        if !progress.any_open() || all_finished {
             // Tanium closed every instance, or every target finished: the action is over. Close what Tanium
             // still shows open (a recurring action past its end time too, so its last instance does not linger).
             let to_stop = if self.obj.spec.stop_when_complete || recurring {
@@ -427,8 +464,24 @@ impl<'a> Reconciler<'a> {
             Err(e) => return self.gateway_trouble(e).await,
         };
         if found.is_empty() {
-            tracing::info!(action = %name, "no action by this name in Tanium; deploying");
-            return self.deploy().await;
+            // A lost answer may belong to a request the Gateway is still working on: wait out a grace period
+            // after the last attempt before concluding that nothing was created.
+            let since = self
+                .status
+                .deploy_attempted_at
+                .as_ref()
+                .map_or(Duration::MAX, |t| {
+                    jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+                });
+            let grace = self.ctx.config.timing.lookup_grace;
+            if since < grace {
+                return Ok(Action::requeue(grace - since));
+            }
+            tracing::info!(action = %name, "no action by this name in Tanium; deploying after fresh checks");
+            self.looked_up = true;
+            // Everything may have changed since the intent (targets, limits, approval, suspend): check again.
+            self.status.phase = Some(Phase::Pending);
+            return Box::pin(self.apply()).await;
         }
         self.adopt_found(&found);
         let ids: Vec<String> = found.iter().map(|f| f.id.0.clone()).collect();
@@ -474,21 +527,17 @@ impl<'a> Reconciler<'a> {
         reason: &str,
         to_stop: Vec<ActionId>,
     ) -> Result<Action, Error> {
+        // A recurring action's schedule goes first, so that nothing is reissued once the object is terminal.
+        if self.recurring() {
+            for sa in self.status.scheduled_actions.clone() {
+                if let Err(e) = self.delete_schedule(&sa.id).await {
+                    return self.gateway_trouble(e).await;
+                }
+            }
+        }
         for id in &to_stop {
             if let Err(e) = self.ctx.gateway.stop_action(id).await {
                 return self.gateway_trouble(e).await;
-            }
-        }
-        if self.recurring() && !to_stop.is_empty() {
-            for sa in self.status.scheduled_actions.clone() {
-                if let Err(e) = self
-                    .ctx
-                    .gateway
-                    .delete_scheduled_action(&ScheduledActionId(sa.id.clone()))
-                    .await
-                {
-                    return self.gateway_trouble(e).await;
-                }
             }
         }
         let now = Time(jiff::Timestamp::now());
@@ -534,9 +583,15 @@ impl<'a> Reconciler<'a> {
         let now = jiff::Timestamp::now();
         if now >= due {
             tracing::info!(name = %self.obj.name_any(), "deleting: ttlSecondsAfterFinished passed");
-            self.api
-                .delete(&self.obj.name_any(), &DeleteParams::background())
-                .await?;
+            // Only this object: a newer one of the same name is not ours to delete.
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: self.obj.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            self.api.delete(&self.obj.name_any(), &params).await?;
             return Ok(Action::await_change());
         }
         Ok(Action::requeue(due.duration_since(now).unsigned_abs()))
@@ -546,9 +601,18 @@ impl<'a> Reconciler<'a> {
     async fn cleanup(mut self) -> Result<Action, Error> {
         use crate::crd::action::DeletionPolicy;
         let phase = self.phase();
+        // Terminal objects may still own an open action (stopWhenComplete: false): the recorded instance
+        // statuses say so without asking the Gateway.
+        let still_open = self.status.scheduled_actions.iter().any(|sa| {
+            matches!(
+                sa.status.as_deref(),
+                None | Some("OPEN" | "PENDING" | "ACTIVE")
+            )
+        });
+        let never_sent = self.status.action_name.is_none();
         if self.obj.spec.deletion_policy == DeletionPolicy::Orphan
-            || !phase.is_deployed()
-            || phase.is_terminal()
+            || never_sent
+            || (phase.is_terminal() && !still_open)
         {
             return Ok(Action::await_change());
         }
@@ -605,15 +669,13 @@ impl<'a> Reconciler<'a> {
         }
         let mut stopped = Vec::new();
         for sa in &self.status.scheduled_actions {
+            // The schedule first: a recurring action, or one not issued yet, would otherwise run later.
+            if self.recurring() || sa.last_action_id.is_none() {
+                self.delete_schedule(&sa.id).await?;
+            }
             if let Some(id) = &sa.last_action_id {
                 self.ctx.gateway.stop_action(&ActionId(id.clone())).await?;
                 stopped.push(id.clone());
-            }
-            if self.recurring() {
-                self.ctx
-                    .gateway
-                    .delete_scheduled_action(&ScheduledActionId(sa.id.clone()))
-                    .await?;
             }
         }
         Ok(stopped)
@@ -707,6 +769,8 @@ impl<'a> Reconciler<'a> {
                 self.obj.name_any()
             )
         });
+        // Bounded, so that no Gateway truncates the uid away (the uid is what finds the action again).
+        let prefix: String = prefix.chars().take(MAX_NAME_PREFIX).collect();
         format!("{prefix} [{}]", self.obj.uid().unwrap_or_default())
     }
 
@@ -745,20 +809,43 @@ impl<'a> Reconciler<'a> {
     }
 
     /// The one place status is written: server-side apply of the whole status, as this operator's field manager.
-    async fn save(&self) -> Result<(), Error> {
+    async fn save(&mut self) -> Result<(), Error> {
         let patch = json!({
             "apiVersion": "tanium-operator.dev/v1alpha1",
             "kind": "TaniumAction",
+            "metadata": {"resourceVersion": self.resource_version},
             "status": self.status,
         });
-        self.api
+        let written = self
+            .api
             .patch_status(
                 &self.obj.name_any(),
                 &PatchParams::apply(MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await?;
+        self.resource_version = written.metadata.resource_version;
         Ok(())
+    }
+
+    /// Delete a scheduled action (no reissue). One that is already gone is fine.
+    async fn delete_schedule(&self, id: &str) -> Result<(), GatewayError> {
+        match self
+            .ctx
+            .gateway
+            .delete_scheduled_action(&ScheduledActionId(id.to_owned()))
+            .await
+        {
+            Err(GatewayError::Payload {
+                retryable: false,
+                message,
+                ..
+            }) => {
+                tracing::debug!(scheduled_action = id, %message, "scheduled action already gone");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn event(&self, warning: bool, reason: &str, note: String) {

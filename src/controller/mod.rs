@@ -74,6 +74,9 @@ pub struct Timing {
     pub deletion_timeout: Duration,
     /// Cap of the per-object exponential backoff after retryable errors.
     pub error_backoff_max: Duration,
+    /// After an `actionPerform` whose answer was lost, how long a look-up by name that finds nothing is not
+    /// trusted (the Gateway may still be working on the request). Well past the request timeout.
+    pub lookup_grace: Duration,
 }
 
 impl Default for Timing {
@@ -85,6 +88,7 @@ impl Default for Timing {
             permanent_error: Duration::from_secs(300),
             deletion_timeout: Duration::from_secs(600),
             error_backoff_max: Duration::from_secs(300),
+            lookup_grace: Duration::from_secs(90),
         }
     }
 }

@@ -17,12 +17,21 @@ pub struct Progress {
     pub open: Vec<ActionId>,
     /// Scheduled actions waiting for approval in Tanium.
     pub awaiting_approval: Vec<String>,
+    /// Scheduled actions with no action instance yet (a future start time): they will still run.
+    pub not_issued: Vec<String>,
     pub any_expired: bool,
     pub any_stopped: bool,
     /// The latest expiry among the instances.
     pub expires_at: Option<jiff::Timestamp>,
     /// The Gateway's clock at the poll: expiry and end times are compared with it, not with ours.
     pub now: jiff::Timestamp,
+}
+
+impl Progress {
+    /// Anything that can still run on an endpoint.
+    pub fn any_open(&self) -> bool {
+        !self.open.is_empty() || !self.not_issued.is_empty()
+    }
 }
 
 /// Read the newest instance of each scheduled action and update `scheduled` in place (ids, statuses).
@@ -48,6 +57,16 @@ pub async fn poll(
             states.insert(sa.id.clone(), last);
         }
     } else {
+        // An instance the deployment's answer did not name yet (a future start): ask its scheduled action.
+        for sa in scheduled
+            .iter_mut()
+            .filter(|sa| sa.last_action_id.is_none())
+        {
+            let info = gateway
+                .scheduled_action(&crate::gateway::ScheduledActionId(sa.id.clone()))
+                .await?;
+            sa.last_action_id = info.and_then(|i| i.last_action).map(|a| a.id.0);
+        }
         let ids: Vec<ActionId> = scheduled
             .iter()
             .filter_map(|sa| sa.last_action_id.clone().map(ActionId))
@@ -70,6 +89,10 @@ pub async fn poll(
         ..Progress::default()
     };
     for sa in scheduled.iter_mut() {
+        if sa.last_action_id.is_none() {
+            progress.not_issued.push(sa.id.clone());
+            continue;
+        }
         let Some(state) = states.remove(&sa.id).flatten() else {
             // The Gateway no longer knows it (purged): nothing more will happen to it.
             sa.status = Some("UNKNOWN".into());

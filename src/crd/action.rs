@@ -123,7 +123,7 @@ pub struct PackageSpec {
     pub name: String,
     /// Positional values: the first fills `$1`, and so on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
     pub params: Vec<String>,
     /// Values for sensor-sourced parameters, by name (the Gateway reads no sensor: the value is used as given).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -234,6 +234,9 @@ pub struct TaniumActionStatus {
     /// The exact Tanium action name: recorded before `actionPerform`, so a lost answer is found again by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_name: Option<String>,
+    /// When `actionPerform` was last attempted (recorded before the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_attempted_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduled_actions: Vec<ScheduledActionStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,5 +250,6 @@ pub struct TaniumActionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

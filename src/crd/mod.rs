@@ -42,7 +42,7 @@ pub struct Targets {
     pub filter: Option<Filter>,
     /// Endpoint ids, at most 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 25))]
+    #[schemars(length(min = 1, max = 25), inner(length(min = 1, max = 64)))]
     pub endpoints: Option<Vec<EndpointId>>,
     /// Restrict to these platforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -114,6 +114,8 @@ pub mod condition {
     pub const COMPLETED: &str = "Completed";
 }
 
+const MAX_CONDITION_MESSAGE: usize = 2048;
+
 /// Set a condition, keeping its transition time when its status did not change.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
@@ -124,7 +126,16 @@ pub fn set_condition(
     generation: Option<i64>,
 ) {
     let status = if status { "True" } else { "False" }.to_string();
-    let message = message.into();
+    // Messages may quote Gateway errors; keep status small.
+    let mut message: String = message.into();
+    if message.len() > MAX_CONDITION_MESSAGE {
+        let mut end = MAX_CONDITION_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
         if c.status != status {
             c.last_transition_time = Time(jiff::Timestamp::now());

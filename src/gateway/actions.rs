@@ -142,6 +142,9 @@ pub struct Targets {
     pub platforms: Vec<Platform>,
 }
 
+/// A time that every reader decodes alike: an offset is required (a time without one would fail to decode).
+pub const RFC3339_WITH_OFFSET: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
+
 /// `ActionPerformScheduleInput`. All empty: run once, now, on the endpoints online.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
@@ -154,9 +157,13 @@ pub struct Schedule {
     pub expire_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissue_seconds: Option<i64>,
+    /// RFC 3339 with an offset, e.g. `2026-12-01T08:00:00Z`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
     pub start_time: Option<jiff::Timestamp>,
+    /// RFC 3339 with an offset; needed with `reissueSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
     pub end_time: Option<jiff::Timestamp>,
 }
 

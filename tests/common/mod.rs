@@ -39,6 +39,7 @@ pub fn fast_timing() -> Timing {
         permanent_error: Duration::from_secs(2),
         deletion_timeout: Duration::from_secs(30),
         error_backoff_max: Duration::from_secs(2),
+        lookup_grace: Duration::from_secs(1),
     }
 }
 
