@@ -55,6 +55,7 @@ async fn seed_examples_deploy_once_and_complete() {
     assert_eq!(status.results.unwrap().counts.completed, 1);
     assert!(
         status
+            .deployment
             .action_name
             .as_ref()
             .unwrap()
@@ -70,10 +71,13 @@ async fn seed_examples_deploy_once_and_complete() {
             .any(|t| t == "TheBestEndpoint")
     );
     // stopWhenComplete: the action Tanium keeps open until expiry was stopped.
-    let action_id = status.scheduled_actions[0].last_action_id.clone().unwrap();
+    let action_id = status.deployment.scheduled_actions[0]
+        .last_action_id
+        .clone()
+        .unwrap();
     assert_eq!(env.mutations("actionStop", &action_id).len(), 1);
     assert_eq!(
-        status.scheduled_actions[0].status.as_deref(),
+        status.deployment.scheduled_actions[0].status.as_deref(),
         Some("STOPPED")
     );
 
@@ -481,7 +485,7 @@ async fn schedules_expiry_deletion_and_ttl() {
         if let Some(id) = obj
             .status
             .as_ref()
-            .and_then(|s| s.scheduled_actions.first())
+            .and_then(|s| s.deployment.scheduled_actions.first())
             .and_then(|s| s.last_action_id.clone())
         {
             instances.insert(id);
@@ -528,11 +532,11 @@ async fn schedules_expiry_deletion_and_ttl() {
     }
     let stop_obj = api.get("delete-stop").await.unwrap();
     let orphan_obj = api.get("delete-orphan").await.unwrap();
-    let stop_action = stop_obj.status.unwrap().scheduled_actions[0]
+    let stop_action = stop_obj.status.unwrap().deployment.scheduled_actions[0]
         .last_action_id
         .clone()
         .unwrap();
-    let orphan_action = orphan_obj.status.unwrap().scheduled_actions[0]
+    let orphan_action = orphan_obj.status.unwrap().deployment.scheduled_actions[0]
         .last_action_id
         .clone()
         .unwrap();
@@ -594,6 +598,7 @@ async fn exactly_once_across_a_crash_and_a_lost_answer() {
             .status
             .as_ref()
             .unwrap()
+            .deployment
             .scheduled_actions
             .is_empty()
     );
@@ -760,7 +765,7 @@ async fn tanium_approval_and_deletion_during_an_outage() {
         .unwrap()
         .message
         .clone();
-    let sa = status.scheduled_actions[0].id.clone();
+    let sa = status.deployment.scheduled_actions[0].id.clone();
     assert!(
         message.contains(&sa) && message.contains("other than the operator"),
         "{message}"
@@ -797,7 +802,7 @@ async fn tanium_approval_and_deletion_during_an_outage() {
             is("AwaitingApproval"),
         )
         .await;
-    let action = running.status.unwrap().scheduled_actions[0]
+    let action = running.status.unwrap().deployment.scheduled_actions[0]
         .last_action_id
         .clone()
         .unwrap();

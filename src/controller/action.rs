@@ -14,16 +14,16 @@ use kube::runtime::{Predicate as _, WatchStreamExt as _, predicates, reflector, 
 use kube::{Resource, ResourceExt as _};
 use serde_json::json;
 
+use super::deploy::{self, LookUp};
 use super::{Context, Error, error_policy, preview, tracking};
-use crate::crd::action::{PackageStatus, Phase, ResultCounts, ScheduledActionStatus};
+use crate::crd::ResultCounts;
+use crate::crd::action::{PackageStatus, Phase};
 use crate::crd::{
     APPROVED_PREVIEW_ANNOTATION, MANAGER, TaniumAction, TaniumActionStatus, condition,
     set_condition,
 };
-use crate::gateway::actions::{
-    PackageRef, PerformRequest, PerformedAction, Target, Targets as GatewayTargets,
-};
-use crate::gateway::{ActionId, GatewayError, ScheduledActionId, ScheduledActionInfo};
+use crate::gateway::actions::{PackageRef, PerformRequest, Target, Targets as GatewayTargets};
+use crate::gateway::{ActionId, GatewayError};
 
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
 
@@ -311,12 +311,12 @@ impl<'a> Reconciler<'a> {
         }
 
         // An earlier intent may have reached Tanium: look before deploying (once per reconcile).
-        if self.status.action_name.is_some() && !self.looked_up {
+        if self.status.deployment.intended() && !self.looked_up {
             return self.recover().await;
         }
         // Record the intent, durably, before the side effect that must not repeat.
-        self.status.action_name = Some(self.action_name());
-        self.status.deploy_attempted_at = Some(Time(jiff::Timestamp::now()));
+        let name = self.action_name();
+        self.status.deployment.record_intent(name);
         self.status.phase = Some(Phase::Deploying);
         self.set(
             condition::READY,
@@ -331,12 +331,12 @@ impl<'a> Reconciler<'a> {
     /// `actionPerform`, once. Only reached with the intent already in status.
     async fn deploy(mut self) -> Result<Action, Error> {
         let request = self.perform_request()?;
-        match self.ctx.gateway.perform(&request).await {
-            Ok(created) => {
+        match deploy::perform(&self.ctx.gateway, &mut self.status.deployment, &request).await {
+            Ok(()) => {
                 self.ctx.fail_point_after_perform().await;
-                self.adopt_created(&created);
                 let ids: Vec<String> = self
                     .status
+                    .deployment
                     .scheduled_actions
                     .iter()
                     .map(|s| s.id.clone())
@@ -386,13 +386,13 @@ impl<'a> Reconciler<'a> {
 
     /// Deploying, awaiting approval in Tanium, or running: follow it to its end.
     async fn track(mut self) -> Result<Action, Error> {
-        if self.status.scheduled_actions.is_empty() {
+        if self.status.deployment.scheduled_actions.is_empty() {
             return self.recover().await;
         }
         let recurring = self.recurring();
         let progress = match tracking::poll(
             &self.ctx.gateway,
-            &mut self.status.scheduled_actions,
+            &mut self.status.deployment.scheduled_actions,
             recurring,
         )
         .await
@@ -453,38 +453,26 @@ impl<'a> Reconciler<'a> {
 
     /// The intent is recorded but no ids are: an `actionPerform` may have happened. Look before deploying again.
     async fn recover(mut self) -> Result<Action, Error> {
-        let Some(name) = self.status.action_name.clone() else {
+        let Some(name) = self.status.deployment.action_name.clone() else {
             // Cannot happen through this operator (the name is written with the phase); start over cleanly.
             self.status.phase = Some(Phase::Pending);
             self.save().await?;
             return Ok(Action::requeue(Duration::ZERO));
         };
-        let found = match self.ctx.gateway.find_scheduled_actions(&name).await {
-            Ok(f) => f,
+        let grace = self.ctx.config.timing.lookup_grace;
+        let ids = match deploy::look_up(&self.ctx.gateway, &mut self.status.deployment, grace).await
+        {
+            Ok(LookUp::Adopted(ids)) => ids,
+            Ok(LookUp::TooEarly(wait)) => return Ok(Action::requeue(wait)),
+            Ok(LookUp::Nothing) => {
+                tracing::info!(action = %name, "no action by this name in Tanium; deploying after fresh checks");
+                self.looked_up = true;
+                // Everything may have changed since the intent (targets, limits, approval, suspend): check again.
+                self.status.phase = Some(Phase::Pending);
+                return Box::pin(self.apply()).await;
+            }
             Err(e) => return self.gateway_trouble(e).await,
         };
-        if found.is_empty() {
-            // A lost answer may belong to a request the Gateway is still working on: wait out a grace period
-            // after the last attempt before concluding that nothing was created.
-            let since = self
-                .status
-                .deploy_attempted_at
-                .as_ref()
-                .map_or(Duration::MAX, |t| {
-                    jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
-                });
-            let grace = self.ctx.config.timing.lookup_grace;
-            if since < grace {
-                return Ok(Action::requeue(grace - since));
-            }
-            tracing::info!(action = %name, "no action by this name in Tanium; deploying after fresh checks");
-            self.looked_up = true;
-            // Everything may have changed since the intent (targets, limits, approval, suspend): check again.
-            self.status.phase = Some(Phase::Pending);
-            return Box::pin(self.apply()).await;
-        }
-        self.adopt_found(&found);
-        let ids: Vec<String> = found.iter().map(|f| f.id.0.clone()).collect();
         let message = format!(
             "found scheduled action(s) {} named {name:?} from an earlier attempt whose answer was lost; not deploying again",
             ids.join(", ")
@@ -512,6 +500,7 @@ impl<'a> Reconciler<'a> {
         }
         let age = self
             .status
+            .deployment
             .deployed_at
             .as_ref()
             .map_or(Duration::ZERO, |t| {
@@ -528,30 +517,20 @@ impl<'a> Reconciler<'a> {
         to_stop: Vec<ActionId>,
     ) -> Result<Action, Error> {
         // A recurring action's schedule goes first, so that nothing is reissued once the object is terminal.
-        if self.recurring() {
-            for sa in self.status.scheduled_actions.clone() {
-                if let Err(e) = self.delete_schedule(&sa.id).await {
-                    return self.gateway_trouble(e).await;
-                }
-            }
-        }
-        for id in &to_stop {
-            if let Err(e) = self.ctx.gateway.stop_action(id).await {
-                return self.gateway_trouble(e).await;
-            }
+        let recurring = self.recurring();
+        if let Err(e) = deploy::close(
+            &self.ctx.gateway,
+            &mut self.status.deployment,
+            recurring,
+            &to_stop,
+        )
+        .await
+        {
+            return self.gateway_trouble(e).await;
         }
         let now = Time(jiff::Timestamp::now());
         if !to_stop.is_empty() {
             self.status.stopped_at = Some(now.clone());
-            for sa in &mut self.status.scheduled_actions {
-                if sa
-                    .last_action_id
-                    .as_ref()
-                    .is_some_and(|id| to_stop.iter().any(|s| &s.0 == id))
-                {
-                    sa.status = Some("STOPPED".into());
-                }
-            }
         }
         self.status.completed_at = Some(now);
         self.status.phase = Some(phase);
@@ -603,13 +582,8 @@ impl<'a> Reconciler<'a> {
         let phase = self.phase();
         // Terminal objects may still own an open action (stopWhenComplete: false): the recorded instance
         // statuses say so without asking the Gateway.
-        let still_open = self.status.scheduled_actions.iter().any(|sa| {
-            matches!(
-                sa.status.as_deref(),
-                None | Some("OPEN" | "PENDING" | "ACTIVE")
-            )
-        });
-        let never_sent = self.status.action_name.is_none();
+        let still_open = self.status.deployment.maybe_open();
+        let never_sent = self.status.deployment.action_name.is_none();
         if self.obj.spec.deletion_policy == DeletionPolicy::Orphan
             || never_sent
             || (phase.is_terminal() && !still_open)
@@ -660,25 +634,25 @@ impl<'a> Reconciler<'a> {
     }
 
     async fn stop_everything(&mut self) -> Result<Vec<String>, GatewayError> {
-        if self.status.scheduled_actions.is_empty()
-            && let Some(name) = self.status.action_name.clone()
-        {
-            // Deleted between intent and ids: whatever exists under our name is ours to stop.
-            let found = self.ctx.gateway.find_scheduled_actions(&name).await?;
-            self.adopt_found(&found);
+        if self.status.deployment.scheduled_actions.is_empty() {
+            // Deleted between intent and ids: whatever exists under our name is ours to stop. No grace here: the
+            // object is going, and an action created later under its name cannot be helped by waiting.
+            deploy::look_up(
+                &self.ctx.gateway,
+                &mut self.status.deployment,
+                Duration::ZERO,
+            )
+            .await?;
         }
-        let mut stopped = Vec::new();
-        for sa in &self.status.scheduled_actions {
-            // The schedule first: a recurring action, or one not issued yet, would otherwise run later.
-            if self.recurring() || sa.last_action_id.is_none() {
-                self.delete_schedule(&sa.id).await?;
-            }
-            if let Some(id) = &sa.last_action_id {
-                self.ctx.gateway.stop_action(&ActionId(id.clone())).await?;
-                stopped.push(id.clone());
-            }
-        }
-        Ok(stopped)
+        let all = deploy::instances(&self.status.deployment);
+        let recurring = self.recurring();
+        deploy::close(
+            &self.ctx.gateway,
+            &mut self.status.deployment,
+            recurring,
+            &all,
+        )
+        .await
     }
 
     /// Hold the deployment with a condition and an event; nothing is deployed.
@@ -732,34 +706,6 @@ impl<'a> Reconciler<'a> {
         )
     }
 
-    fn adopt_created(&mut self, created: &[PerformedAction]) {
-        self.status.scheduled_actions = created
-            .iter()
-            .map(|c| ScheduledActionStatus {
-                id: c.scheduled_action_id.0.clone(),
-                platforms: c.platforms.clone(),
-                last_action_id: c.action_id.as_ref().map(|a| a.0.clone()),
-                status: None,
-            })
-            .collect();
-        self.status.deployed_at = Some(Time(jiff::Timestamp::now()));
-    }
-
-    fn adopt_found(&mut self, found: &[ScheduledActionInfo]) {
-        self.status.scheduled_actions = found
-            .iter()
-            .map(|f| ScheduledActionStatus {
-                id: f.id.0.clone(),
-                platforms: Vec::new(),
-                last_action_id: f.last_action.as_ref().map(|a| a.id.0.clone()),
-                status: None,
-            })
-            .collect();
-        if self.status.deployed_at.is_none() {
-            self.status.deployed_at = Some(Time(jiff::Timestamp::now()));
-        }
-    }
-
     /// Unique per object: the uid makes it findable after a crash, the prefix makes it readable in Tanium.
     fn action_name(&self) -> String {
         let prefix = self.obj.spec.action_name.clone().unwrap_or_else(|| {
@@ -778,6 +724,7 @@ impl<'a> Reconciler<'a> {
         let spec = &self.obj.spec;
         let name = self
             .status
+            .deployment
             .action_name
             .clone()
             .ok_or(Error::MissingField("status.actionName"))?;
@@ -826,26 +773,6 @@ impl<'a> Reconciler<'a> {
             .await?;
         self.resource_version = written.metadata.resource_version;
         Ok(())
-    }
-
-    /// Delete a scheduled action (no reissue). One that is already gone is fine.
-    async fn delete_schedule(&self, id: &str) -> Result<(), GatewayError> {
-        match self
-            .ctx
-            .gateway
-            .delete_scheduled_action(&ScheduledActionId(id.to_owned()))
-            .await
-        {
-            Err(GatewayError::Payload {
-                retryable: false,
-                message,
-                ..
-            }) => {
-                tracing::debug!(scheduled_action = id, %message, "scheduled action already gone");
-                Ok(())
-            }
-            other => other,
-        }
     }
 
     async fn event(&self, warning: bool, reason: &str, note: String) {

@@ -2,6 +2,7 @@
 //! pieces every kind needs (preview, package lookup, action tracking, status writes, events, error policy).
 
 pub mod action;
+mod deploy;
 mod packages;
 mod preview;
 mod tracking;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::crd::action::ScheduledActionStatus;
+use crate::crd::ScheduledActionStatus;
 use crate::gateway::actions::POLL_BATCH;
 use crate::gateway::{
     ActionId, ActionResults, ActionState, ActionStatus, GatewayClient, GatewayError,

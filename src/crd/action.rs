@@ -8,9 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Preview, Safety, Targets};
+use super::{Deployment, Preview, ResultCounts, Safety, Targets};
 use crate::gateway::actions::{PackageParam, Schedule};
-use crate::gateway::{ActionResults, Platform};
 
 /// Deploy one Tanium package once, through the Tanium API Gateway, after previewing its targets.
 ///
@@ -197,29 +196,7 @@ pub struct PackageStatus {
     pub name: String,
 }
 
-/// One scheduled action the deployment created (one per platform), and its newest action instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ScheduledActionStatus {
-    pub id: String,
-    #[serde(default)]
-    pub platforms: Vec<Platform>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_action_id: Option<String>,
-    /// The action instance's Tanium status (OPEN, PENDING, ACTIVE, STOPPED, EXPIRED, CLOSED).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-}
-
-/// Per-endpoint result counts summed over the scheduled actions, and how many endpoints were targeted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResultCounts {
-    pub targeted: u64,
-    #[serde(flatten)]
-    pub counts: ActionResults,
-}
-
+/// What the operator observed and did; the durable record of the deployment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaniumActionStatus {
@@ -231,18 +208,11 @@ pub struct TaniumActionStatus {
     pub preview: Option<Preview>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageStatus>,
-    /// The exact Tanium action name: recorded before `actionPerform`, so a lost answer is found again by it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action_name: Option<String>,
-    /// When `actionPerform` was last attempted (recorded before the call).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deploy_attempted_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scheduled_actions: Vec<ScheduledActionStatus>,
+    /// The Tanium action: its name (recorded before `actionPerform`) and what that created.
+    #[serde(flatten)]
+    pub deployment: Deployment,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<ResultCounts>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployed_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::actions::MAX_TARGET_ENDPOINTS;
-use crate::gateway::{EndpointId, Filter, GroupRef, Platform};
+use crate::gateway::{ActionResults, EndpointId, Filter, GroupRef, Platform};
 
 pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
 
@@ -104,6 +104,48 @@ pub struct Preview {
 pub struct EndpointSample {
     pub id: String,
     pub name: String,
+}
+
+/// One scheduled action the deployment created (one per platform), and its newest action instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledActionStatus {
+    pub id: String,
+    #[serde(default)]
+    pub platforms: Vec<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action_id: Option<String>,
+    /// The action instance's Tanium status (OPEN, PENDING, ACTIVE, STOPPED, EXPIRED, CLOSED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Per-endpoint result counts summed over the scheduled actions, and how many endpoints were targeted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultCounts {
+    pub targeted: u64,
+    #[serde(flatten)]
+    pub counts: ActionResults,
+}
+
+/// One deployment through `actionPerform` and what it created: the record that makes it happen at most once.
+/// Shared by every kind that deploys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// The exact Tanium action name, unique to this intent: recorded before `actionPerform`, so that a lost answer
+    /// is found again by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_name: Option<String>,
+    /// When `actionPerform` was last attempted (recorded before the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_attempted_at: Option<Time>,
+    /// One per platform; each with its newest action instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_actions: Vec<ScheduledActionStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<Time>,
 }
 
 /// Condition types.

@@ -1,0 +1,174 @@
+//! Deploying at most once and closing what was deployed, on the shared [`Deployment`] record. Every kind that
+//! deploys (TaniumAction, TaniumTag rounds) goes through here: record the intent, perform, look a lost answer up
+//! by name, and close (schedules first, then open instances).
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{Deployment, ScheduledActionStatus};
+use crate::gateway::actions::{PerformRequest, PerformedAction};
+use crate::gateway::{
+    ActionId, GatewayClient, GatewayError, ScheduledActionId, ScheduledActionInfo,
+};
+
+/// What a look-up by action name found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LookUp {
+    /// The earlier attempt did create actions; they are now in the record (their scheduled action ids).
+    Adopted(Vec<String>),
+    /// Nothing yet, but the last attempt is recent: the Gateway may still be working on it. Ask again after this.
+    TooEarly(Duration),
+    /// Nothing, and the grace period is over: deploying again cannot duplicate anything.
+    Nothing,
+}
+
+impl Deployment {
+    /// Before `actionPerform`: the name it will carry and when it was tried. Must be durable before the call.
+    pub fn record_intent(&mut self, name: String) {
+        self.action_name = Some(name);
+        self.deploy_attempted_at = Some(Time(jiff::Timestamp::now()));
+    }
+
+    /// Has anything been sent under this record?
+    pub fn intended(&self) -> bool {
+        self.action_name.is_some()
+    }
+
+    pub fn adopt_created(&mut self, created: &[PerformedAction]) {
+        self.scheduled_actions = created
+            .iter()
+            .map(|c| ScheduledActionStatus {
+                id: c.scheduled_action_id.0.clone(),
+                platforms: c.platforms.clone(),
+                last_action_id: c.action_id.as_ref().map(|a| a.0.clone()),
+                status: None,
+            })
+            .collect();
+        self.deployed_at = Some(Time(jiff::Timestamp::now()));
+    }
+
+    fn adopt_found(&mut self, found: &[ScheduledActionInfo]) {
+        self.scheduled_actions = found
+            .iter()
+            .map(|f| ScheduledActionStatus {
+                id: f.id.0.clone(),
+                platforms: Vec::new(),
+                last_action_id: f.last_action.as_ref().map(|a| a.id.0.clone()),
+                status: None,
+            })
+            .collect();
+        if self.deployed_at.is_none() {
+            self.deployed_at = Some(Time(jiff::Timestamp::now()));
+        }
+    }
+
+    /// From the recorded instance statuses, without asking the Gateway: could something still run?
+    pub fn maybe_open(&self) -> bool {
+        self.scheduled_actions.iter().any(|sa| {
+            matches!(
+                sa.status.as_deref(),
+                None | Some("OPEN" | "PENDING" | "ACTIVE")
+            )
+        })
+    }
+
+    /// How long ago the last attempt was.
+    fn since_attempt(&self) -> Duration {
+        self.deploy_attempted_at
+            .as_ref()
+            .map_or(Duration::MAX, |t| {
+                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+            })
+    }
+}
+
+/// `actionPerform` under the recorded intent; on success the record holds what it created.
+pub async fn perform(
+    gateway: &GatewayClient,
+    record: &mut Deployment,
+    request: &PerformRequest,
+) -> Result<(), GatewayError> {
+    let created = gateway.perform(request).await?;
+    record.adopt_created(&created);
+    Ok(())
+}
+
+/// An intent without ids: find what the earlier attempt created, by its name. An empty answer is trusted only
+/// `grace` after the attempt (a request whose answer was lost may still be in progress).
+pub async fn look_up(
+    gateway: &GatewayClient,
+    record: &mut Deployment,
+    grace: Duration,
+) -> Result<LookUp, GatewayError> {
+    let Some(name) = record.action_name.clone() else {
+        return Ok(LookUp::Nothing);
+    };
+    let found = gateway.find_scheduled_actions(&name).await?;
+    if !found.is_empty() {
+        record.adopt_found(&found);
+        return Ok(LookUp::Adopted(
+            found.iter().map(|f| f.id.0.clone()).collect(),
+        ));
+    }
+    let since = record.since_attempt();
+    if since < grace {
+        return Ok(LookUp::TooEarly(grace - since));
+    }
+    Ok(LookUp::Nothing)
+}
+
+/// Close a deployment: delete schedules where asked (a recurring action, or one not issued yet, would otherwise
+/// run later) before stopping the open instances, and mark what was stopped. Returns the stopped instance ids.
+pub async fn close(
+    gateway: &GatewayClient,
+    record: &mut Deployment,
+    delete_schedules: bool,
+    stop: &[ActionId],
+) -> Result<Vec<String>, GatewayError> {
+    for sa in &record.scheduled_actions {
+        if delete_schedules || sa.last_action_id.is_none() {
+            delete_schedule(gateway, &sa.id).await?;
+        }
+    }
+    for id in stop {
+        gateway.stop_action(id).await?;
+    }
+    for sa in &mut record.scheduled_actions {
+        if sa
+            .last_action_id
+            .as_ref()
+            .is_some_and(|id| stop.iter().any(|s| &s.0 == id))
+        {
+            sa.status = Some("STOPPED".into());
+        }
+    }
+    Ok(stop.iter().map(ToString::to_string).collect())
+}
+
+/// Every instance the record knows of: what a deletion stops.
+pub fn instances(record: &Deployment) -> Vec<ActionId> {
+    record
+        .scheduled_actions
+        .iter()
+        .filter_map(|sa| sa.last_action_id.clone().map(ActionId))
+        .collect()
+}
+
+/// Delete a scheduled action (no reissue). One that is already gone is fine.
+async fn delete_schedule(gateway: &GatewayClient, id: &str) -> Result<(), GatewayError> {
+    match gateway
+        .delete_scheduled_action(&ScheduledActionId(id.to_owned()))
+        .await
+    {
+        Err(GatewayError::Payload {
+            retryable: false,
+            message,
+            ..
+        }) => {
+            tracing::debug!(scheduled_action = id, %message, "scheduled action already gone");
+            Ok(())
+        }
+        other => other,
+    }
+}
