@@ -5,6 +5,7 @@ pub mod action;
 mod deploy;
 mod packages;
 mod preview;
+pub mod tag;
 mod tracking;
 
 use std::collections::HashMap;
@@ -220,6 +221,9 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    /// Not a failure: work in progress that must be looked at again (a finalizer that is not done yet).
+    #[error("in progress; again in {0:?}")]
+    Requeue(Duration),
 }
 
 impl Error {
@@ -230,6 +234,7 @@ impl Error {
             Self::Kube(_) => "KubernetesApiError",
             Self::Finalizer(_) => "FinalizerError",
             Self::MissingField(_) => "MalformedObject",
+            Self::Requeue(_) => "InProgress",
         }
     }
 }
@@ -240,6 +245,9 @@ pub fn error_policy<K: kube::Resource>(
     error: &Error,
     ctx: std::sync::Arc<Context>,
 ) -> Action {
+    if let Error::Requeue(after) = error {
+        return Action::requeue(*after);
+    }
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let delay = ctx.backoff(&uid);
     tracing::warn!(
@@ -258,5 +266,10 @@ pub async fn run(
     ctx: std::sync::Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    action::controller(ctx, shutdown).await;
+    use futures::FutureExt as _;
+    let shutdown = shutdown.shared();
+    tokio::join!(
+        action::controller(ctx.clone(), shutdown.clone()),
+        tag::controller(ctx, shutdown),
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod action;
 mod schema;
+pub mod tag;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use crate::gateway::actions::MAX_TARGET_ENDPOINTS;
 use crate::gateway::{ActionResults, EndpointId, Filter, GroupRef, Platform};
 
 pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
+pub use tag::{TaniumTag, TaniumTagSpec, TaniumTagStatus};
 
 pub const GROUP: &str = "tanium-operator.dev";
 /// Field manager for everything the operator writes.
@@ -207,7 +209,10 @@ type Crd =
 
 /// Every CRD the operator serves, as the YAML documents in `crds/`.
 pub fn crds() -> Vec<Crd> {
-    vec![kubernetes_formats(TaniumAction::crd())]
+    vec![
+        kubernetes_formats(TaniumAction::crd()),
+        kubernetes_formats(TaniumTag::crd()),
+    ]
 }
 
 /// schemars names unsigned integers `uint32`/`uint64`, formats Kubernetes does not know (kubectl warns about

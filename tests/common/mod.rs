@@ -213,13 +213,42 @@ impl Env {
     }
 
     /// Committed actionPerform calls whose action name carries this object's uid.
-    pub fn performs_for(&self, obj: &TaniumAction) -> usize {
-        let uid = obj.metadata.uid.clone().expect("uid");
+    pub fn performs_for(&self, obj: &impl kube::Resource) -> usize {
+        let uid = obj.meta().uid.clone().expect("uid");
         self.performs()
             .iter()
             .filter(|(name, _)| name.contains(&uid))
             .map(|(_, (c, _))| c)
             .sum()
+    }
+
+    /// Every mutation the sim has recorded so far.
+    pub fn mutation_count(&self) -> usize {
+        self.sim.sim().audit().len()
+    }
+
+    /// Wait until `done` holds for an object of any kind.
+    pub async fn wait_until<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        what: &str,
+        done: impl Fn(&K) -> bool,
+    ) -> K
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let obj = api.get(name).await.expect("get");
+            if done(&obj) {
+                return obj;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{name}: timed out waiting for {what}: {obj:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The suite-wide promise: no action name was ever deployed twice.

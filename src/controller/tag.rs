@@ -1,0 +1,644 @@
+//! The TaniumTag reconciler. Every `interval`: count the matching endpoints and the ones lacking a tag (the
+//! seed's best practice: the targeting itself excludes endpoints already done), deploy "Custom Tagging - Add
+//! Tags" to those only, track the round to its end; remove tags dropped from the spec; and on deletion remove
+//! every tag it applied before letting the object go. A steady state makes no Gateway write.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalized, finalizer};
+use kube::runtime::{Predicate as _, WatchStreamExt as _, predicates, reflector, watcher};
+use kube::{Resource, ResourceExt as _};
+use serde_json::json;
+
+use super::deploy::{self, LookUp};
+use super::{Context, Error, error_policy, tracking};
+use crate::crd::tag::{RoundKind, TagPhase, TagRound};
+use crate::crd::{
+    Deployment, MANAGER, ResultCounts, TaniumTag, TaniumTagStatus, condition, set_condition,
+};
+use crate::gateway::actions::{
+    PackageRef, PerformRequest, Schedule, Target, Targets as GatewayTargets,
+};
+use crate::gateway::endpoints::EndpointQuery;
+use crate::gateway::{ActionId, EndpointId, Filter, FilterOp, GatewayError};
+
+pub const FINALIZER: &str = "tanium-operator.dev/remove-tags";
+pub const ADD_TAGS: &str = "Custom Tagging - Add Tags";
+pub const REMOVE_TAGS: &str = "Custom Tagging - Remove Tags";
+const CUSTOM_TAGS: &str = "Custom Tags";
+
+pub async fn controller(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<TaniumTag> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
+    let (reader, writer) = reflector::store();
+    let deleting = |o: &TaniumTag| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(deleting),
+            Default::default(),
+        );
+    Controller::for_stream(changes, reader)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "TaniumTag reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let api: Api<TaniumTag> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalized::Apply(obj) => Tagger::new(&obj, &ctx, &api).apply().await,
+            Finalized::Cleanup(obj) => Tagger::new(&obj, &ctx, &api).cleanup().await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    if result.is_ok() {
+        ctx.record_success(&uid);
+    }
+    result
+}
+
+/// Tags given to the tagging packages: their one parameter takes them separated by spaces.
+fn tag_param(tags: &[String]) -> String {
+    tags.join(" ")
+}
+
+/// Endpoints that carry any of `tags`.
+fn carrying(tags: &[String]) -> Filter {
+    Filter::any(
+        tags.iter()
+            .map(|t| Filter::sensor(CUSTOM_TAGS, FilterOp::Eq, t))
+            .collect(),
+    )
+}
+
+/// Endpoints that lack any of `tags` (NOT "Custom Tags" has it, for one tag or another).
+fn lacking(tags: &[String]) -> Filter {
+    Filter::any(
+        tags.iter()
+            .map(|t| Filter::sensor(CUSTOM_TAGS, FilterOp::Eq, t).negate())
+            .collect(),
+    )
+}
+
+struct Tagger<'a> {
+    obj: &'a TaniumTag,
+    ctx: &'a Context,
+    api: &'a Api<TaniumTag>,
+    status: TaniumTagStatus,
+    resource_version: Option<String>,
+}
+
+/// Which endpoints a round deploys to.
+enum Selection {
+    Filter(Filter),
+    Ids(Vec<EndpointId>),
+}
+
+impl<'a> Tagger<'a> {
+    fn new(obj: &'a TaniumTag, ctx: &'a Context, api: &'a Api<TaniumTag>) -> Self {
+        let mut status = obj.status.clone().unwrap_or_default();
+        status.observed_generation = obj.metadata.generation;
+        Self {
+            obj,
+            ctx,
+            api,
+            status,
+            resource_version: obj.metadata.resource_version.clone(),
+        }
+    }
+
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        set_condition(
+            &mut self.status.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            self.obj.metadata.generation,
+        );
+    }
+
+    fn interval(&self) -> Duration {
+        self.obj.spec.interval()
+    }
+
+    async fn apply(mut self) -> Result<Action, Error> {
+        if self.status.round.is_some() {
+            return self.advance_round().await;
+        }
+        if self.obj.spec.suspend {
+            self.status.phase = Some(TagPhase::Suspended);
+            self.set(
+                condition::READY,
+                false,
+                "Suspended",
+                "spec.suspend is true: no tagging rounds",
+            );
+            self.save_if_changed().await?;
+            return Ok(Action::requeue(self.interval()));
+        }
+        let spec = &self.obj.spec;
+        let ns = self.obj.namespace().unwrap_or_default();
+        if let Err(message) = spec.targets.validate() {
+            return self.block("InvalidSpec", message).await;
+        }
+        for package in [ADD_TAGS, REMOVE_TAGS] {
+            if let Some(message) = self.ctx.config.policy.refuses(&ns, package) {
+                return self.block("PolicyDenied", message).await;
+            }
+            match self.ctx.packages.get(&self.ctx.gateway, package).await {
+                Ok(Some(p)) if p.params.len() == 1 => {}
+                Ok(_) => {
+                    let message = format!(
+                        "Tanium has no package {package:?} taking one parameter (the tags)"
+                    );
+                    return self.block("UnknownPackage", message).await;
+                }
+                Err(e) => return self.gateway_trouble(e).await,
+            }
+        }
+
+        // Tags dropped from the spec come off first.
+        let wanted: BTreeSet<&String> = spec.tags.iter().collect();
+        let dropped: Vec<String> = self
+            .status
+            .applied_tags
+            .iter()
+            .filter(|t| !wanted.contains(t))
+            .cloned()
+            .collect();
+        if !dropped.is_empty() {
+            let (count, selection) = match self.select(carrying(&dropped)).await {
+                Ok(found) => found,
+                Err(e) => return self.gateway_trouble(e).await,
+            };
+            if count > 0 {
+                return self
+                    .start_round(RoundKind::Remove, dropped, count, selection)
+                    .await;
+            }
+            self.status.applied_tags.retain(|t| !dropped.contains(t));
+        }
+
+        // Count, and tag only what lacks a tag.
+        let tags = spec.tags.clone();
+        let counted = async {
+            let matched = self.count(None).await?;
+            let (pending, selection) = self.select(lacking(&tags)).await?;
+            Ok::<_, GatewayError>((matched, pending, selection))
+        };
+        let (matched, pending, selection) = match counted.await {
+            Ok(c) => c,
+            Err(e) => return self.gateway_trouble(e).await,
+        };
+        self.status.matched = Some(matched);
+        self.status.pending = Some(pending);
+        self.status.tagged = Some(matched.saturating_sub(pending));
+        if pending == 0 {
+            for t in &tags {
+                if !self.status.applied_tags.contains(t) {
+                    self.status.applied_tags.push(t.clone());
+                }
+            }
+            self.status.phase = Some(TagPhase::InSync);
+            let message = format!(
+                "all {matched} matching endpoint(s) carry {}",
+                tags.join(", ")
+            );
+            self.set(condition::READY, true, "InSync", message);
+            self.save_if_changed().await?;
+            return Ok(Action::requeue(self.interval()));
+        }
+        if let Some(max) = self.ctx.config.policy.max_targets(spec.safety.max_targets)
+            && pending > max
+        {
+            let message = format!(
+                "{pending} endpoints lack a tag, more than the limit of {max} per round (spec.safety.maxTargets or \
+                 the operator's ceiling)"
+            );
+            return self.block("TooManyTargets", message).await;
+        }
+        self.start_round(RoundKind::Add, tags, pending, selection)
+            .await
+    }
+
+    /// Endpoints matching the targets AND `extra`: how many, and how to deploy to exactly them.
+    async fn select(&self, extra: Filter) -> Result<(u64, Selection), GatewayError> {
+        let targets = &self.obj.spec.targets;
+        match &targets.endpoints {
+            Some(ids) => {
+                let query = EndpointQuery {
+                    filter: Some(extra),
+                    ids: ids.clone(),
+                    page_size: ids.len().max(1) as u32,
+                    ..EndpointQuery::default()
+                };
+                let found = self.ctx.gateway.all_endpoints(&query, None).await?;
+                Ok((
+                    found.len() as u64,
+                    Selection::Ids(found.into_iter().map(|e| e.id).collect()),
+                ))
+            }
+            None => {
+                let filter = match &targets.filter {
+                    Some(f) => Filter::all(vec![f.clone(), extra]),
+                    None => extra,
+                };
+                let count = self.ctx.gateway.count_endpoints(Some(&filter)).await?;
+                Ok((count, Selection::Filter(filter)))
+            }
+        }
+    }
+
+    async fn count(&self, extra: Option<Filter>) -> Result<u64, GatewayError> {
+        let targets = &self.obj.spec.targets;
+        let query = EndpointQuery {
+            filter: match (&targets.filter, extra) {
+                (Some(f), Some(e)) => Some(Filter::all(vec![f.clone(), e])),
+                (f, e) => f.clone().or(e),
+            },
+            ids: targets.endpoints.clone().unwrap_or_default(),
+            page_size: 1,
+            ..EndpointQuery::default()
+        };
+        Ok(self.ctx.gateway.endpoints_page(&query, None).await?.total)
+    }
+
+    /// Record the round's intent, then deploy it once.
+    async fn start_round(
+        mut self,
+        kind: RoundKind,
+        tags: Vec<String>,
+        targeted: u64,
+        selection: Selection,
+    ) -> Result<Action, Error> {
+        let number = self.status.rounds + 1;
+        let verb = match kind {
+            RoundKind::Add => "add",
+            RoundKind::Remove => "remove",
+        };
+        let prefix: String = format!(
+            "{}/{}",
+            self.obj.namespace().unwrap_or_default(),
+            self.obj.name_any()
+        )
+        .chars()
+        .take(120)
+        .collect();
+        let name = format!(
+            "{prefix} [{}] {verb} #{number}",
+            self.obj.uid().unwrap_or_default()
+        );
+        let mut round = TagRound {
+            number,
+            kind,
+            tags: tags.clone(),
+            targeted,
+            deployment: Deployment::default(),
+            results: None,
+            finished_at: None,
+        };
+        round.deployment.record_intent(name.clone());
+        self.status.rounds = number;
+        self.status.phase = Some(match kind {
+            RoundKind::Add => TagPhase::Tagging,
+            RoundKind::Remove => TagPhase::Removing,
+        });
+        let message = format!(
+            "round {number}: {verb} {} on {targeted} endpoint(s)",
+            tags.join(", ")
+        );
+        self.set(
+            condition::READY,
+            false,
+            if kind == RoundKind::Add {
+                "Tagging"
+            } else {
+                "Removing"
+            },
+            message.clone(),
+        );
+        self.status.round = Some(round);
+        self.save().await?;
+
+        let target = match selection {
+            Selection::Filter(f) => Target::Filter(f),
+            Selection::Ids(ids) => Target::Endpoints(ids),
+        };
+        let request = PerformRequest {
+            name,
+            comment: format!(
+                "TaniumTag {}/{}: {verb} {}",
+                self.obj.namespace().unwrap_or_default(),
+                self.obj.name_any(),
+                tags.join(" ")
+            ),
+            package: PackageRef {
+                id: None,
+                name: Some(
+                    if kind == RoundKind::Add {
+                        ADD_TAGS
+                    } else {
+                        REMOVE_TAGS
+                    }
+                    .into(),
+                ),
+                params: vec![tag_param(&tags)],
+                sensor_sourced_params: Vec::new(),
+            },
+            targets: GatewayTargets {
+                action_group: self.obj.spec.targets.action_group(),
+                target,
+                platforms: self.obj.spec.targets.platforms.clone(),
+            },
+            schedule: Schedule::default(),
+        };
+        let Some(round) = self.status.round.as_mut() else {
+            return Err(Error::MissingField("status.round"));
+        };
+        match deploy::perform(&self.ctx.gateway, &mut round.deployment, &request).await {
+            Ok(()) => {
+                self.save().await?;
+                self.event(false, "RoundStarted", message).await;
+                Ok(Action::requeue(self.ctx.config.timing.poll_min))
+            }
+            Err(
+                e @ GatewayError::Payload {
+                    retryable: false, ..
+                },
+            ) => {
+                // Refused: nothing was created, so the round is dropped; the condition says why.
+                self.status.round = None;
+                self.block("DeployRefused", e.to_string()).await
+            }
+            Err(e) => self.gateway_trouble(e).await,
+        }
+    }
+
+    /// A round in flight: find it after a lost answer, poll it, and close it when every target finished.
+    async fn advance_round(mut self) -> Result<Action, Error> {
+        let grace = self.ctx.config.timing.lookup_grace;
+        let Some(mut round) = self.status.round.clone() else {
+            return Ok(Action::requeue(Duration::ZERO));
+        };
+        if round.deployment.scheduled_actions.is_empty() {
+            match deploy::look_up(&self.ctx.gateway, &mut round.deployment, grace).await {
+                Ok(LookUp::Adopted(ids)) => {
+                    let message = format!(
+                        "round {}: found scheduled action(s) {} after a lost answer",
+                        round.number,
+                        ids.join(", ")
+                    );
+                    self.status.round = Some(round);
+                    self.save().await?;
+                    self.event(false, "Recovered", message).await;
+                    return Ok(Action::requeue(self.ctx.config.timing.poll_min));
+                }
+                Ok(LookUp::TooEarly(wait)) => return Ok(Action::requeue(wait)),
+                Ok(LookUp::Nothing) => {
+                    // Nothing was created under this round's name: drop it; the next round starts from fresh counts.
+                    self.status.round = None;
+                    self.save().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+                Err(e) => return self.gateway_trouble(e).await,
+            }
+        }
+        let progress = match tracking::poll(
+            &self.ctx.gateway,
+            &mut round.deployment.scheduled_actions,
+            false,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => return self.gateway_trouble(e).await,
+        };
+        round.results = Some(ResultCounts {
+            targeted: round.targeted,
+            counts: progress.results,
+        });
+        let finished = u64::from(progress.results.finished());
+        let over = !progress.any_open()
+            || finished >= round.targeted
+            || progress.expires_at.is_some_and(|e| progress.now >= e);
+        if !over {
+            self.status.round = Some(round);
+            self.save_if_changed().await?;
+            let age = round_age(&self.status.round);
+            return Ok(Action::requeue(self.ctx.config.timing.poll_interval(age)));
+        }
+        // Tanium keeps an action open until it expires; a finished round is closed now.
+        if let Err(e) = deploy::close(
+            &self.ctx.gateway,
+            &mut round.deployment,
+            false,
+            &progress.open,
+        )
+        .await
+        {
+            return self.gateway_trouble(e).await;
+        }
+        round.finished_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+        let r = progress.results;
+        match round.kind {
+            RoundKind::Add => {
+                for t in &round.tags {
+                    if !self.status.applied_tags.contains(t) {
+                        self.status.applied_tags.push(t.clone());
+                    }
+                }
+            }
+            RoundKind::Remove => self.status.applied_tags.retain(|t| !round.tags.contains(t)),
+        }
+        let message = format!(
+            "round {} finished: {} of {} endpoint(s) completed, {} failed, {} expired",
+            round.number, r.completed, round.targeted, r.failed, r.expired
+        );
+        self.status.round = None;
+        self.status.last_round = Some(round);
+        self.save().await?;
+        self.event(r.failed + r.expired > 0, "RoundFinished", message)
+            .await;
+        // Count again at once: drift correction continues from fresh numbers.
+        Ok(Action::requeue(Duration::from_millis(100)))
+    }
+
+    /// Deletion: finish or stop the round in flight, then remove every tag this object applied, tracked to the
+    /// end, before the object goes. Bounded by the deletion timeout, with an event.
+    async fn cleanup(mut self) -> Result<Action, Error> {
+        let since = self
+            .obj
+            .meta()
+            .deletion_timestamp
+            .as_ref()
+            .map_or(Duration::ZERO, |t| {
+                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+            });
+        if since >= self.ctx.config.timing.deletion_timeout {
+            let message = format!(
+                "could not remove tag(s) {} within {:?}; letting the object go and leaving them on the endpoints",
+                self.status.applied_tags.join(", "),
+                self.ctx.config.timing.deletion_timeout
+            );
+            self.event(true, "DeletionTimedOut", message).await;
+            return Ok(Action::await_change());
+        }
+        if let Some(mut round) = self.status.round.clone() {
+            if round.kind == RoundKind::Add && !round.deployment.scheduled_actions.is_empty() {
+                // No point finishing an add that is about to be undone: stop it, then remove.
+                let open: Vec<ActionId> = deploy::instances(&round.deployment);
+                if let Err(e) =
+                    deploy::close(&self.ctx.gateway, &mut round.deployment, false, &open).await
+                {
+                    return self.cleanup_blocked(e).await;
+                }
+                for t in &round.tags {
+                    if !self.status.applied_tags.contains(t) {
+                        self.status.applied_tags.push(t.clone());
+                    }
+                }
+                self.status.round = None;
+                self.save().await?;
+                return Err(Error::Requeue(Duration::ZERO));
+            }
+            // A removal (or an intent without ids) follows its normal course.
+            self.advance_round().await?;
+            return Err(Error::Requeue(Duration::from_millis(300)));
+        }
+        if self.status.applied_tags.is_empty() {
+            return Ok(Action::await_change());
+        }
+        let tags = self.status.applied_tags.clone();
+        let (count, selection) = match self.select(carrying(&tags)).await {
+            Ok(found) => found,
+            Err(e) => return self.cleanup_blocked(e).await,
+        };
+        if count == 0 {
+            self.status.applied_tags.clear();
+            self.save().await?;
+            return Ok(Action::await_change());
+        }
+        self.start_round(RoundKind::Remove, tags, count, selection)
+            .await?;
+        Err(Error::Requeue(Duration::from_millis(300)))
+    }
+
+    async fn cleanup_blocked(mut self, e: GatewayError) -> Result<Action, Error> {
+        let message = format!(
+            "cannot remove the tags yet ({e}); deletion waits up to {:?}",
+            self.ctx.config.timing.deletion_timeout
+        );
+        self.set(condition::READY, false, "DeletionBlocked", message.clone());
+        self.save().await?;
+        self.event(true, "DeletionBlocked", message).await;
+        Err(e.into())
+    }
+
+    async fn block(mut self, reason: &str, message: String) -> Result<Action, Error> {
+        let unchanged = self.status.phase == Some(TagPhase::Blocked)
+            && condition(&self.status.conditions, condition::READY)
+                .is_some_and(|c| c.reason == reason);
+        self.status.phase = Some(TagPhase::Blocked);
+        self.set(condition::READY, false, reason, message.clone());
+        self.save_if_changed().await?;
+        if !unchanged {
+            self.event(true, reason, message).await;
+        }
+        Ok(Action::requeue(
+            self.interval().min(self.ctx.config.timing.permanent_error),
+        ))
+    }
+
+    async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
+        let unchanged = condition(&self.status.conditions, condition::READY)
+            .is_some_and(|c| c.reason == e.reason());
+        self.set(condition::READY, false, e.reason(), e.to_string());
+        self.save_if_changed().await?;
+        if !unchanged {
+            self.event(true, e.reason(), e.to_string()).await;
+        }
+        if e.is_permanent() {
+            Ok(Action::requeue(self.ctx.config.timing.permanent_error))
+        } else {
+            Err(e.into())
+        }
+    }
+
+    /// A steady state writes nothing.
+    async fn save_if_changed(&mut self) -> Result<(), Error> {
+        if self.obj.status.as_ref() == Some(&self.status) {
+            return Ok(());
+        }
+        self.save().await
+    }
+
+    /// The one place status is written: server-side apply, conditional on the version this reconcile read.
+    async fn save(&mut self) -> Result<(), Error> {
+        let patch = json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1",
+            "kind": "TaniumTag",
+            "metadata": {"resourceVersion": self.resource_version},
+            "status": self.status,
+        });
+        let written = self
+            .api
+            .patch_status(
+                &self.obj.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        self.resource_version = written.metadata.resource_version;
+        Ok(())
+    }
+
+    async fn event(&self, warning: bool, reason: &str, note: String) {
+        self.ctx
+            .event(&self.obj.object_ref(&()), warning, reason, note)
+            .await;
+    }
+}
+
+fn round_age(round: &Option<TagRound>) -> Duration {
+    round
+        .as_ref()
+        .and_then(|r| r.deployment.deployed_at.as_ref())
+        .map_or(Duration::ZERO, |t| {
+            jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+        })
+}
