@@ -299,23 +299,41 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let obj: TaniumAction = serde_json::from_value(common::example(&name)).unwrap();
-        obj.spec
-            .targets
-            .validate()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        api.create(
-            &PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            },
-            &obj,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("examples/{name}.yaml refused: {e}"));
+        let manifest = common::example(&name);
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let refused = |e: kube::Error| -> ! { panic!("examples/{name}.yaml refused: {e}") };
+        match manifest["kind"].as_str() {
+            Some("TaniumAction") => {
+                let obj: TaniumAction = serde_json::from_value(manifest).unwrap();
+                obj.spec
+                    .targets
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                if let Err(e) = api.create(&dry_run, &obj).await {
+                    refused(e);
+                }
+            }
+            Some("TaniumTag") => {
+                let obj: tanium_operator::crd::TaniumTag =
+                    serde_json::from_value(manifest).unwrap();
+                obj.spec
+                    .targets
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let tags: Api<tanium_operator::crd::TaniumTag> =
+                    Api::namespaced(env.client.clone(), "gates");
+                if let Err(e) = tags.create(&dry_run, &obj).await {
+                    refused(e);
+                }
+            }
+            other => panic!("examples/{name}.yaml: unexpected kind {other:?}"),
+        }
         examples += 1;
     }
-    assert!(examples >= 6);
+    assert!(examples >= 7);
 
     // The apiserver itself refuses what the schema and CEL rules forbid.
     let gvk = GroupVersionKind::gvk("tanium-operator.dev", "v1alpha1", "TaniumAction");
