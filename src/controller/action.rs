@@ -5,22 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as Finalized, finalizer};
-use kube::runtime::{Predicate as _, WatchStreamExt as _, predicates, reflector, watcher};
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 use serde_json::json;
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, error_policy, preview, tracking};
+use super::{Context, Error, preview, tracking};
 use crate::crd::ResultCounts;
 use crate::crd::action::{PackageStatus, Phase};
 use crate::crd::{
-    APPROVED_PREVIEW_ANNOTATION, MANAGER, TaniumAction, TaniumActionStatus, condition,
-    set_condition,
+    APPROVED_PREVIEW_ANNOTATION, TaniumAction, TaniumActionStatus, condition, set_condition,
 };
 use crate::gateway::actions::{PackageRef, PerformRequest, Target, Targets as GatewayTargets};
 use crate::gateway::{ActionId, GatewayError};
@@ -49,60 +45,19 @@ pub async fn controller(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<TaniumAction> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
-    // Wake on what a person changes (spec, the approval annotation, deletion), not on the operator's own status
-    // writes: polling is paced by the requeue intervals, and a stale copy never races a fresh write.
-    let (reader, writer) = reflector::store();
-    let deleting = |o: &TaniumAction| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
-    let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::annotations)
-                .combine(predicates::finalizers)
-                .combine(deleting),
-            Default::default(),
-        );
-    Controller::for_stream(changes, reader)
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "TaniumAction reconcile did not complete");
-            }
-        })
-        .await;
+    super::run_kind(ctx, shutdown, reconcile).await;
 }
 
 pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let api: Api<TaniumAction> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Finalized::Apply(obj) => Reconciler::new(&obj, &ctx, &api).apply().await,
-            Finalized::Cleanup(obj) => Reconciler::new(&obj, &ctx, &api).cleanup().await,
-        }
-    })
+    let c = ctx.clone();
+    super::with_finalizer(
+        obj,
+        ctx,
+        FINALIZER,
+        async |obj, api| Reconciler::new(&obj, &c, &api).apply().await,
+        async |obj, api| Reconciler::new(&obj, &c, &api).cleanup().await,
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    if result.is_ok() {
-        ctx.record_success(&uid);
-    }
-    result
 }
 
 /// One reconcile of one object: the object as read, a working copy of its status, and where to write it.
@@ -757,22 +712,13 @@ impl<'a> Reconciler<'a> {
 
     /// The one place status is written: server-side apply of the whole status, as this operator's field manager.
     async fn save(&mut self) -> Result<(), Error> {
-        let patch = json!({
-            "apiVersion": "tanium-operator.dev/v1alpha1",
-            "kind": "TaniumAction",
-            "metadata": {"resourceVersion": self.resource_version},
-            "status": self.status,
-        });
-        let written = self
-            .api
-            .patch_status(
-                &self.obj.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        self.resource_version = written.metadata.resource_version;
-        Ok(())
+        super::write_status(
+            self.api,
+            &self.obj.name_any(),
+            &mut self.resource_version,
+            &self.status,
+        )
+        .await
     }
 
     async fn event(&self, warning: bool, reason: &str, note: String) {

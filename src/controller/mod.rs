@@ -9,6 +9,7 @@ pub mod tag;
 mod tracking;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -272,4 +273,132 @@ pub async fn run(
         action::controller(ctx.clone(), shutdown.clone()),
         tag::controller(ctx, shutdown),
     );
+}
+
+/// Run one kind's controller until `shutdown`. It wakes on what a person changes (spec, annotations such as the
+/// preview approval, finalizers, deletion), not on the operator's own status writes: polling is paced by the
+/// reconcilers' requeue intervals.
+async fn run_kind<K, R, Fut>(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    reconcile: R,
+) where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> Fut,
+    Fut: futures::TryFuture<Ok = Action, Error = Error> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    use kube::runtime::{
+        Controller, Predicate as _, WatchStreamExt as _, predicates, reflector, watcher,
+    };
+
+    let api: kube::Api<K> = match &ctx.config.namespace {
+        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
+        None => kube::Api::all(ctx.client.clone()),
+    };
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
+    let (reader, writer) = reflector::store();
+    let deleting = |o: &K| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers)
+                .combine(deleting),
+            Default::default(),
+        );
+    Controller::for_stream(changes, reader)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(kind = K::kind(&()).as_ref(), error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
+/// (the finalizer is released when `cleanup` returns `Ok`).
+async fn with_finalizer<K>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    name: &str,
+    apply: impl AsyncFnOnce(Arc<K>, kube::Api<K>) -> Result<Action, Error>,
+    cleanup: impl AsyncFnOnce(Arc<K>, kube::Api<K>) -> Result<Action, Error>,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
+    let ns = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = obj
+        .meta()
+        .uid
+        .clone()
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, name, obj, |event| async {
+        match event {
+            Event::Apply(obj) => apply(obj, api.clone()).await,
+            Event::Cleanup(obj) => cleanup(obj, api.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    if result.is_ok() {
+        ctx.record_success(&uid);
+    }
+    result
+}
+
+/// The one way status is written: server-side apply of the whole status as this operator's field manager,
+/// conditional on `resource_version` (the version the reconcile read, then each write's result), so that a
+/// reconcile that started from a stale copy fails with a conflict instead of acting on old state.
+async fn write_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    resource_version: &mut Option<String>,
+    status: &impl serde::Serialize,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{Patch, PatchParams};
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"resourceVersion": resource_version},
+        "status": status,
+    });
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(crate::crd::MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    *resource_version = written.meta().resource_version.clone();
+    Ok(())
 }

@@ -7,20 +7,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as Finalized, finalizer};
-use kube::runtime::{Predicate as _, WatchStreamExt as _, predicates, reflector, watcher};
+use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
-use serde_json::json;
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, error_policy, tracking};
+use super::{Context, Error, tracking};
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
-use crate::crd::{
-    Deployment, MANAGER, ResultCounts, TaniumTag, TaniumTagStatus, condition, set_condition,
-};
+use crate::crd::{Deployment, ResultCounts, TaniumTag, TaniumTagStatus, condition, set_condition};
 use crate::gateway::actions::{
     PackageRef, PerformRequest, Schedule, Target, Targets as GatewayTargets,
 };
@@ -36,57 +30,19 @@ pub async fn controller(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<TaniumTag> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
-    let (reader, writer) = reflector::store();
-    let deleting = |o: &TaniumTag| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
-    let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::finalizers)
-                .combine(deleting),
-            Default::default(),
-        );
-    Controller::for_stream(changes, reader)
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "TaniumTag reconcile did not complete");
-            }
-        })
-        .await;
+    super::run_kind(ctx, shutdown, reconcile).await;
 }
 
 pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let api: Api<TaniumTag> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Finalized::Apply(obj) => Tagger::new(&obj, &ctx, &api).apply().await,
-            Finalized::Cleanup(obj) => Tagger::new(&obj, &ctx, &api).cleanup().await,
-        }
-    })
+    let c = ctx.clone();
+    super::with_finalizer(
+        obj,
+        ctx,
+        FINALIZER,
+        async |obj, api| Tagger::new(&obj, &c, &api).apply().await,
+        async |obj, api| Tagger::new(&obj, &c, &api).cleanup().await,
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    if result.is_ok() {
-        ctx.record_success(&uid);
-    }
-    result
 }
 
 /// Tags given to the tagging packages: their one parameter takes them separated by spaces.
@@ -607,24 +563,14 @@ impl<'a> Tagger<'a> {
         self.save().await
     }
 
-    /// The one place status is written: server-side apply, conditional on the version this reconcile read.
     async fn save(&mut self) -> Result<(), Error> {
-        let patch = json!({
-            "apiVersion": "tanium-operator.dev/v1alpha1",
-            "kind": "TaniumTag",
-            "metadata": {"resourceVersion": self.resource_version},
-            "status": self.status,
-        });
-        let written = self
-            .api
-            .patch_status(
-                &self.obj.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        self.resource_version = written.metadata.resource_version;
-        Ok(())
+        super::write_status(
+            self.api,
+            &self.obj.name_any(),
+            &mut self.resource_version,
+            &self.status,
+        )
+        .await
     }
 
     async fn event(&self, warning: bool, reason: &str, note: String) {

@@ -155,7 +155,7 @@ impl Env {
             .expect("created")
     }
 
-    /// Wait until `done` holds for the object; on timeout, fail with what its status says.
+    /// Wait until `done` holds for the TaniumAction.
     pub async fn wait_for(
         &self,
         api: &Api<TaniumAction>,
@@ -163,20 +163,7 @@ impl Env {
         what: &str,
         done: impl Fn(&TaniumAction) -> bool,
     ) -> TaniumAction {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            let obj = api.get(name).await.expect("get");
-            if done(&obj) {
-                return obj;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{name}: timed out waiting for {what}; status: {:#?}",
-                    obj.status
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.wait_until(api, name, what, done).await
     }
 
     pub async fn wait_gone(&self, api: &Api<TaniumAction>, name: &str) {
