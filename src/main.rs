@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use tanium_operator::controller::{self, Config, Context, Policy, Timing};
 use tanium_operator::crd;
 use tanium_operator::gateway::{GatewayClient, GatewayConfig};
+use tanium_operator::telemetry::{self, Readiness};
 
 #[derive(Parser)]
 #[command(
@@ -25,10 +26,10 @@ struct Cli {
 enum Command {
     /// Run the controllers against the cluster in KUBECONFIG (or the in-cluster config).
     Run(RunArgs),
-    /// Print the CustomResourceDefinitions as YAML, or write them into a directory (one file per CRD).
+    /// Print the CustomResourceDefinitions as YAML, or write them into directories (one file per CRD).
     Crd {
         #[arg(long)]
-        dir: Option<PathBuf>,
+        dir: Vec<PathBuf>,
     },
     /// Print the version.
     Version,
@@ -70,6 +71,12 @@ struct RunArgs {
     /// Objects reconciled at once.
     #[arg(long, env = "TANIUM_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// How often to re-read the token file (a rotated Secret is picked up without a restart).
+    #[arg(long, env = "TANIUM_TOKEN_RELOAD_SECONDS", default_value_t = 10)]
+    token_reload_seconds: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -107,20 +114,18 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-fn print_crds(dir: Option<PathBuf>) -> Result<(), MainError> {
+fn print_crds(dirs: Vec<PathBuf>) -> Result<(), MainError> {
     let files = crd::crd_files()?;
-    match dir {
-        Some(dir) => {
-            for (name, text) in files {
-                let path = dir.join(name);
-                std::fs::write(&path, text)
-                    .map_err(|e| MainError::File(path.display().to_string(), e))?;
-            }
+    if dirs.is_empty() {
+        for text in files.values() {
+            print!("---\n{text}");
         }
-        None => {
-            for text in files.values() {
-                print!("---\n{text}");
-            }
+    }
+    for dir in dirs {
+        for (name, text) in &files {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(|e| MainError::File(path.display().to_string(), e))?;
         }
     }
     Ok(())
@@ -144,9 +149,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|e| MainError::File(path.display().to_string(), e))
     };
-    let token = String::from_utf8_lossy(&read(&args.token_file)?)
-        .trim()
-        .to_owned();
+    let token = read_token(&args.token_file)?;
     let mut gateway = GatewayConfig::new(&args.gateway_url, SecretString::from(token));
     gateway.ca_bundle_pem = args.ca_file.as_ref().map(read).transpose()?;
     gateway.request_timeout = Duration::from_secs(args.request_timeout_seconds);
@@ -168,10 +171,85 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         concurrency: args.concurrency,
     };
     tracing::info!(gateway = %gateway.endpoint(), policy = ?config.policy, "starting tanium-operator");
-    let ctx = Arc::new(Context::new(client, gateway, config));
-    controller::run(ctx, shutdown_signal()).await;
+    let ctx = Arc::new(Context::new(client.clone(), gateway.clone(), config));
+    let ready = Arc::new(Readiness::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(telemetry::serve(
+        args.metrics_addr,
+        ctx.metrics.clone(),
+        ready.clone(),
+        stopped,
+    ));
+    tokio::spawn(become_ready(client, gateway.clone(), ready));
+    tokio::spawn(reload_token(
+        args.token_file.clone(),
+        gateway,
+        Duration::from_secs(args.token_reload_seconds.max(1)),
+    ));
+    controller::run(ctx, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    match server.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "metrics server failed"),
+        Err(e) => tracing::error!(error = %e, "metrics server task failed"),
+        Ok(Ok(())) => {}
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn read_token(path: &PathBuf) -> Result<String, MainError> {
+    let bytes = std::fs::read(path).map_err(|e| MainError::File(path.display().to_string(), e))?;
+    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
+}
+
+/// Ready once the Kubernetes API and the Gateway have both answered; retried until they do.
+async fn become_ready(client: kube::Client, gateway: GatewayClient, ready: Arc<Readiness>) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let kube_ok = client.apiserver_version().await;
+        let gateway_ok = gateway.now().await;
+        match (kube_ok, gateway_ok) {
+            (Ok(_), Ok(_)) => {
+                ready.set(true);
+                tracing::info!("ready: the Kubernetes API and the Tanium Gateway answered");
+                return;
+            }
+            (k, g) => tracing::warn!(
+                kubernetes = ?k.err().map(|e| e.to_string()),
+                gateway = ?g.err().map(|e| e.to_string()),
+                "not ready yet"
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Re-read the token file and hand a changed token to the client: a rotated Secret needs no restart. The token
+/// itself is never logged.
+async fn reload_token(path: PathBuf, gateway: GatewayClient, every: Duration) {
+    let mut current = read_token(&path).ok();
+    loop {
+        tokio::time::sleep(every).await;
+        match read_token(&path) {
+            Ok(token) if Some(&token) != current.as_ref() && !token.is_empty() => {
+                gateway.set_token(SecretString::from(token.clone()));
+                current = Some(token);
+                tracing::info!(file = %path.display(), "API token reloaded");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the API token file; keeping the current token")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -128,6 +128,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub packages: PackageCache,
+    pub metrics: Arc<crate::telemetry::Metrics>,
     /// Consecutive failed reconciles per object uid, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     #[doc(hidden)]
@@ -140,12 +141,18 @@ impl Context {
             controller: "tanium-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let metrics = Arc::new(crate::telemetry::Metrics::default());
+        let observed = metrics.clone();
+        gateway.observe_with(Arc::new(move |operation, outcome, took| {
+            observed.gateway_request(operation, outcome, took);
+        }));
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             gateway,
             config,
             packages: PackageCache::new(Duration::from_secs(300)),
+            metrics,
             failures: Mutex::new(HashMap::new()),
             fail_points: FailPoints::default(),
         }
@@ -345,6 +352,7 @@ where
         + std::fmt::Debug,
 {
     use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
+    let started = std::time::Instant::now();
     let ns = obj
         .meta()
         .namespace
@@ -370,6 +378,12 @@ where
     if result.is_ok() {
         ctx.record_success(&uid);
     }
+    let outcome = match &result {
+        Ok(_) | Err(Error::Requeue(_)) => "ok",
+        Err(e) => e.reason(),
+    };
+    ctx.metrics
+        .reconciled(K::kind(&()).as_ref(), outcome, started.elapsed());
     result
 }
 

@@ -114,13 +114,26 @@ pub struct RawResponse {
     pub errors: Vec<GraphQlError>,
 }
 
-#[derive(Debug)]
+/// Called after every request attempt with the operation, `ok` or the error's reason, and the latency.
+pub type Observer = Arc<dyn Fn(&'static str, &'static str, Duration) + Send + Sync>;
+
 struct Inner {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     token: RwLock<SecretString>,
     permits: Semaphore,
     retry: RetryPolicy,
+    observer: std::sync::OnceLock<Observer>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("token", &"[REDACTED]")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A cheap-to-clone handle on one Gateway.
@@ -168,6 +181,7 @@ impl GatewayClient {
                 token: RwLock::new(config.token),
                 permits: Semaphore::new(config.max_concurrent_requests.max(1)),
                 retry: config.retry,
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -175,6 +189,11 @@ impl GatewayClient {
     /// The GraphQL URL this client posts to.
     pub fn endpoint(&self) -> &str {
         self.inner.endpoint.as_str()
+    }
+
+    /// Report every request attempt (metrics). Set once; later calls are ignored.
+    pub fn observe_with(&self, observer: Observer) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// Swap the token (rotation, a re-read Secret file) without rebuilding the client.
@@ -236,6 +255,20 @@ impl GatewayClient {
     }
 
     async fn send_once(
+        &self,
+        doc: &Document<'_>,
+        variables: &Value,
+    ) -> Result<RawResponse, GatewayError> {
+        let started = Instant::now();
+        let result = self.send_unobserved(doc, variables).await;
+        if let Some(observe) = self.inner.observer.get() {
+            let outcome = result.as_ref().map_or_else(GatewayError::reason, |_| "ok");
+            observe(doc.operation, outcome, started.elapsed());
+        }
+        result
+    }
+
+    async fn send_unobserved(
         &self,
         doc: &Document<'_>,
         variables: &Value,

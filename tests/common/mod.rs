@@ -104,6 +104,12 @@ impl Env {
     }
 
     pub fn start_controller_with_token(&mut self, token: &str) -> Arc<Context> {
+        let client = self.client.clone();
+        self.start_controller_as(client, token)
+    }
+
+    /// Start the controllers with a given Kubernetes identity (e.g. the chart's ServiceAccount).
+    pub fn start_controller_as(&mut self, client: kube::Client, token: &str) -> Arc<Context> {
         self.stop_controller();
         let config = Config {
             policy: self.policy.clone(),
@@ -111,11 +117,7 @@ impl Env {
             namespace: None,
             concurrency: 8,
         };
-        let ctx = Arc::new(Context::new(
-            self.client.clone(),
-            self.gateway(token),
-            config,
-        ));
+        let ctx = Arc::new(Context::new(client, self.gateway(token), config));
         let task = tokio::spawn(tanium_operator::controller::run(
             ctx.clone(),
             std::future::pending(),

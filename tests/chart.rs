@@ -1,0 +1,175 @@
+//! The Helm chart: lint clean, renders, every rendered object is accepted by a real kube-apiserver, and its RBAC
+//! is exactly enough: the operator, running as the chart's ServiceAccount, does all its work and is refused what
+//! it does not need.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::{Env, TOKEN};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::tag::TagPhase;
+use tanium_operator::crd::{TaniumAction, TaniumTag};
+use tanium_testenv::Identity;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/tanium-operator");
+const RELEASE: &str = "tanium-operator";
+const NAMESPACE: &str = "tanium-system";
+
+fn helm(env: &Env, args: &[&str]) -> String {
+    let helm = env
+        .cp
+        .binaries()
+        .helm()
+        .expect("pinned helm (./scripts/k8s-test-bins.sh)");
+    let out = Command::new(helm).args(args).output().expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn chart_renders_applies_and_its_rbac_is_just_enough() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let gateway = format!("--set=gateway.url={}", env.sim.url());
+    let lint = helm(&env, &["lint", CHART, "--strict", &gateway]);
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+    let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
+    let rendered = helm(
+        &env,
+        &[
+            &kube_version,
+            "template",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--include-crds",
+            &gateway,
+            "--set=metrics.serviceMonitor.enabled=false",
+        ],
+    );
+    for kind in [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(
+            rendered.contains(&format!("kind: {kind}")),
+            "chart renders a {kind}"
+        );
+    }
+    assert!(
+        rendered.contains("readOnlyRootFilesystem: true")
+            && rendered.contains("runAsNonRoot: true")
+    );
+    // Without a Gateway URL the chart refuses to render.
+    let helm_bin = env.cp.binaries().helm().unwrap();
+    let refused = Command::new(&helm_bin)
+        .args(["template", RELEASE, CHART, &kube_version])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("gateway.url is required")
+    );
+
+    // Every rendered object is accepted by the apiserver.
+    env.kubectl(&["create", "namespace", NAMESPACE]);
+    let kubectl = env.cp.binaries().kubectl().unwrap();
+    let mut apply = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(env.cp.kubeconfig_path())
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rendered.as_bytes())
+        .unwrap();
+    let out = apply.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{applied}");
+    assert!(
+        applied.contains("deployment.apps/tanium-operator serverside-applied"),
+        "{applied}"
+    );
+
+    // The operator, as the chart's ServiceAccount, does its work: a TaniumAction and a TaniumTag, end to end.
+    let sa = Identity::service_account(NAMESPACE, "tanium-operator");
+    let as_operator = env.cp.client_for(&sa).await.unwrap();
+    env.start_controller_as(as_operator.clone(), TOKEN);
+    env.namespace("team").await;
+    let actions: Api<TaniumAction> = Api::namespaced(env.client.clone(), "team");
+    env.create(&actions, common::example("tag-by-endpoint-id"))
+        .await;
+    let tags: Api<TaniumTag> = Api::namespaced(env.client.clone(), "team");
+    let tag: TaniumTag = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag", "metadata": {"name": "pinned"},
+        "spec": {"tags": ["pinned"], "targets": {"endpoints": ["274177"]}, "interval": "2s"}
+    }))
+    .unwrap();
+    tags.create(&PostParams::default(), &tag).await.unwrap();
+    env.wait_for(&actions, "tag-by-endpoint-id", "Completed", |o| {
+        common::phase(o).as_deref() == Some("Completed")
+    })
+    .await;
+    env.wait_until(&tags, "pinned", "in sync", |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.phase == Some(TagPhase::InSync))
+    })
+    .await;
+    let events = env.events("team", "tag-by-endpoint-id").await;
+    assert!(
+        events.iter().any(|(r, _)| r == "Deployed"),
+        "events were published as the ServiceAccount: {events:?}"
+    );
+
+    // … and is refused what it does not need.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(as_operator.clone(), NAMESPACE);
+    assert!(
+        forbidden(secrets.list(&ListParams::default()).await),
+        "no Secrets"
+    );
+    let create: Api<TaniumAction> = Api::namespaced(as_operator.clone(), "team");
+    let obj: TaniumAction =
+        serde_json::from_value(common::example("tag-by-computer-name")).unwrap();
+    assert!(
+        forbidden(create.create(&PostParams::default(), &obj).await),
+        "it never creates TaniumActions"
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(as_operator, "team");
+    assert!(
+        forbidden(pods.list(&ListParams::default()).await),
+        "no Pods"
+    );
+    env.assert_exactly_once();
+}
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(ref s)) if s.code == 403)
+}
