@@ -70,6 +70,9 @@ struct RunArgs {
     poll_min_seconds: u64,
     #[arg(long, env = "TANIUM_POLL_MAX_SECONDS", default_value_t = 60)]
     poll_max_seconds: u64,
+    /// Re-check of objects held by an error a person must fix (e.g. a rejected token) or by a gate.
+    #[arg(long, env = "TANIUM_RETRY_HELD_SECONDS", default_value_t = 300)]
+    retry_held_seconds: u64,
     /// Objects reconciled at once.
     #[arg(long, env = "TANIUM_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -167,6 +170,8 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         timing: Timing {
             poll_min: Duration::from_secs(args.poll_min_seconds),
             poll_max: Duration::from_secs(args.poll_max_seconds),
+            permanent_error: Duration::from_secs(args.retry_held_seconds.max(1)),
+            blocked: Duration::from_secs(args.retry_held_seconds.clamp(1, 60)),
             ..Timing::default()
         },
         namespace: args.namespace,

@@ -1,0 +1,149 @@
+//! The operator binary as a process: health and readiness, metrics that move, a token rotated in its file and
+//! picked up without a restart, no token in its logs, and a clean exit on SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Env, TOKEN, phase, ready_reason};
+use kube::api::Api;
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::TaniumAction;
+
+const OLD_TOKEN: &str = "token-expired-5e1f0c";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn operator_process_metrics_health_and_token_rotation() {
+    let Some(env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, OLD_TOKEN).unwrap();
+    let log_path = dir.path().join("operator.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tanium-operator"))
+        .arg("run")
+        .env("KUBECONFIG", env.cp.kubeconfig_path())
+        .env("TANIUM_GATEWAY_URL", env.sim.url())
+        .env("TANIUM_TOKEN_FILE", &token_file)
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("TANIUM_TOKEN_RELOAD_SECONDS", "1")
+        .env("TANIUM_RETRY_HELD_SECONDS", "2")
+        .env("TANIUM_POLL_MIN_SECONDS", "1")
+        .env("TANIUM_POLL_MAX_SECONDS", "2")
+        .env(
+            "RUST_LOG",
+            "debug,kube=info,hyper=info,tower=info,reqwest=info",
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("the operator starts");
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("http://127.0.0.1:{port}{path}");
+        async move { http.get(url).send().await }
+    };
+
+    // Alive at once; not ready while the Gateway rejects its token.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while get("/healthz")
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no /healthz");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.namespace("proc").await;
+    let api: Api<TaniumAction> = Api::namespaced(env.client.clone(), "proc");
+    env.create(&api, common::example("tag-by-endpoint-id"))
+        .await;
+    env.wait_for(&api, "tag-by-endpoint-id", "TokenRejected", |o| {
+        ready_reason(o).as_deref() == Some("TokenRejected")
+    })
+    .await;
+    assert_eq!(get("/readyz").await.unwrap().status().as_u16(), 503);
+
+    // The Secret is rotated: the file changes, the operator picks it up, and the held object proceeds.
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let done = env
+        .wait_for(&api, "tag-by-endpoint-id", "Completed", |o| {
+            phase(o).as_deref() == Some("Completed")
+        })
+        .await;
+    assert_eq!(env.performs_for(&done), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while get("/readyz").await.unwrap().status().as_u16() != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Metrics that moved.
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    let value = |needle: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in\n{metrics}"))
+    };
+    assert_eq!(
+        value(r#"tanium_operator_gateway_requests_total{operation="actionPerform",outcome="ok"}"#),
+        1.0
+    );
+    assert!(
+        value(
+            r#"tanium_operator_gateway_requests_total{operation="packageSpecs",outcome="TokenRejected"}"#
+        ) >= 1.0
+    );
+    assert!(value(r#"tanium_operator_reconciles_total{kind="TaniumAction",result="ok"}"#) >= 2.0);
+    assert!(metrics.contains("tanium_operator_reconcile_duration_seconds_bucket"));
+    assert!(metrics.contains("tanium_operator_gateway_request_duration_seconds_bucket"));
+
+    // SIGTERM: a clean, prompt exit.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no exit within 15 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit status {status}");
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("API token reloaded"), "{log}");
+    assert!(
+        !log.contains(TOKEN) && !log.contains(OLD_TOKEN),
+        "a token appeared in the logs"
+    );
+    let objects = env.kubectl(&["get", "taniumactions,events", "-A", "-o", "json"]);
+    assert!(
+        !objects.contains(TOKEN) && !objects.contains(OLD_TOKEN),
+        "a token appeared in status or events"
+    );
+}
