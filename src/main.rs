@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kube_lease_manager::LeaseManagerBuilder;
 use secrecy::SecretString;
 use tanium_operator::controller::{self, Config, Context, Policy, Timing};
 use tanium_operator::crd;
@@ -73,6 +74,20 @@ struct RunArgs {
     /// Re-check of objects held by an error a person must fix (e.g. a rejected token) or by a gate.
     #[arg(long, env = "TANIUM_RETRY_HELD_SECONDS", default_value_t = 300)]
     retry_held_seconds: u64,
+    /// Take part in leader election on a coordination.k8s.io Lease: one replica reconciles, the others stand by.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, env = "LEASE_NAME", default_value = "tanium-operator")]
+    lease_name: String,
+    /// A leader that has not renewed its lease for this long is replaced.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// The leader renews this long before the lease would expire (also the tolerated clock skew).
+    #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
+    lease_grace_seconds: u64,
     /// Objects reconciled at once.
     #[arg(long, env = "TANIUM_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -97,6 +112,8 @@ enum MainError {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Yaml(#[from] serde_yaml_ng::Error),
+    #[error("leader election: {0}")]
+    Lease(String),
 }
 
 #[tokio::main]
@@ -178,6 +195,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         concurrency: args.concurrency,
     };
     tracing::info!(gateway = %gateway.endpoint(), policy = ?config.policy, "starting tanium-operator");
+    let client_for_lease = client.clone();
     let ctx = Arc::new(Context::new(client.clone(), gateway.clone(), config));
     let ready = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -197,11 +215,28 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         gateway,
         Duration::from_secs(args.token_reload_seconds.max(1)),
     ));
-    controller::run(ctx, async move {
+    let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
-    })
-    .await;
+    };
+    if args.leader_elect {
+        let lease = LeaseManagerBuilder::new(client_for_lease, &args.lease_name)
+            .with_namespace(&args.lease_namespace)
+            .with_identity(identity())
+            .with_duration(args.lease_duration_seconds.max(2))
+            .with_grace(
+                args.lease_grace_seconds
+                    .clamp(1, args.lease_duration_seconds.max(2) - 1),
+            )
+            .with_field_manager(tanium_operator::crd::MANAGER)
+            .build()
+            .await
+            .map_err(|e| MainError::Lease(e.to_string()))?;
+        run_as_leader(ctx, lease, shutdown).await;
+    } else {
+        ctx.metrics.leader.set(1);
+        controller::run(ctx, shutdown).await;
+    }
     match server.await {
         Ok(Err(e)) => tracing::error!(error = %e, "metrics server failed"),
         Err(e) => tracing::error!(error = %e, "metrics server task failed"),
@@ -209,6 +244,55 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This replica's name in the Lease: the pod's name in a cluster, else host and process.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+/// Reconcile only while holding the Lease. Losing it stops the controllers (in-flight reconciles finish; status
+/// writes are conditional and an unknown deploy is looked up by name, so a hand-over cannot deploy twice); they
+/// start again, from a fresh cache, if it is won back.
+async fn run_as_leader(
+    ctx: Arc<Context>,
+    lease: kube_lease_manager::LeaseManager,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use futures::FutureExt as _;
+    let shutdown = shutdown.shared();
+    let (mut leading, lease_task) = lease.watch().await;
+    loop {
+        tokio::select! {
+            () = shutdown.clone() => break,
+            changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
+        }
+        tracing::info!("acquired leadership; reconciling");
+        ctx.metrics.leader.set(1);
+        let mut lost = leading.clone();
+        let stop = shutdown.clone();
+        controller::run(ctx.clone(), async move {
+            tokio::select! {
+                () = stop => {},
+                _ = lost.wait_for(|l| !*l) => tracing::warn!("lost leadership; stopping the controllers"),
+            }
+        })
+        .await;
+        ctx.metrics.leader.set(0);
+        if shutdown.clone().now_or_never().is_some() {
+            break;
+        }
+    }
+    // Dropping the receiver releases the lease, so a standby takes over at once.
+    drop(leading);
+    match lease_task.await {
+        Ok(Ok(_)) => tracing::info!("lease released"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease"),
+        Err(e) => tracing::warn!(error = %e, "lease task failed"),
+    }
 }
 
 fn read_token(path: &PathBuf) -> Result<String, MainError> {

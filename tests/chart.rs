@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Env, TOKEN};
 use kube::api::{Api, ListParams, PostParams};
@@ -15,25 +14,7 @@ use tanium_operator::crd::tag::TagPhase;
 use tanium_operator::crd::{TaniumAction, TaniumTag};
 use tanium_testenv::Identity;
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/tanium-operator");
-const RELEASE: &str = "tanium-operator";
-const NAMESPACE: &str = "tanium-system";
-
-fn helm(env: &Env, args: &[&str]) -> String {
-    let helm = env
-        .cp
-        .binaries()
-        .helm()
-        .expect("pinned helm (./scripts/k8s-test-bins.sh)");
-    let out = Command::new(helm).args(args).output().expect("helm runs");
-    assert!(
-        out.status.success(),
-        "helm {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{CHART, CHART_NAMESPACE as NAMESPACE, CHART_RELEASE as RELEASE};
 
 #[tokio::test]
 async fn chart_renders_applies_and_its_rbac_is_just_enough() {
@@ -41,33 +22,21 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         return;
     };
     let gateway = format!("--set=gateway.url={}", env.sim.url());
-    let lint = helm(&env, &["lint", CHART, "--strict", &gateway]);
+    let lint = env.helm(&["lint", CHART, "--strict", &gateway]);
     assert!(lint.contains("0 chart(s) failed"), "{lint}");
-    let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
-    let rendered = helm(
-        &env,
-        &[
-            &kube_version,
-            "template",
-            RELEASE,
-            CHART,
-            "--namespace",
-            NAMESPACE,
-            "--include-crds",
-            &gateway,
-            "--set=metrics.serviceMonitor.enabled=false",
-        ],
-    );
+    let rendered = env.render_chart();
     for kind in [
         "CustomResourceDefinition",
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
         "Service",
     ] {
         assert!(
-            rendered.contains(&format!("kind: {kind}")),
+            rendered.contains(&format!("kind: {kind}\n")),
             "chart renders a {kind}"
         );
     }
@@ -75,7 +44,12 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         rendered.contains("readOnlyRootFilesystem: true")
             && rendered.contains("runAsNonRoot: true")
     );
+    assert!(
+        !rendered.contains("kind: ServiceMonitor"),
+        "ServiceMonitor only when enabled"
+    );
     // Without a Gateway URL the chart refuses to render.
+    let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
     let helm_bin = env.cp.binaries().helm().unwrap();
     let refused = Command::new(&helm_bin)
         .args(["template", RELEASE, CHART, &kube_version])
@@ -87,30 +61,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     );
 
     // Every rendered object is accepted by the apiserver.
-    env.kubectl(&["create", "namespace", NAMESPACE]);
-    let kubectl = env.cp.binaries().kubectl().unwrap();
-    let mut apply = Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(env.cp.kubeconfig_path())
-        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(rendered.as_bytes())
-        .unwrap();
-    let out = apply.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let applied = String::from_utf8_lossy(&out.stdout).into_owned();
+    let applied = env.apply_chart();
     println!("{applied}");
     assert!(
         applied.contains("deployment.apps/tanium-operator serverside-applied"),

@@ -291,6 +291,79 @@ impl Env {
     }
 }
 
+/// The Helm chart's install namespace and release name in tests.
+pub const CHART_NAMESPACE: &str = "tanium-system";
+pub const CHART_RELEASE: &str = "tanium-operator";
+pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/tanium-operator");
+
+impl Env {
+    /// `helm <args>` with the pinned helm, stdout.
+    pub fn helm(&self, args: &[&str]) -> String {
+        let helm = self
+            .cp
+            .binaries()
+            .helm()
+            .expect("pinned helm (./scripts/k8s-test-bins.sh)");
+        let out = std::process::Command::new(helm)
+            .args(args)
+            .output()
+            .expect("helm runs");
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Render the chart for this environment's sim.
+    pub fn render_chart(&self) -> String {
+        let gateway = format!("--set=gateway.url={}", self.sim.url());
+        let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
+        self.helm(&[
+            "template",
+            CHART_RELEASE,
+            CHART,
+            "--namespace",
+            CHART_NAMESPACE,
+            "--include-crds",
+            &kube_version,
+            &gateway,
+        ])
+    }
+
+    /// Render the chart and apply every object to the apiserver (server-side); returns kubectl's output.
+    pub fn apply_chart(&self) -> String {
+        use std::io::Write as _;
+        self.kubectl(&["create", "namespace", CHART_NAMESPACE]);
+        let rendered = self.render_chart();
+        let kubectl = self.cp.binaries().kubectl().expect("pinned kubectl");
+        let mut apply = std::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(self.cp.kubeconfig_path())
+            .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        apply
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(rendered.as_bytes())
+            .expect("writes");
+        let out = apply.wait_with_output().expect("kubectl exits");
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop_controller();
