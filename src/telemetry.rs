@@ -42,6 +42,12 @@ pub struct OperationLabels {
     pub operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub kind: String,
+    pub phase: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -57,6 +63,9 @@ pub struct Metrics {
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_seconds: HistogramFamily<OperationLabels>,
     pub leader: Gauge,
+    pub objects: Family<PhaseLabels, Gauge>,
+    /// The phase last counted for each object (kind, uid), so that gauges move by transitions.
+    phases: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl Default for Metrics {
@@ -94,6 +103,12 @@ impl Default for Metrics {
             "1 while this replica reconciles (holds the lease)",
             leader.clone(),
         );
+        let objects = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "objects",
+            "Objects by kind and phase, as this replica last saw them",
+            objects.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -101,6 +116,8 @@ impl Default for Metrics {
             gateway_requests,
             gateway_seconds,
             leader,
+            objects,
+            phases: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -130,6 +147,37 @@ impl Metrics {
                 operation: operation.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// An object's phase after a reconcile (`None`: the object is gone).
+    pub fn phase(&self, kind: &str, uid: &str, phase: Option<&str>) {
+        let Ok(mut phases) = self.phases.lock() else {
+            return;
+        };
+        let key = (kind.to_owned(), uid.to_owned());
+        let old = match phase {
+            Some(p) => phases.insert(key, p.to_owned()),
+            None => phases.remove(&key),
+        };
+        if old.as_deref() == phase {
+            return;
+        }
+        if let Some(old) = old {
+            self.objects
+                .get_or_create(&PhaseLabels {
+                    kind: kind.into(),
+                    phase: old,
+                })
+                .dec();
+        }
+        if let Some(new) = phase {
+            self.objects
+                .get_or_create(&PhaseLabels {
+                    kind: kind.into(),
+                    phase: new.into(),
+                })
+                .inc();
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -211,7 +259,19 @@ mod tests {
         m.reconciled("TaniumAction", "ok", Duration::from_millis(12));
         m.gateway_request("actionPerform", "ok", Duration::from_millis(3));
         m.leader.set(1);
+        m.phase("TaniumAction", "u1", Some("Running"));
+        m.phase("TaniumAction", "u2", Some("Running"));
+        m.phase("TaniumAction", "u1", Some("Completed"));
+        m.phase("TaniumAction", "u2", None);
         let text = m.encode();
+        assert!(
+            text.contains(r#"tanium_operator_objects{kind="TaniumAction",phase="Running"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tanium_operator_objects{kind="TaniumAction",phase="Completed"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"tanium_operator_reconciles_total{kind="TaniumAction",result="ok"} 1"#),
             "{text}"

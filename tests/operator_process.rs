@@ -110,6 +110,15 @@ async fn operator_process_metrics_health_and_token_rotation() {
         ) >= 1.0
     );
     assert!(value(r#"tanium_operator_reconciles_total{kind="TaniumAction",result="ok"}"#) >= 2.0);
+    assert_eq!(
+        value(r#"tanium_operator_objects{kind="TaniumAction",phase="Completed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value("tanium_operator_leader "),
+        1.0,
+        "without leader election it always reconciles"
+    );
     assert!(metrics.contains("tanium_operator_reconcile_duration_seconds_bucket"));
     assert!(metrics.contains("tanium_operator_gateway_request_duration_seconds_bucket"));
 

@@ -718,7 +718,14 @@ impl<'a> Reconciler<'a> {
             &mut self.resource_version,
             &self.status,
         )
-        .await
+        .await?;
+        let phase = self.status.phase.map(|p| p.to_string());
+        self.ctx.metrics.phase(
+            "TaniumAction",
+            &self.obj.uid().unwrap_or_default(),
+            phase.as_deref(),
+        );
+        Ok(())
     }
 
     async fn event(&self, warning: bool, reason: &str, note: String) {

@@ -367,7 +367,14 @@ where
     let result = finalizer(&api, name, obj, |event| async {
         match event {
             Event::Apply(obj) => apply(obj, api.clone()).await,
-            Event::Cleanup(obj) => cleanup(obj, api.clone()).await,
+            Event::Cleanup(obj) => {
+                let done = cleanup(obj, api.clone()).await;
+                if done.is_ok() {
+                    // The finalizer is released next: the object no longer counts in any phase.
+                    ctx.metrics.phase(K::kind(&()).as_ref(), &uid, None);
+                }
+                done
+            }
         }
     })
     .await

@@ -570,7 +570,14 @@ impl<'a> Tagger<'a> {
             &mut self.resource_version,
             &self.status,
         )
-        .await
+        .await?;
+        let phase = self.status.phase.map(|p| format!("{p:?}"));
+        self.ctx.metrics.phase(
+            "TaniumTag",
+            &self.obj.uid().unwrap_or_default(),
+            phase.as_deref(),
+        );
+        Ok(())
     }
 
     async fn event(&self, warning: bool, reason: &str, note: String) {
