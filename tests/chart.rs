@@ -48,8 +48,17 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         !rendered.contains("kind: ServiceMonitor"),
         "ServiceMonitor only when enabled"
     );
-    // Without a Gateway URL the chart refuses to render.
     let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
+    let with_monitor = env.helm(&[
+        "template",
+        RELEASE,
+        CHART,
+        &kube_version,
+        &gateway,
+        "--set=metrics.serviceMonitor.enabled=true",
+    ]);
+    assert!(with_monitor.contains("kind: ServiceMonitor"));
+    // Without a Gateway URL the chart refuses to render.
     let helm_bin = env.cp.binaries().helm().unwrap();
     let refused = Command::new(&helm_bin)
         .args(["template", RELEASE, CHART, &kube_version])
