@@ -88,6 +88,10 @@ struct RunArgs {
     /// The leader renews this long before the lease would expire (also the tolerated clock skew).
     #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
     lease_grace_seconds: u64,
+    /// After SIGTERM, how long in-flight reconciles may take before they are abandoned (keep it below the pod's
+    /// terminationGracePeriodSeconds, so that the lease is released for a standby).
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 20)]
+    shutdown_drain_seconds: u64,
     /// Objects reconciled at once.
     #[arg(long, env = "TANIUM_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -172,6 +176,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         std::fs::read(path).map_err(|e| MainError::File(path.display().to_string(), e))
     };
     let token = read_token(&args.token_file)?;
+    let token_loaded = token.clone();
     let mut gateway = GatewayConfig::new(&args.gateway_url, SecretString::from(token));
     gateway.ca_bundle_pem = args.ca_file.as_ref().map(read).transpose()?;
     gateway.request_timeout = Duration::from_secs(args.request_timeout_seconds);
@@ -188,6 +193,10 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             poll_min: Duration::from_secs(args.poll_min_seconds),
             poll_max: Duration::from_secs(args.poll_max_seconds),
             permanent_error: Duration::from_secs(args.retry_held_seconds.max(1)),
+            // A lost answer may belong to a request still in flight: trust "not found" only well past the timeout.
+            lookup_grace: Duration::from_secs(
+                args.request_timeout_seconds.saturating_mul(3).max(90),
+            ),
             blocked: Duration::from_secs(args.retry_held_seconds.clamp(1, 60)),
             ..Timing::default()
         },
@@ -212,13 +221,15 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     tokio::spawn(become_ready(client, gateway.clone(), ready));
     tokio::spawn(reload_token(
         args.token_file.clone(),
+        token_loaded,
         gateway,
         Duration::from_secs(args.token_reload_seconds.max(1)),
     ));
-    let shutdown = async move {
+    let shutdown = futures::FutureExt::shared(Box::pin(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
-    };
+    }));
+    let drain = Duration::from_secs(args.shutdown_drain_seconds);
     if args.leader_elect {
         let lease = LeaseManagerBuilder::new(client_for_lease, &args.lease_name)
             .with_namespace(&args.lease_namespace)
@@ -232,10 +243,10 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             .build()
             .await
             .map_err(|e| MainError::Lease(e.to_string()))?;
-        run_as_leader(ctx, lease, shutdown).await;
+        run_as_leader(ctx, lease, shutdown, drain).await;
     } else {
         ctx.metrics.leader.set(1);
-        controller::run(ctx, shutdown).await;
+        run_with_deadline(ctx, shutdown.clone(), shutdown, drain).await;
     }
     match server.await {
         Ok(Err(e)) => tracing::error!(error = %e, "metrics server failed"),
@@ -261,10 +272,33 @@ async fn run_as_leader(
     ctx: Arc<Context>,
     lease: kube_lease_manager::LeaseManager,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Duration,
 ) {
     use futures::FutureExt as _;
     let shutdown = shutdown.shared();
-    let (mut leading, lease_task) = lease.watch().await;
+    let lease = Arc::new(lease);
+    let (tx, mut leading) = tokio::sync::watch::channel(false);
+    // Keeps the lease renewed and reports its state. An error counts as lost (the lease may expire on the server
+    // meanwhile, and a standby take it): release what we think we hold, so that our view and the Lease agree again.
+    let keeper = {
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            loop {
+                let state = match lease.changed().await {
+                    Ok(state) => state,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the lease; standing down");
+                        let _ = lease.release().await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        false
+                    }
+                };
+                if tx.send(state).is_err() {
+                    return;
+                }
+            }
+        })
+    };
     loop {
         tokio::select! {
             () = shutdown.clone() => break,
@@ -274,24 +308,48 @@ async fn run_as_leader(
         ctx.metrics.leader.set(1);
         let mut lost = leading.clone();
         let stop = shutdown.clone();
-        controller::run(ctx.clone(), async move {
-            tokio::select! {
-                () = stop => {},
-                _ = lost.wait_for(|l| !*l) => tracing::warn!("lost leadership; stopping the controllers"),
-            }
-        })
+        run_with_deadline(
+            ctx.clone(),
+            async move {
+                tokio::select! {
+                    () = stop => {},
+                    _ = lost.wait_for(|l| !*l) => tracing::warn!("lost leadership; stopping the controllers"),
+                }
+            },
+            shutdown.clone(),
+            drain,
+        )
         .await;
         ctx.metrics.leader.set(0);
+        // Another replica counts the objects now.
+        ctx.metrics.clear_phases();
         if shutdown.clone().now_or_never().is_some() {
             break;
         }
     }
-    // Dropping the receiver releases the lease, so a standby takes over at once.
-    drop(leading);
-    match lease_task.await {
-        Ok(Ok(_)) => tracing::info!("lease released"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease"),
-        Err(e) => tracing::warn!(error = %e, "lease task failed"),
+    keeper.abort();
+    // Released at once, so that a standby takes over without waiting for the lease to expire.
+    match lease.release().await {
+        Ok(()) => tracing::info!("lease released"),
+        Err(e) => tracing::warn!(error = %e, "releasing the lease"),
+    }
+}
+
+/// Run the controllers until `stop`; once `shutdown` fired, in-flight reconciles get `drain` to finish and are
+/// then abandoned (safe: every step is idempotent and recorded before its side effect).
+async fn run_with_deadline(
+    ctx: Arc<Context>,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    let run = controller::run(ctx, stop);
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => {}
+        () = async { shutdown.await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(?drain, "shutdown: abandoning reconciles still in flight");
+        }
     }
 }
 
@@ -325,8 +383,9 @@ async fn become_ready(client: kube::Client, gateway: GatewayClient, ready: Arc<R
 
 /// Re-read the token file and hand a changed token to the client: a rotated Secret needs no restart. The token
 /// itself is never logged.
-async fn reload_token(path: PathBuf, gateway: GatewayClient, every: Duration) {
-    let mut current = read_token(&path).ok();
+async fn reload_token(path: PathBuf, loaded: String, gateway: GatewayClient, every: Duration) {
+    // Start from what the client was built with: a rotation between that read and this task is not missed.
+    let mut current = Some(loaded);
     loop {
         tokio::time::sleep(every).await;
         match read_token(&path) {

@@ -180,6 +180,18 @@ impl Metrics {
         }
     }
 
+    /// Forget every object (this replica no longer reconciles; another one counts them).
+    pub fn clear_phases(&self) {
+        let Ok(mut phases) = self.phases.lock() else {
+            return;
+        };
+        for ((kind, _), phase) in phases.drain() {
+            self.objects
+                .get_or_create(&PhaseLabels { kind, phase })
+                .dec();
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

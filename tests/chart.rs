@@ -69,6 +69,23 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
             && String::from_utf8_lossy(&refused.stderr).contains("gateway.url is required")
     );
 
+    // Several replicas without leader election would all reconcile: refused too.
+    let no_election = Command::new(&helm_bin)
+        .args([
+            "template",
+            RELEASE,
+            CHART,
+            &kube_version,
+            &gateway,
+            "--set=leaderElection.enabled=false",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !no_election.status.success()
+            && String::from_utf8_lossy(&no_election.stderr).contains("needs leaderElection")
+    );
+
     // Every rendered object is accepted by the apiserver.
     let applied = env.apply_chart();
     println!("{applied}");

@@ -76,6 +76,13 @@ struct Reconciler<'a> {
 impl<'a> Reconciler<'a> {
     fn new(obj: &'a TaniumAction, ctx: &'a Context, api: &'a Api<TaniumAction>) -> Self {
         let mut status = obj.status.clone().unwrap_or_default();
+        // Counted as read, so that objects that need no write (terminal, steady) count after a restart too.
+        let phase = status.phase.map(|p| p.to_string());
+        ctx.metrics.phase(
+            "TaniumAction",
+            &obj.uid().unwrap_or_default(),
+            phase.as_deref(),
+        );
         status.observed_generation = obj.metadata.generation;
         Self {
             obj,

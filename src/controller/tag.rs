@@ -85,6 +85,13 @@ enum Selection {
 impl<'a> Tagger<'a> {
     fn new(obj: &'a TaniumTag, ctx: &'a Context, api: &'a Api<TaniumTag>) -> Self {
         let mut status = obj.status.clone().unwrap_or_default();
+        // Counted as read, so that objects that need no write (steady) count after a restart too.
+        let phase = status.phase.map(|p| format!("{p:?}"));
+        ctx.metrics.phase(
+            "TaniumTag",
+            &obj.uid().unwrap_or_default(),
+            phase.as_deref(),
+        );
         status.observed_generation = obj.metadata.generation;
         Self {
             obj,
@@ -355,8 +362,8 @@ impl<'a> Tagger<'a> {
                     retryable: false, ..
                 },
             ) => {
-                // Refused: nothing was created, so the round is dropped; the condition says why.
-                self.status.round = None;
+                // Refused. The intent stays: the round is dropped only once a look-up by name (after the grace
+                // period) confirms that nothing was created, so a partly created deployment is never repeated.
                 self.block("DeployRefused", e.to_string()).await
             }
             Err(e) => self.gateway_trouble(e).await,
@@ -439,7 +446,9 @@ impl<'a> Tagger<'a> {
                     }
                 }
             }
-            RoundKind::Remove => self.status.applied_tags.retain(|t| !round.tags.contains(t)),
+            // Kept until a recount finds no endpoint carrying them: one that failed or was offline gets another
+            // removal round, and a deletion waits for it (up to its timeout).
+            RoundKind::Remove => {}
         }
         let message = format!(
             "round {} finished: {} of {} endpoint(s) completed, {} failed, {} expired",
@@ -450,8 +459,9 @@ impl<'a> Tagger<'a> {
         self.save().await?;
         self.event(r.failed + r.expired > 0, "RoundFinished", message)
             .await;
-        // Count again at once: drift correction continues from fresh numbers.
-        Ok(Action::requeue(Duration::from_millis(100)))
+        // The next count waits an interval: the Gateway's cached readings of "Custom Tags" need time to show the
+        // new tags, and counting at once would target the same endpoints again.
+        Ok(Action::requeue(self.interval()))
     }
 
     /// Deletion: finish or stop the round in flight, then remove every tag this object applied, tracked to the
@@ -466,6 +476,15 @@ impl<'a> Tagger<'a> {
                 jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
             });
         if since >= self.ctx.config.timing.deletion_timeout {
+            // Best effort: a round still running would keep changing endpoints after the object is gone.
+            if let Some(mut round) = self.status.round.clone() {
+                let open = deploy::instances(&round.deployment);
+                if let Err(e) =
+                    deploy::close(&self.ctx.gateway, &mut round.deployment, false, &open).await
+                {
+                    tracing::warn!(error = %e, "cannot stop the round in flight of a TaniumTag being let go");
+                }
+            }
             let message = format!(
                 "could not remove tag(s) {} within {:?}; letting the object go and leaving them on the endpoints",
                 self.status.applied_tags.join(", "),
@@ -492,9 +511,17 @@ impl<'a> Tagger<'a> {
                 self.save().await?;
                 return Err(Error::Requeue(Duration::ZERO));
             }
-            // A removal (or an intent without ids) follows its normal course.
+            // A removal (or an intent without ids) follows its normal course, at its own pace.
+            let wait = if round.deployment.scheduled_actions.is_empty() {
+                (self.ctx.config.timing.lookup_grace / 4).max(Duration::from_secs(1))
+            } else {
+                self.ctx
+                    .config
+                    .timing
+                    .poll_interval(round_age(&Some(round.clone())))
+            };
             self.advance_round().await?;
-            return Err(Error::Requeue(Duration::from_millis(300)));
+            return Err(Error::Requeue(wait));
         }
         if self.status.applied_tags.is_empty() {
             return Ok(Action::await_change());
@@ -509,9 +536,10 @@ impl<'a> Tagger<'a> {
             self.save().await?;
             return Ok(Action::await_change());
         }
+        let wait = self.ctx.config.timing.poll_min;
         self.start_round(RoundKind::Remove, tags, count, selection)
             .await?;
-        Err(Error::Requeue(Duration::from_millis(300)))
+        Err(Error::Requeue(wait))
     }
 
     async fn cleanup_blocked(mut self, e: GatewayError) -> Result<Action, Error> {
