@@ -218,7 +218,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         ready.clone(),
         stopped,
     ));
-    tokio::spawn(become_ready(client, gateway.clone(), ready));
+    tokio::spawn(track_readiness(ctx.clone(), client, gateway.clone(), ready));
     tokio::spawn(reload_token(
         args.token_file.clone(),
         token_loaded,
@@ -358,26 +358,44 @@ fn read_token(path: &PathBuf) -> Result<String, MainError> {
     Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
-/// Ready once the Kubernetes API and the Gateway have both answered; retried until they do.
-async fn become_ready(client: kube::Client, gateway: GatewayClient, ready: Arc<Readiness>) {
-    let mut pause = Duration::from_secs(1);
+/// Readiness, re-evaluated every few seconds: the Kubernetes API answers, and, while this replica leads, every
+/// kind's cache has synced and the Gateway has answered (a standby is ready to take over when the API answers).
+async fn track_readiness(
+    ctx: Arc<Context>,
+    client: kube::Client,
+    gateway: GatewayClient,
+    ready: Arc<Readiness>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut gateway_answered = false;
     loop {
-        let kube_ok = client.apiserver_version().await;
-        let gateway_ok = gateway.now().await;
-        match (kube_ok, gateway_ok) {
-            (Ok(_), Ok(_)) => {
-                ready.set(true);
-                tracing::info!("ready: the Kubernetes API and the Tanium Gateway answered");
-                return;
-            }
-            (k, g) => tracing::warn!(
-                kubernetes = ?k.err().map(|e| e.to_string()),
-                gateway = ?g.err().map(|e| e.to_string()),
-                "not ready yet"
-            ),
+        let kube_ok = client.apiserver_version().await.is_ok();
+        let leading = ctx.metrics.leader.get() == 1;
+        if leading && !gateway_answered {
+            gateway_answered = gateway.now().await.is_ok();
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(30));
+        let synced = ctx.caches_synced.load(Ordering::SeqCst) >= controller::KINDS;
+        let now_ready = kube_ok && (!leading || (synced && gateway_answered));
+        tracing::debug!(
+            ready = now_ready,
+            kubernetes = kube_ok,
+            leading,
+            synced,
+            gateway = gateway_answered,
+            "readiness check"
+        );
+        if now_ready != ready.get() {
+            tracing::info!(
+                ready = now_ready,
+                kubernetes = kube_ok,
+                leading,
+                synced,
+                gateway = gateway_answered,
+                "readiness changed"
+            );
+        }
+        ready.set(now_ready);
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

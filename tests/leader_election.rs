@@ -98,6 +98,24 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let standby = 1 - leader;
+    // Both are ready: the leader once its caches synced and the Gateway answered, the standby to take over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for r in &replicas {
+        loop {
+            let status = reqwest::get(format!("http://127.0.0.1:{}/readyz", r.port))
+                .await
+                .map(|x| x.status().as_u16());
+            if status.as_ref().ok() == Some(&200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready: {status:?}",
+                r.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
     env.namespace("ha").await;
     let api: Api<TaniumAction> = Api::namespaced(env.client.clone(), "ha");

@@ -86,7 +86,19 @@ async fn operator_process_metrics_health_and_token_rotation() {
     assert_eq!(env.performs_for(&done), 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while get("/readyz").await.unwrap().status().as_u16() != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready; log:\n{}",
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("ready")
+                    || l.contains("synced")
+                    || l.contains("ERROR")
+                    || l.contains("WARN"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

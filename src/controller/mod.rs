@@ -131,6 +131,8 @@ pub struct Context {
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// Consecutive failed reconciles per object uid, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Kinds whose watch cache has synced since the controllers last started.
+    pub caches_synced: std::sync::atomic::AtomicUsize,
     #[doc(hidden)]
     pub fail_points: FailPoints,
 }
@@ -154,6 +156,7 @@ impl Context {
             packages: PackageCache::new(Duration::from_secs(300)),
             metrics,
             failures: Mutex::new(HashMap::new()),
+            caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
         }
     }
@@ -269,6 +272,9 @@ pub fn error_policy<K: kube::Resource>(
     Action::requeue(delay)
 }
 
+/// How many kinds [`run`] serves (each must have synced its cache before the replica is ready).
+pub const KINDS: usize = 2;
+
 /// Run every controller until `shutdown` resolves.
 pub async fn run(
     ctx: std::sync::Arc<Context>,
@@ -311,9 +317,24 @@ async fn run_kind<K, R, Fut>(
     };
     let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
     let (reader, writer) = reflector::store();
+    // Readiness: this kind's watch has delivered its first complete list (undone when the controllers stop).
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark = {
+        let synced = synced.clone();
+        let ctx = ctx.clone();
+        move |event: &Result<watcher::Event<K>, watcher::Error>| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !synced.swap(true, Ordering::SeqCst)
+            {
+                ctx.caches_synced.fetch_add(1, Ordering::SeqCst);
+                tracing::debug!(kind = K::kind(&()).as_ref(), "watch cache synced");
+            }
+        }
+    };
+    let sync_ctx = ctx.clone();
     let deleting = |o: &K| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
     let changes = watcher(api, watcher::Config::default())
         .default_backoff()
+        .inspect(mark)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -333,6 +354,9 @@ async fn run_kind<K, R, Fut>(
             }
         })
         .await;
+    if synced.load(Ordering::SeqCst) {
+        sync_ctx.caches_synced.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
