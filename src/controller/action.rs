@@ -41,13 +41,6 @@ fn outcome(r: &crate::gateway::ActionResults, all_finished: bool) -> (Phase, &'s
     }
 }
 
-pub async fn controller(
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    super::run_kind(ctx, shutdown, reconcile).await;
-}
-
 pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Action, Error> {
     let c = ctx.clone();
     super::with_finalizer(

@@ -283,8 +283,8 @@ pub async fn run(
     use futures::FutureExt as _;
     let shutdown = shutdown.shared();
     tokio::join!(
-        action::controller(ctx.clone(), shutdown.clone()),
-        tag::controller(ctx, shutdown),
+        run_kind(ctx.clone(), shutdown.clone(), action::reconcile),
+        run_kind(ctx, shutdown, tag::reconcile),
     );
 }
 

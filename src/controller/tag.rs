@@ -26,13 +26,6 @@ pub const ADD_TAGS: &str = "Custom Tagging - Add Tags";
 pub const REMOVE_TAGS: &str = "Custom Tagging - Remove Tags";
 const CUSTOM_TAGS: &str = "Custom Tags";
 
-pub async fn controller(
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    super::run_kind(ctx, shutdown, reconcile).await;
-}
-
 pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action, Error> {
     let c = ctx.clone();
     super::with_finalizer(
