@@ -58,6 +58,20 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "--set=metrics.serviceMonitor.enabled=true",
     ]);
     assert!(with_monitor.contains("kind: ServiceMonitor"));
+    // Watching one namespace grants nothing cluster-wide: a Role there instead of a ClusterRole.
+    let scoped = env.helm(&[
+        "template",
+        RELEASE,
+        CHART,
+        &kube_version,
+        &gateway,
+        "--set=watchNamespace=team",
+    ]);
+    assert!(!scoped.contains("kind: ClusterRole"), "{scoped}");
+    assert!(
+        scoped.contains("kind: Role\nmetadata:\n  name: tanium-operator\n  namespace: team"),
+        "{scoped}"
+    );
     // Without a Gateway URL the chart refuses to render.
     let helm_bin = env.cp.binaries().helm().unwrap();
     let refused = Command::new(&helm_bin)
