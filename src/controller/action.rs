@@ -15,6 +15,7 @@ use super::deploy::{self, LookUp};
 use super::{Context, Error, preview, tracking};
 use crate::crd::ResultCounts;
 use crate::crd::action::{PackageStatus, Phase};
+use crate::crd::ready_reason_is;
 use crate::crd::{
     APPROVED_PREVIEW_ANNOTATION, TaniumAction, TaniumActionStatus, condition, set_condition,
 };
@@ -617,9 +618,8 @@ impl<'a> Reconciler<'a> {
         message: String,
         retry: Duration,
     ) -> Result<Action, Error> {
-        let unchanged = self.phase() == Phase::Blocked
-            && condition(&self.status.conditions, condition::READY)
-                .is_some_and(|c| c.reason == reason);
+        let unchanged =
+            self.phase() == Phase::Blocked && ready_reason_is(&self.status.conditions, reason);
         self.status.phase = Some(Phase::Blocked);
         self.set(condition::READY, false, reason, message.clone());
         self.save().await?;
@@ -633,18 +633,13 @@ impl<'a> Reconciler<'a> {
     /// goes to the error policy's backoff.
     async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
         let message = e.to_string();
-        let unchanged = condition(&self.status.conditions, condition::READY)
-            .is_some_and(|c| c.reason == e.reason());
+        let unchanged = ready_reason_is(&self.status.conditions, e.reason());
         self.set(condition::READY, false, e.reason(), message.clone());
         self.save().await?;
         if !unchanged {
             self.event(true, e.reason(), message).await;
         }
-        if e.is_permanent() {
-            Ok(Action::requeue(self.ctx.config.timing.permanent_error))
-        } else {
-            Err(e.into())
-        }
+        super::after_gateway_error(self.ctx, e)
     }
 
     fn progress_message(&self) -> String {

@@ -250,6 +250,16 @@ impl Error {
     }
 }
 
+/// After a Gateway error has been recorded in a condition: a person's problem (rejected token, refusal) is looked
+/// at again slowly; a passing one goes to the error policy's backoff.
+fn after_gateway_error(ctx: &Context, e: GatewayError) -> Result<Action, Error> {
+    if e.is_permanent() {
+        Ok(Action::requeue(ctx.config.timing.permanent_error))
+    } else {
+        Err(e.into())
+    }
+}
+
 /// Requeue after a failed reconcile: per-object capped exponential backoff, never a hot loop.
 pub fn error_policy<K: kube::Resource>(
     obj: std::sync::Arc<K>,

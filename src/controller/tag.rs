@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
 use super::{Context, Error, tracking};
+use crate::crd::ready_reason_is;
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
 use crate::crd::{Deployment, ResultCounts, TaniumTag, TaniumTagStatus, condition, set_condition};
 use crate::gateway::actions::{
@@ -548,8 +549,7 @@ impl<'a> Tagger<'a> {
 
     async fn block(mut self, reason: &str, message: String) -> Result<Action, Error> {
         let unchanged = self.status.phase == Some(TagPhase::Blocked)
-            && condition(&self.status.conditions, condition::READY)
-                .is_some_and(|c| c.reason == reason);
+            && ready_reason_is(&self.status.conditions, reason);
         self.status.phase = Some(TagPhase::Blocked);
         self.set(condition::READY, false, reason, message.clone());
         self.save_if_changed().await?;
@@ -562,18 +562,13 @@ impl<'a> Tagger<'a> {
     }
 
     async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
-        let unchanged = condition(&self.status.conditions, condition::READY)
-            .is_some_and(|c| c.reason == e.reason());
+        let unchanged = ready_reason_is(&self.status.conditions, e.reason());
         self.set(condition::READY, false, e.reason(), e.to_string());
         self.save_if_changed().await?;
         if !unchanged {
             self.event(true, e.reason(), e.to_string()).await;
         }
-        if e.is_permanent() {
-            Ok(Action::requeue(self.ctx.config.timing.permanent_error))
-        } else {
-            Err(e.into())
-        }
+        super::after_gateway_error(self.ctx, e)
     }
 
     /// A steady state writes nothing.

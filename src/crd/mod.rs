@@ -200,6 +200,11 @@ pub fn set_condition(
     }
 }
 
+/// Does the Ready condition already carry this reason? (Then an event about it was already published.)
+pub fn ready_reason_is(conditions: &[Condition], reason: &str) -> bool {
+    condition(conditions, condition::READY).is_some_and(|c| c.reason == reason)
+}
+
 pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
