@@ -804,3 +804,34 @@ async fn stale_cursor_is_reported_and_walks_restart_boundedly() {
     assert!(started.elapsed() < Duration::from_secs(20));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn find_endpoint_by_id_or_computer_name() {
+    use tanium_operator::gateway::{EndpointSelector, Resolved};
+    let sim = sim_with(50, |_| {}).await;
+    let client = client_for(&sim, TOKEN);
+    let by_id = client
+        .find_endpoint(&EndpointSelector::Id(EndpointId::from("274177")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&by_id, Resolved::One(e) if e.name == "testmachine999"),
+        "{by_id:?}"
+    );
+    let by_name = client
+        .find_endpoint(&EndpointSelector::ComputerName("testmachine999".into()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&by_name, Resolved::One(e) if e.id.0 == "274177"),
+        "{by_name:?}"
+    );
+    for unknown in [
+        EndpointSelector::Id(EndpointId::from("424242424")),
+        EndpointSelector::ComputerName("no-such-machine".into()),
+    ] {
+        let r = client.find_endpoint(&unknown).await.unwrap();
+        assert_eq!(r, Resolved::None, "{unknown}");
+    }
+    sim.shutdown().await;
+}

@@ -324,3 +324,64 @@ impl GatewayClient {
         }
     }
 }
+
+/// One endpoint, named the way a person knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSelector {
+    Id(EndpointId),
+    /// The "Computer Name" sensor's value (compared case-insensitively by Tanium).
+    ComputerName(String),
+}
+
+impl std::fmt::Display for EndpointSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "endpoint id {id}"),
+            Self::ComputerName(name) => write!(f, "computer name {name:?}"),
+        }
+    }
+}
+
+/// What a selector names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    One(Endpoint),
+    None,
+    /// A computer name several endpoints share (a re-imaged machine often leaves its old record behind);
+    /// at most a few of them.
+    Several {
+        total: u64,
+        some: Vec<Endpoint>,
+    },
+}
+
+impl GatewayClient {
+    /// Find the one endpoint a selector names, in a single request.
+    pub async fn find_endpoint(
+        &self,
+        selector: &EndpointSelector,
+    ) -> Result<Resolved, GatewayError> {
+        let query = match selector {
+            EndpointSelector::Id(id) => EndpointQuery {
+                ids: vec![id.clone()],
+                page_size: 2,
+                ..EndpointQuery::default()
+            },
+            EndpointSelector::ComputerName(name) => EndpointQuery {
+                filter: Some(Filter::sensor("Computer Name", super::FilterOp::Eq, name)),
+                page_size: 5,
+                ..EndpointQuery::default()
+            },
+        };
+        let page = self.endpoints_page(&query, None).await?;
+        let mut found = page.endpoints;
+        Ok(match (page.total.max(found.len() as u64), found.pop()) {
+            (_, None) => Resolved::None,
+            (1, Some(one)) => Resolved::One(one),
+            (total, Some(last)) => {
+                found.push(last);
+                Resolved::Several { total, some: found }
+            }
+        })
+    }
+}

@@ -23,7 +23,9 @@ pub use actions::{
 pub use direct_connect::{
     Alert, DirectConnection, EndpointSnapshot, Family, Performance, Process, Reading, Signal,
 };
-pub use endpoints::{Endpoint, EndpointPage, EndpointQuery, SensorColumn, SensorRequest};
+pub use endpoints::{
+    Endpoint, EndpointPage, EndpointQuery, EndpointSelector, Resolved, SensorColumn, SensorRequest,
+};
 pub use error::{GatewayError, GraphQlError};
 pub use filter::{Filter, FilterOp, GroupRef, SensorRef};
 pub use packages::PackageSpec;
