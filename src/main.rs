@@ -74,6 +74,10 @@ struct RunArgs {
     /// Re-check of objects held by an error a person must fix (e.g. a rejected token) or by a gate.
     #[arg(long, env = "TANIUM_RETRY_HELD_SECONDS", default_value_t = 300)]
     retry_held_seconds: u64,
+    /// How long the Gateway keeps an unused Direct Endpoint Connect connection (two minutes in older Tanium
+    /// releases, five in newer ones).
+    #[arg(long, env = "TANIUM_DC_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    dc_idle_timeout_seconds: u64,
     /// Take part in leader election on a coordination.k8s.io Lease: one replica reconciles, the others stand by.
     #[arg(long, env = "LEADER_ELECT")]
     leader_elect: bool,
@@ -198,6 +202,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
                 args.request_timeout_seconds.saturating_mul(3).max(90),
             ),
             blocked: Duration::from_secs(args.retry_held_seconds.clamp(1, 60)),
+            dc_idle_timeout: Duration::from_secs(args.dc_idle_timeout_seconds.max(3)),
             ..Timing::default()
         },
         namespace: args.namespace,

@@ -3,6 +3,7 @@
 
 pub mod action;
 mod deploy;
+pub mod inspection;
 mod packages;
 mod preview;
 pub mod tag;
@@ -36,13 +37,8 @@ pub struct Policy {
 impl Policy {
     /// Why the policy refuses a deployment, if it does.
     pub fn refuses(&self, namespace: &str, package: &str) -> Option<String> {
-        if !self.allowed_namespaces.is_empty()
-            && !self.allowed_namespaces.iter().any(|n| n == namespace)
-        {
-            return Some(format!(
-                "namespace {namespace:?} may not deploy Tanium actions (allowed: {})",
-                self.allowed_namespaces.join(", ")
-            ));
+        if let Some(refusal) = self.refuses_namespace(namespace) {
+            return Some(refusal);
         }
         if !self.allowed_packages.is_empty() && !self.allowed_packages.iter().any(|p| p == package)
         {
@@ -52,6 +48,18 @@ impl Policy {
             ));
         }
         None
+    }
+
+    /// Why objects in `namespace` may not act on endpoints (deploy, end a process), if they may not.
+    pub fn refuses_namespace(&self, namespace: &str) -> Option<String> {
+        (!self.allowed_namespaces.is_empty()
+            && !self.allowed_namespaces.iter().any(|n| n == namespace))
+        .then(|| {
+            format!(
+                "namespace {namespace:?} may not act on Tanium endpoints (allowed: {})",
+                self.allowed_namespaces.join(", ")
+            )
+        })
     }
 
     /// The stricter of an object's own limit and the ceiling.
@@ -80,6 +88,11 @@ pub struct Timing {
     /// After an `actionPerform` whose answer was lost, how long a look-up by name that finds nothing is not
     /// trusted (the Gateway may still be working on the request). Well past the request timeout.
     pub lookup_grace: Duration,
+    /// How long the Gateway keeps an unused Direct Connect connection (two minutes in Tanium's docs, five in
+    /// newer ones). Connections are pinged well inside it, and kept between refreshes only when they come sooner.
+    pub dc_idle_timeout: Duration,
+    /// How long a new Direct Connect connection may take to become ready.
+    pub dc_ready_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -92,6 +105,8 @@ impl Default for Timing {
             deletion_timeout: Duration::from_secs(600),
             error_backoff_max: Duration::from_secs(300),
             lookup_grace: Duration::from_secs(90),
+            dc_idle_timeout: Duration::from_secs(120),
+            dc_ready_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -120,6 +135,8 @@ pub struct FailPoints {
     /// After `actionPerform` answered and before its ids reach status: hang for ever (the test then kills the
     /// controller, as a crash at that line would).
     pub hang_after_perform: AtomicBool,
+    /// The same after a Direct Connect process termination answered.
+    pub hang_after_kill: AtomicBool,
 }
 
 pub struct Context {
@@ -131,6 +148,8 @@ pub struct Context {
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// Consecutive failed reconciles per object uid, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Direct Connect connections kept between refreshes.
+    pub sessions: inspection::Sessions,
     /// Kinds whose watch cache has synced since the controllers last started.
     pub caches_synced: std::sync::atomic::AtomicUsize,
     #[doc(hidden)]
@@ -156,6 +175,7 @@ impl Context {
             packages: PackageCache::new(Duration::from_secs(300)),
             metrics,
             failures: Mutex::new(HashMap::new()),
+            sessions: inspection::Sessions::default(),
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
         }
@@ -205,6 +225,14 @@ impl Context {
     pub async fn fail_point_after_perform(&self) {
         if self.fail_points.hang_after_perform.load(Ordering::SeqCst) {
             tracing::warn!("fail point: hanging after actionPerform");
+            std::future::pending::<()>().await;
+        }
+    }
+
+    #[doc(hidden)]
+    pub async fn fail_point_after_kill(&self) {
+        if self.fail_points.hang_after_kill.load(Ordering::SeqCst) {
+            tracing::warn!("fail point: hanging after a process termination");
             std::future::pending::<()>().await;
         }
     }
@@ -283,7 +311,7 @@ pub fn error_policy<K: kube::Resource>(
 }
 
 /// How many kinds [`run`] serves (each must have synced its cache before the replica is ready).
-pub const KINDS: usize = 2;
+pub const KINDS: usize = 3;
 
 /// Run every controller until `shutdown` resolves.
 pub async fn run(
@@ -294,8 +322,11 @@ pub async fn run(
     let shutdown = shutdown.shared();
     tokio::join!(
         run_kind(ctx.clone(), shutdown.clone(), action::reconcile),
-        run_kind(ctx, shutdown, tag::reconcile),
+        run_kind(ctx.clone(), shutdown.clone(), tag::reconcile),
+        run_kind(ctx.clone(), shutdown, inspection::reconcile),
     );
+    // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
+    ctx.sessions.close_all(&ctx.gateway).await;
 }
 
 /// Run one kind's controller until `shutdown`. It wakes on what a person changes (spec, annotations such as the

@@ -2,10 +2,12 @@
 //! targeting, safety limits, the filter's schema, conditions.
 
 pub mod action;
+pub mod inspection;
 mod schema;
 pub mod tag;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt as _;
@@ -17,6 +19,9 @@ use crate::gateway::actions::MAX_TARGET_ENDPOINTS;
 use crate::gateway::{ActionResults, EndpointId, Filter, GroupRef, Platform};
 
 pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
+pub use inspection::{
+    TaniumEndpointInspection, TaniumEndpointInspectionSpec, TaniumEndpointInspectionStatus,
+};
 pub use tag::{TaniumTag, TaniumTagSpec, TaniumTagStatus};
 
 pub const GROUP: &str = "tanium-operator.dev";
@@ -150,6 +155,33 @@ pub struct Deployment {
     pub deployed_at: Option<Time>,
 }
 
+/// The shape of every interval a spec takes (a subset of Go's durations, so CEL's `duration()` reads it too).
+pub const INTERVAL_PATTERN: &str = r"^([0-9]+(h|m|s))+$";
+
+/// `1h30m`, `5m`, `90s`.
+pub fn parse_interval(s: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits.parse().ok()?;
+        digits.clear();
+        total = total.checked_add(n.checked_mul(match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        })?)?;
+    }
+    digits
+        .is_empty()
+        .then_some(Duration::from_secs(total))
+        .filter(|d| !d.is_zero())
+}
+
 /// Condition types.
 pub mod condition {
     pub const READY: &str = "Ready";
@@ -217,6 +249,7 @@ pub fn crds() -> Vec<Crd> {
     vec![
         kubernetes_formats(TaniumAction::crd()),
         kubernetes_formats(TaniumTag::crd()),
+        kubernetes_formats(TaniumEndpointInspection::crd()),
     ]
 }
 
@@ -262,4 +295,20 @@ pub fn crd_files() -> Result<BTreeMap<String, String>, serde_yaml_ng::Error> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_interval("5"), None);
+        assert_eq!(parse_interval("0s"), None);
+        assert_eq!(parse_interval("5x"), None);
+        assert_eq!(parse_interval(""), None);
+    }
 }

@@ -10,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Deployment, ResultCounts, Safety, Targets};
+use super::{Deployment, ResultCounts, Safety, Targets, parse_interval};
 
 /// Keep Tanium custom tags on the endpoints that match: tag those that lack them every `interval`, remove tags
 /// dropped from the spec, and remove them all when the object is deleted.
@@ -50,7 +50,7 @@ pub struct TaniumTagSpec {
 
     /// How often to look for matching endpoints that lack a tag (e.g. `30s`, `5m`, `1h30m`).
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    #[schemars(regex(pattern = super::INTERVAL_PATTERN))]
     pub interval: String,
 
     /// Stop tagging (tags already set stay).
@@ -73,30 +73,6 @@ impl TaniumTagSpec {
             .unwrap_or(Duration::from_secs(300))
             .max(Duration::from_secs(1))
     }
-}
-
-/// `1h30m`, `5m`, `90s`.
-pub fn parse_interval(s: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: u64 = digits.parse().ok()?;
-        digits.clear();
-        total = total.checked_add(n.checked_mul(match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        })?)?;
-    }
-    digits
-        .is_empty()
-        .then_some(Duration::from_secs(total))
-        .filter(|d| !d.is_zero())
 }
 
 /// Adding or removing tags.
@@ -165,20 +141,4 @@ pub struct TaniumTagStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(parse_interval("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_interval("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_interval("5"), None);
-        assert_eq!(parse_interval("0s"), None);
-        assert_eq!(parse_interval("5x"), None);
-        assert_eq!(parse_interval(""), None);
-    }
 }

@@ -83,7 +83,7 @@ pub struct DirectConnection {
     pub family: Family,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Signal {
     Sigint,
@@ -377,6 +377,44 @@ impl GatewayClient {
             .call(&doc, &vars, |raw| data_field(op, raw, field))
             .await?;
         Ok(r.result)
+    }
+
+    /// Run `work` while pinging the connection `current` names every `every`, so that work that takes longer
+    /// than the idle timeout (slow reads, retries) does not lose it. `current` is asked before each ping, because
+    /// the work may replace a dropped connection with a new one.
+    pub async fn while_pinging<T>(
+        &self,
+        every: Duration,
+        current: impl Fn() -> Option<DirectConnection>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let pings = async {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Some(conn) = current() {
+                    match self.dc_ping(&conn).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::debug!(connection = %conn.id, "ping: connection gone")
+                        }
+                        Err(e) => tracing::debug!(connection = %conn.id, error = %e, "ping failed"),
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = pings => never,
+        }
+    }
+
+    /// Is the connection still there? An error asking says nothing either way: `None`.
+    pub async fn dc_alive(&self, conn: &DirectConnection) -> Option<bool> {
+        match self.dc_status(conn).await {
+            Ok(status) => Some(matches!(status.as_str(), "READY" | "CONNECTING")),
+            Err(GatewayError::GraphQl { .. }) => Some(false),
+            Err(_) => None,
+        }
     }
 
     async fn dc_result(

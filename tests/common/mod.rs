@@ -40,6 +40,9 @@ pub fn fast_timing() -> Timing {
         deletion_timeout: Duration::from_secs(30),
         error_backoff_max: Duration::from_secs(2),
         lookup_grace: Duration::from_secs(1),
+        // The sim's two-minute idle timeout at its time scale of 20.
+        dc_idle_timeout: Duration::from_secs(6),
+        dc_ready_timeout: Duration::from_secs(10),
     }
 }
 
@@ -110,10 +113,19 @@ impl Env {
 
     /// Start the controllers with a given Kubernetes identity (e.g. the chart's ServiceAccount).
     pub fn start_controller_as(&mut self, client: kube::Client, token: &str) -> Arc<Context> {
+        self.start_controller_timed(client, token, fast_timing())
+    }
+
+    pub fn start_controller_timed(
+        &mut self,
+        client: kube::Client,
+        token: &str,
+        timing: Timing,
+    ) -> Arc<Context> {
         self.stop_controller();
         let config = Config {
             policy: self.policy.clone(),
-            timing: fast_timing(),
+            timing,
             namespace: None,
             concurrency: 8,
         };
