@@ -4,7 +4,7 @@
 pub mod action;
 mod deploy;
 mod packages;
-mod preview;
+pub mod preview;
 pub mod tag;
 mod tracking;
 
