@@ -100,9 +100,11 @@ pub async fn run(args: Args) -> Result<std::process::ExitCode, CliError> {
     let mut cursor: Option<String> = None;
     let total = loop {
         let page = client.endpoints_page(&query, cursor.as_deref()).await?;
+        // An empty page that still offers a cursor would otherwise be followed forever.
+        let progressed = !page.endpoints.is_empty();
         endpoints.extend(page.endpoints);
         match page.next_cursor {
-            Some(next) if endpoints.len() < args.limit => cursor = Some(next),
+            Some(next) if progressed && endpoints.len() < args.limit => cursor = Some(next),
             _ => break page.total,
         }
     };
