@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kube_lease_manager::LeaseManagerBuilder;
 use secrecy::SecretString;
+use tanium_operator::cli;
 use tanium_operator::controller::{self, Config, Context, Policy, Timing};
 use tanium_operator::crd;
 use tanium_operator::gateway::{GatewayClient, GatewayConfig};
@@ -34,6 +35,12 @@ enum Command {
         #[arg(long)]
         dir: Vec<PathBuf>,
     },
+    /// List the endpoints a filter selects (the filter shape of a TaniumAction's spec.targets.filter).
+    Endpoints(cli::endpoints::Args),
+    /// Show what the operator would find and decide for each TaniumAction in a manifest, deploying nothing.
+    Preview(cli::preview::Args),
+    /// Direct Endpoint Connect to one endpoint: CPU, processes, alerts, or end a process.
+    Dec(cli::dec::Args),
     /// Print the version.
     Version,
 }
@@ -128,6 +135,9 @@ enum MainError {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Endpoints(args) => return finish(cli::endpoints::run(args).await),
+        Command::Preview(args) => return finish(cli::preview::run(args).await),
+        Command::Dec(args) => return finish(cli::dec::run(args).await),
         Command::Run(args) => run(args).await,
         Command::Crd { dir } => print_crds(dir),
         Command::Version => {
@@ -142,6 +152,14 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The ad-hoc subcommands choose their own exit status (e.g. `preview` exits 1 when an action would be held).
+fn finish(result: Result<std::process::ExitCode, cli::CliError>) -> std::process::ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("tanium-operator: {e}");
+        e.exit_code()
+    })
 }
 
 fn print_crds(dirs: Vec<PathBuf>) -> Result<(), MainError> {

@@ -249,7 +249,13 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.performs_for(&held), 0);
-    let digest = held.status.unwrap().preview.unwrap().digest;
+    let preview = held.status.clone().unwrap().preview.unwrap();
+    let digest = preview.digest;
+    // The one digest function `tanium-operator preview` prints too, over the spec as the API server stored it.
+    assert_eq!(
+        digest,
+        tanium_operator::controller::preview::action_digest(&held.spec, preview.count)
+    );
     // A wrong digest approves nothing.
     let annotate = |d: &str| json!({"metadata": {"annotations": {APPROVED_PREVIEW_ANNOTATION: d}}});
     api.patch(

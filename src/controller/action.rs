@@ -9,7 +9,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
-use serde_json::json;
 
 use super::deploy::{self, LookUp};
 use super::{Context, Error, preview, tracking};
@@ -194,9 +193,7 @@ impl<'a> Reconciler<'a> {
                 .block("UnknownEndpoints", message, ctx.config.timing.blocked)
                 .await;
         }
-        let intent =
-            json!({"package": spec.package, "targets": spec.targets, "schedule": spec.schedule});
-        let digest = preview::digest(&intent, found.count);
+        let digest = preview::action_digest(spec, found.count);
         let count = found.count;
         let first_preview =
             self.status.preview.as_ref().map(|p| (&p.digest, p.count)) != Some((&digest, count));
@@ -247,9 +244,8 @@ impl<'a> Reconciler<'a> {
             && self.obj.annotations().get(APPROVED_PREVIEW_ANNOTATION) != Some(&digest)
         {
             let message = format!(
-                "{count} endpoint(s) would be targeted; to deploy, approve this preview: kubectl annotate \
-                 taniumaction {} -n {ns} --overwrite {APPROVED_PREVIEW_ANNOTATION}={digest}",
-                self.obj.name_any()
+                "{count} endpoint(s) would be targeted; to deploy, approve this preview: {}",
+                preview::approve_command(&self.obj.name_any(), Some(&ns), &digest)
             );
             let was = self.phase();
             self.status.phase = Some(Phase::AwaitingPreviewApproval);

@@ -5,7 +5,7 @@ pub mod action;
 mod deploy;
 pub mod inspection;
 mod packages;
-mod preview;
+pub mod preview;
 pub mod tag;
 mod tracking;
 

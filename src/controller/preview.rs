@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crd::{EndpointSample, Preview, Targets};
+use crate::crd::{APPROVED_PREVIEW_ANNOTATION, EndpointSample, Preview, TaniumActionSpec, Targets};
 use crate::gateway::endpoints::EndpointQuery;
 use crate::gateway::{EndpointId, Filter, FilterOp, GatewayClient, GatewayError};
 
@@ -79,6 +79,30 @@ pub fn digest(intent: &impl Serialize, count: u64) -> String {
     format!("sha256:{hex}")
 }
 
+/// The digest of a TaniumAction: what defines its deployment (package, targets, schedule) and the preview's count.
+/// The controller's approval gate and `tanium-operator preview` both call this, so the digest a person copies from
+/// the CLI is the one the controller expects in the annotation.
+pub fn action_digest(spec: &TaniumActionSpec, count: u64) -> String {
+    let intent = serde_json::json!({
+        "package": spec.package,
+        "targets": spec.targets,
+        "schedule": spec.schedule,
+    });
+    digest(&intent, count)
+}
+
+/// The command that approves a preview. Without a namespace it names none, so kubectl uses the current context's
+/// (where an unqualified manifest is applied, too).
+pub fn approve_command(name: &str, namespace: Option<&str>, digest: &str) -> String {
+    let ns = namespace
+        .filter(|ns| !ns.is_empty())
+        .map(|ns| format!(" -n {ns}"))
+        .unwrap_or_default();
+    format!(
+        "kubectl annotate taniumaction {name}{ns} --overwrite {APPROVED_PREVIEW_ANNOTATION}={digest}"
+    )
+}
+
 impl Found {
     pub fn into_preview(self, digest: String) -> Preview {
         Preview {
@@ -101,5 +125,44 @@ mod tests {
         assert_ne!(a, digest(&("pkg", ["y"]), 5));
         assert_ne!(a, digest(&("pkg", ["x"]), 6));
         assert!(a.starts_with("sha256:") && a.len() == 7 + 16);
+    }
+
+    fn spec(yaml: &str) -> TaniumActionSpec {
+        serde_yaml_ng::from_str(yaml).expect("spec")
+    }
+
+    #[test]
+    fn action_digest_covers_the_deployment_not_the_safety_settings() {
+        let base = spec(
+            "package: {name: Custom Tagging - Add Tags, params: [x]}\n\
+             targets: {filter: {sensor: {name: OS Platform}, op: EQ, value: Linux}}\n",
+        );
+        let d = action_digest(&base, 3);
+        // Pinned: a change here invalidates every approval annotation already written by people.
+        assert_eq!(d, "sha256:a997ee644274fd3b");
+        let mut safer = base.clone();
+        safer.safety.max_targets = Some(1);
+        safer.safety.require_preview_approval = true;
+        assert_eq!(
+            action_digest(&safer, 3),
+            d,
+            "safety may change without a new approval"
+        );
+        let mut other = base.clone();
+        other.package.params = vec!["y".into()];
+        assert_ne!(action_digest(&other, 3), d);
+        assert_ne!(action_digest(&base, 4), d);
+    }
+
+    #[test]
+    fn approve_command_names_the_namespace_when_known() {
+        assert_eq!(
+            approve_command("a", Some("ns"), "sha256:1"),
+            "kubectl annotate taniumaction a -n ns --overwrite tanium-operator.dev/approved-preview=sha256:1"
+        );
+        assert_eq!(
+            approve_command("a", None, "sha256:1"),
+            "kubectl annotate taniumaction a --overwrite tanium-operator.dev/approved-preview=sha256:1"
+        );
     }
 }

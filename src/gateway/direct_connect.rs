@@ -68,6 +68,14 @@ pub(crate) const DOCUMENTS: [(&str, &str); 11] = [
     ("killProcess", LEGACY_KILL),
 ];
 
+/// A connection just opened, not necessarily ready yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub connection: DirectConnection,
+    /// The status the open reported (READY, CONNECTING, ...).
+    pub status: String,
+}
+
 /// Which family of Direct Connect operations a Gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -200,6 +208,23 @@ impl GatewayClient {
         endpoint: &EndpointId,
         ready_timeout: Duration,
     ) -> Result<DirectConnection, GatewayError> {
+        let opening = self.dc_open_start(endpoint).await?;
+        let conn = opening.connection.clone();
+        match self.wait_ready(opening, ready_timeout).await {
+            Ok(()) => Ok(conn),
+            Err((e, timed_out)) => {
+                if timed_out {
+                    // Don't leave a half-open connection behind; it would idle out, but say goodbye anyway.
+                    let _ = self.dc_close(&conn).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Only the open request: the caller holds the connection id before waiting, so that it can close the
+    /// connection on every path, an interrupted wait included. Follow with [`Self::dc_wait_ready`].
+    pub async fn dc_open_start(&self, endpoint: &EndpointId) -> Result<Opening, GatewayError> {
         let doc = Document::fixed("directConnectOpen", OPEN, Repeat::Safe);
         let vars = json!({ "endpointID": endpoint });
         let opened = self
@@ -210,8 +235,15 @@ impl GatewayClient {
                 data_field("directConnectOpen", raw, "directConnectOpen").map(Opened::Current)
             })
             .await?;
-        let open = match opened {
-            Opened::Current(open) => open,
+        match opened {
+            Opened::Current(open) => Ok(Opening {
+                connection: DirectConnection {
+                    id: open.connection_id,
+                    endpoint: endpoint.clone(),
+                    family: Family::Current,
+                },
+                status: open.status.unwrap_or_else(|| "UNKNOWN".into()),
+            }),
             Opened::Absent => {
                 tracing::info!("Gateway lacks directConnectOpen; using openDirectConnection");
                 let doc = Document::fixed("openDirectConnection", LEGACY_OPEN, Repeat::Safe);
@@ -220,45 +252,74 @@ impl GatewayClient {
                         data_field("openDirectConnection", raw, "openDirectConnection")
                     })
                     .await?;
-                return Ok(DirectConnection {
-                    id: open.connection_id,
-                    endpoint: endpoint.clone(),
-                    family: Family::Legacy,
-                });
+                // The older family has no CONNECTING state: it is usable as soon as it is opened.
+                Ok(Opening {
+                    connection: DirectConnection {
+                        id: open.connection_id,
+                        endpoint: endpoint.clone(),
+                        family: Family::Legacy,
+                    },
+                    status: "READY".into(),
+                })
             }
-        };
-        let conn = DirectConnection {
-            id: open.connection_id,
-            endpoint: endpoint.clone(),
-            family: Family::Current,
-        };
+        }
+    }
+
+    /// Wait (up to `ready_timeout`) until an opened connection is ready. Closes nothing: the caller owns the
+    /// connection (see [`Self::dc_open_start`]).
+    pub async fn dc_wait_ready(
+        &self,
+        opening: Opening,
+        ready_timeout: Duration,
+    ) -> Result<(), GatewayError> {
+        self.wait_ready(opening, ready_timeout)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// The error says whether the wait timed out (the connection may still come up) or the connection failed.
+    async fn wait_ready(
+        &self,
+        opening: Opening,
+        ready_timeout: Duration,
+    ) -> Result<(), (GatewayError, bool)> {
+        let Opening {
+            connection: conn,
+            mut status,
+        } = opening;
+        let endpoint = &conn.endpoint;
         let deadline = tokio::time::Instant::now() + ready_timeout;
-        let mut status = open.status.unwrap_or_else(|| "UNKNOWN".into());
         let mut pause = Duration::from_millis(100);
         loop {
             match status.as_str() {
-                "READY" => return Ok(conn),
+                "READY" => return Ok(()),
                 "ERROR" | "NOT_FOUND" => {
-                    return Err(GatewayError::ConnectionFailed {
-                        endpoint: endpoint.to_string(),
-                        status: format!(
-                            "status {status} (is the endpoint known, online, with the Performance module?)"
-                        ),
-                    });
+                    return Err((
+                        GatewayError::ConnectionFailed {
+                            endpoint: endpoint.to_string(),
+                            status: format!(
+                                "status {status} (is the endpoint known, online, with the Performance module?)"
+                            ),
+                        },
+                        false,
+                    ));
                 }
                 _ if tokio::time::Instant::now() >= deadline => {
-                    // Don't leave a half-open connection behind; it would idle out, but say goodbye anyway.
-                    let _ = self.dc_close(&conn).await;
-                    return Err(GatewayError::ConnectionFailed {
-                        endpoint: endpoint.to_string(),
-                        status: format!("not ready after {ready_timeout:?} (last status {status})"),
-                    });
+                    return Err((
+                        GatewayError::ConnectionFailed {
+                            endpoint: endpoint.to_string(),
+                            status: format!(
+                                "not ready after {ready_timeout:?} (last status {status})"
+                            ),
+                        },
+                        true,
+                    ));
                 }
                 _ => {}
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
-            status = self.dc_status(&conn).await?;
+            status = self.dc_status(&conn).await.map_err(|e| (e, false))?;
         }
     }
 

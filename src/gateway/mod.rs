@@ -21,7 +21,8 @@ pub use actions::{
     PerformedAction, Schedule, ScheduledActionInfo, Target, Targets,
 };
 pub use direct_connect::{
-    Alert, DirectConnection, EndpointSnapshot, Family, Performance, Process, Reading, Signal,
+    Alert, DirectConnection, EndpointSnapshot, Family, Opening, Performance, Process, Reading,
+    Signal,
 };
 pub use endpoints::{
     Endpoint, EndpointPage, EndpointQuery, EndpointSelector, Resolved, SensorColumn, SensorRequest,

@@ -1,0 +1,241 @@
+//! Ad-hoc subcommands against a Gateway: `endpoints`, `preview`, `dec`. They share one set of connection
+//! arguments ([`GatewayArgs`]) and one output switch ([`OutputArgs`]); `main.rs` only dispatches.
+//!
+//! Exit codes: 0 success; 1 an error, or (for `preview`) an action that would be held back; 2 a refused
+//! command-line (usage errors, `dec kill` without `--yes`); 130 interrupted by Ctrl-C.
+
+pub mod dec;
+pub mod endpoints;
+pub mod output;
+pub mod preview;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::gateway::{GatewayClient, GatewayConfig, GatewayError};
+
+/// Where the token may come from, besides `TANIUM_TOKEN_FILE`. Deliberately not a flag: a token typed on the
+/// command line lands in shell history and in every `ps` listing.
+pub const TOKEN_ENV: &str = "TANIUM_TOKEN";
+
+/// How to reach the Gateway; the same for every subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Base URL of the Tanium server (the Gateway is at <url>/plugin/products/gateway/graphql).
+    #[arg(long, env = "TANIUM_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    /// File holding the API token. Without it, the token is read from the TANIUM_TOKEN environment variable
+    /// (never from a flag).
+    #[arg(long, env = "TANIUM_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM bundle of extra CA certificates for the Gateway's TLS certificate.
+    #[arg(long, env = "TANIUM_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    #[arg(long, env = "TANIUM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document on stdout; field names are camelCase and stable.
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// Input a person gave that cannot be used (a filter, a manifest, a duration).
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Endpoint(String),
+    #[error("interrupted by Ctrl-C{0}")]
+    Interrupted(String),
+    #[error("cannot write the output: {0}")]
+    Output(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Interrupted(_) => ExitCode::from(130),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::File {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl GatewayArgs {
+    /// A client for the Gateway these arguments name. Nothing is sent yet.
+    pub fn client(&self) -> Result<GatewayClient, CliError> {
+        let url = self
+            .gateway_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| {
+                CliError::Config(
+                    "no Gateway URL: set TANIUM_GATEWAY_URL or pass --gateway-url".into(),
+                )
+            })?;
+        let token = self.token()?;
+        let mut config = GatewayConfig::new(url, token);
+        config.ca_bundle_pem = self.ca_file.as_deref().map(read_file).transpose()?;
+        config.request_timeout = Duration::from_secs(self.request_timeout_seconds.max(1));
+        Ok(GatewayClient::new(config)?)
+    }
+
+    fn token(&self) -> Result<SecretString, CliError> {
+        let (token, source) = match &self.token_file {
+            Some(path) => {
+                let bytes = read_file(path)?;
+                (
+                    String::from_utf8_lossy(&bytes).trim().to_owned(),
+                    path.display().to_string(),
+                )
+            }
+            None => match std::env::var(TOKEN_ENV) {
+                Ok(t) => (t.trim().to_owned(), TOKEN_ENV.to_owned()),
+                Err(_) => {
+                    return Err(CliError::Config(format!(
+                        "no API token: set TANIUM_TOKEN_FILE (or --token-file) to a file holding it, or {TOKEN_ENV}"
+                    )));
+                }
+            },
+        };
+        if token.is_empty() {
+            return Err(CliError::Config(format!(
+                "the API token in {source} is empty"
+            )));
+        }
+        Ok(SecretString::from(token))
+    }
+}
+
+/// Ctrl-C, caught from the moment it is installed (not from the first poll, as `tokio::signal::ctrl_c()` would),
+/// so that an interrupt between opening a connection and waiting on it still lets the connection be closed.
+pub(crate) struct Interrupt {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    pub(crate) fn install() -> Result<Self, CliError> {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| CliError::Config(format!("cannot handle Ctrl-C: {e}")))?;
+            Ok(Self { signal })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Parse a duration such as `30s`, `15m`, `24h`, `7d` or `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{s:?}: a number needs a unit (s, m, h or d)"))?;
+        if digits == 0 {
+            return Err(format!("{s:?}: expected a number, e.g. 30s, 15m, 24h, 7d"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h or d)")),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs(
+            n.checked_mul(secs)
+                .ok_or_else(|| format!("{s:?}: too long"))?,
+        );
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        for bad in ["", "5", "h", "5x", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_token_file_is_named() {
+        let args = GatewayArgs {
+            gateway_url: Some("http://127.0.0.1:1".into()),
+            token_file: Some(PathBuf::from("/nonexistent/token")),
+            ca_file: None,
+            request_timeout_seconds: 1,
+        };
+        let e = args.client().map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/token"), "{e}");
+    }
+}

@@ -1,0 +1,336 @@
+//! `tanium-operator preview -f manifest.yaml`: what the controller would find and decide for each TaniumAction,
+//! without deploying anything. It runs the controller's own checks in the controller's order (targets, package,
+//! parameters, preview, safety gates) and its digest function, so the digest printed is the one to approve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::{Deserialize as _, Serialize};
+
+use super::output::{Table, print, print_json};
+use super::{CliError, Format, GatewayArgs, OutputArgs};
+use crate::controller::preview;
+use crate::crd::{APPROVED_PREVIEW_ANNOTATION, EndpointSample, GROUP, TaniumAction};
+use crate::gateway::{GatewayClient, GatewayError};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 when every TaniumAction in the file would deploy now; 1 when any \
+would be held back (NoTargets, TooManyTargets, AwaitingPreviewApproval, Suspended) or is invalid \
+(InvalidSpec, UnknownPackage, WrongParams, UnknownEndpoints), or on an error. The operator's admin policy \
+(allowed namespaces and packages, the maxTargets ceiling) is not known here and is not checked."
+)]
+pub struct Args {
+    /// Manifest with TaniumAction documents (multi-document YAML); `-` reads stdin. Other kinds are skipped.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Why an action would not deploy now. `reason` is the controller's condition reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hold {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// One TaniumAction's preview (the JSON output's `actions[]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionPreview {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub package: Option<String>,
+    /// Matching endpoints; absent when a check failed before the preview ran.
+    pub count: Option<u64>,
+    /// At most ten of them.
+    pub sample: Vec<EndpointSample>,
+    pub digest: Option<String>,
+    pub would_deploy: bool,
+    pub held_by: Option<Hold>,
+    /// The `kubectl annotate` that approves this preview, when `requirePreviewApproval` holds it.
+    pub approve_command: Option<String>,
+}
+
+/// The JSON output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub all_would_deploy: bool,
+    pub actions: Vec<ActionPreview>,
+}
+
+impl ActionPreview {
+    fn new(obj: &TaniumAction) -> Self {
+        Self {
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            namespace: obj.metadata.namespace.clone(),
+            package: Some(obj.spec.package.name.clone()),
+            count: None,
+            sample: Vec::new(),
+            digest: None,
+            would_deploy: false,
+            held_by: None,
+            approve_command: None,
+        }
+    }
+
+    fn hold(mut self, reason: &'static str, message: String) -> Self {
+        self.would_deploy = false;
+        self.held_by = Some(Hold { reason, message });
+        self
+    }
+}
+
+/// The controller's pre-deployment steps for one object, reading from the Gateway and changing nothing. A Gateway
+/// error is returned as such (it says nothing about the manifest).
+pub async fn evaluate(
+    gateway: &GatewayClient,
+    obj: &TaniumAction,
+) -> Result<ActionPreview, GatewayError> {
+    let spec = &obj.spec;
+    let out = ActionPreview::new(obj);
+    if let Err(message) = spec.targets.validate() {
+        return Ok(out.hold("InvalidSpec", message));
+    }
+    let Some(package) = gateway.package_spec(&spec.package.name).await? else {
+        let message = format!("Tanium has no package named {:?}", spec.package.name);
+        return Ok(out.hold("UnknownPackage", message));
+    };
+    let sensor_sourced: Vec<&str> = spec
+        .package
+        .sensor_sourced_params
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    if let Err(message) = package.check_params(&spec.package.params, &sensor_sourced) {
+        return Ok(out.hold("WrongParams", message));
+    }
+    let found = preview::find(gateway, &spec.targets).await?;
+    if !found.unknown_ids.is_empty() {
+        let ids: Vec<String> = found.unknown_ids.iter().map(ToString::to_string).collect();
+        let message = format!(
+            "spec.targets.endpoints: Tanium knows no endpoint with id {}",
+            ids.join(", ")
+        );
+        return Ok(out.hold("UnknownEndpoints", message));
+    }
+    let count = found.count;
+    let digest = preview::action_digest(spec, count);
+    let mut out = ActionPreview {
+        count: Some(count),
+        sample: found.sample,
+        digest: Some(digest.clone()),
+        would_deploy: true,
+        ..out
+    };
+    if count == 0 {
+        return Ok(out.hold(
+            "NoTargets",
+            "no endpoint matches the targets; nothing to deploy".into(),
+        ));
+    }
+    if let Some(max) = spec.safety.max_targets
+        && count > max
+    {
+        let message = format!(
+            "{count} endpoints match, more than spec.safety.maxTargets ({max}); narrow the targets or raise \
+             the limit"
+        );
+        return Ok(out.hold("TooManyTargets", message));
+    }
+    if spec.safety.require_preview_approval
+        && obj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPROVED_PREVIEW_ANNOTATION))
+            != Some(&digest)
+    {
+        let command = preview::approve_command(&out.name, out.namespace.as_deref(), &digest);
+        out.approve_command = Some(command.clone());
+        let message = format!(
+            "{count} endpoint(s) would be targeted; to deploy, approve this preview: {command}"
+        );
+        return Ok(out.hold("AwaitingPreviewApproval", message));
+    }
+    // The controller checks suspend before anything else and then does nothing; previewing anyway shows what
+    // unsuspending would do.
+    if spec.suspend {
+        return Ok(out.hold(
+            "Suspended",
+            "spec.suspend is true: nothing is deployed until it is false".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// TaniumAction documents of a manifest, in order; each either parsed or with why it cannot be. Other kinds
+/// are skipped with a note on stderr.
+fn documents(
+    text: &str,
+    origin: &str,
+) -> Result<Vec<Result<TaniumAction, ActionPreview>>, CliError> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml_ng::Value::deserialize(doc)
+            .map_err(|e| CliError::Input(format!("{origin}: document {}: {e}", i + 1)))?;
+        if value.is_null() {
+            continue;
+        }
+        let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let kind = field("kind").unwrap_or_default();
+        let api_version = field("apiVersion").unwrap_or_default();
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_owned();
+        if kind != "TaniumAction" || !api_version.starts_with(&format!("{GROUP}/")) {
+            let what = if kind.is_empty() {
+                "a document without a kind".to_owned()
+            } else {
+                format!("{kind} {name:?}")
+            };
+            eprintln!(
+                "note: {origin}: document {}: skipping {what}: not a TaniumAction",
+                i + 1
+            );
+            continue;
+        }
+        out.push(
+            serde_yaml_ng::from_value::<TaniumAction>(value).map_err(|e| ActionPreview {
+                name: name.clone(),
+                namespace: None,
+                package: None,
+                count: None,
+                sample: Vec::new(),
+                digest: None,
+                would_deploy: false,
+                held_by: Some(Hold {
+                    reason: "InvalidSpec",
+                    message: format!("{origin}: document {}: {e}", i + 1),
+                }),
+                approve_command: None,
+            }),
+        );
+    }
+    Ok(out)
+}
+
+pub async fn run(args: Args) -> Result<ExitCode, CliError> {
+    let (text, origin) = if args.file.as_os_str() == "-" {
+        let text = std::io::read_to_string(std::io::stdin()).map_err(|source| CliError::File {
+            path: "stdin".into(),
+            source,
+        })?;
+        (text, "stdin".to_owned())
+    } else {
+        let bytes = super::read_file(&args.file)?;
+        (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            args.file.display().to_string(),
+        )
+    };
+    let docs = documents(&text, &origin)?;
+    if docs.is_empty() {
+        return Err(CliError::Input(format!(
+            "{origin}: no TaniumAction in the file"
+        )));
+    }
+    let client = args.gateway.client()?;
+    let mut actions = Vec::new();
+    for doc in docs {
+        actions.push(match doc {
+            Ok(obj) => evaluate(&client, &obj).await?,
+            Err(invalid) => invalid,
+        });
+    }
+    let report = Report {
+        all_would_deploy: actions.iter().all(|a| a.would_deploy),
+        actions,
+    };
+    match args.output.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => print(&render(&report))?,
+    }
+    Ok(if report.all_would_deploy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn render(report: &Report) -> String {
+    let mut text = String::new();
+    for a in &report.actions {
+        let name = match &a.namespace {
+            Some(ns) => format!("{ns}/{}", a.name),
+            None => a.name.clone(),
+        };
+        text.push_str(&format!("TaniumAction: {name}\n"));
+        if let Some(p) = &a.package {
+            text.push_str(&format!("Package:      {p}\n"));
+        }
+        if let Some(count) = a.count {
+            text.push_str(&format!("Matches:      {count} endpoint(s)\n"));
+        }
+        if let Some(d) = &a.digest {
+            text.push_str(&format!("Digest:       {d}\n"));
+        }
+        if !a.sample.is_empty() {
+            let mut t = Table::new(vec!["ID", "COMPUTER NAME"]);
+            for s in &a.sample {
+                t.row(vec![s.id.clone(), s.name.clone()]);
+            }
+            text.push_str("Sample:\n");
+            for line in t.render().lines() {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        match &a.held_by {
+            None => text.push_str("Result:       would deploy\n"),
+            Some(h) => text.push_str(&format!(
+                "Result:       held back: {}: {}\n",
+                h.reason, h.message
+            )),
+        }
+        if let Some(c) = &a.approve_command {
+            text.push_str(&format!("Approve with: {c}\n"));
+        }
+        text.push('\n');
+    }
+    let deploying = report.actions.iter().filter(|a| a.would_deploy).count();
+    text.push_str(&format!(
+        "{deploying} of {} TaniumAction(s) would deploy\n",
+        report.actions.len()
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_kinds_are_skipped_and_bad_specs_reported() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n---\n\
+                    apiVersion: tanium-operator.dev/v1alpha1\nkind: TaniumAction\nmetadata: {name: bad}\n\
+                    spec: {package: {}}\n---\n\
+                    apiVersion: tanium-operator.dev/v1alpha1\nkind: TaniumAction\nmetadata: {name: good}\n\
+                    spec:\n  package: {name: P}\n  targets: {endpoints: [\"1\"]}\n";
+        let docs = documents(text, "m.yaml").unwrap();
+        assert_eq!(docs.len(), 2);
+        let bad = docs[0].as_ref().unwrap_err();
+        assert_eq!(bad.name, "bad");
+        assert_eq!(bad.held_by.as_ref().map(|h| h.reason), Some("InvalidSpec"));
+        assert_eq!(
+            docs[1].as_ref().map(|a| a.spec.package.name.as_str()).ok(),
+            Some("P")
+        );
+    }
+}
