@@ -43,10 +43,9 @@ fn calls(env: &Env, operation: &str, needle: &str) -> (usize, usize) {
     (committed, all.len() - committed)
 }
 
-/// Every connection the operator opened to `endpoint` was closed again.
-fn all_closed(env: &Env, endpoint: &str) -> bool {
-    let opened: Vec<String> = env
-        .sim
+/// Connections opened to `endpoint`.
+fn opened(env: &Env, endpoint: &str) -> Vec<String> {
+    env.sim
         .sim()
         .audit()
         .into_iter()
@@ -55,11 +54,33 @@ fn all_closed(env: &Env, endpoint: &str) -> bool {
             AuditOutcome::Ok { ids } => ids.into_iter().next(),
             _ => None,
         })
-        .collect();
-    !opened.is_empty()
-        && opened
-            .iter()
-            .all(|id| calls(env, "directConnectClose", id).0 == 1)
+        .collect()
+}
+
+/// Connections to `endpoint` opened and closed again.
+fn closed(env: &Env, endpoint: &str) -> usize {
+    opened(env, endpoint)
+        .iter()
+        .filter(|id| calls(env, "directConnectClose", id).0 == 1)
+        .count()
+}
+
+/// Every connection the operator opened to `endpoint` was closed again.
+fn all_closed(env: &Env, endpoint: &str) -> bool {
+    let opened = opened(env, endpoint).len();
+    opened > 0 && closed(env, endpoint) == opened
+}
+
+/// Wait until `closes` connections to `endpoint` were opened and closed again: that many refreshes ended.
+async fn refreshed(env: &Env, endpoint: &str, closes: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while closed(env, endpoint) < closes {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{endpoint}: {closes} refreshes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A person's edit that makes the controller look again now (annotations wake it).
@@ -231,14 +252,11 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
         "{events:?}"
     );
     // Later refreshes and a restart do not send it again.
+    let before = closed(&env, "12323");
     poke(&api, "notepad", 1).await;
     env.start_controller();
     poke(&api, "notepad", 2).await;
-    env.wait_until(&api, "notepad", "refreshed after restart", |o| {
-        o.status.as_ref().and_then(|s| s.last_refreshed.as_ref())
-            > obj.status.as_ref().and_then(|s| s.last_refreshed.as_ref())
-    })
-    .await;
+    refreshed(&env, "12323", before + 1).await;
     assert_eq!(calls(&env, "directConnectProcessTerminate", "7056"), (1, 0));
 
     // A crash after the endpoint ended the process and before status says so: after the restart the request
@@ -299,9 +317,10 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
             .contains("no longer running"),
         "{kill:?}"
     );
+    let before = closed(&env, "54321");
     env.start_controller();
     poke(&api, "crash", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    refreshed(&env, "54321", before + 1).await;
     assert_eq!(calls(&env, "directConnectProcessTerminate", &pid), (1, 0));
 
     // No such process: said so, sent once.

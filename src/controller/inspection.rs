@@ -336,12 +336,18 @@ impl<'a> Inspector<'a> {
         endpoint: &EndpointId,
         reconnect: bool,
     ) -> Result<DirectConnection, GatewayError> {
-        let conn = self
-            .ctx
-            .gateway
-            .dc_open(endpoint, self.ctx.config.timing.dc_ready_timeout)
-            .await?;
+        let gateway = &self.ctx.gateway;
+        let opening = gateway.dc_open_start(endpoint).await?;
+        let conn = opening.connection.clone();
+        // Held before it is ready, so that every path (failure, deletion, shutdown) closes it.
         self.ctx.sessions.put(&self.uid, conn.clone());
+        if let Err(e) = gateway
+            .dc_wait_ready(opening, self.ctx.config.timing.dc_ready_timeout)
+            .await
+        {
+            self.ctx.sessions.close(gateway, &self.uid).await;
+            return Err(e);
+        }
         let reconnects = self.status.connection.as_ref().map_or(0, |c| c.reconnects);
         self.status.connection = Some(ConnectionStatus {
             state: ConnectionState::Open,
