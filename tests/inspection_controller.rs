@@ -572,5 +572,8 @@ async fn unknown_and_offline_endpoints_are_reported_and_nothing_is_sent() {
         ),
         (1, 0)
     );
+    // The connection that failed while the endpoint was offline was closed too.
+    assert!(opened(&env, "21212").len() >= 2);
+    assert!(all_closed(&env, "21212"));
     env.stop_controller();
 }
