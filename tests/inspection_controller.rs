@@ -106,21 +106,16 @@ async fn inspects_a_seeded_endpoint_by_id_and_by_computer_name() {
     };
     env.start_controller();
     let api = namespace(&env, "inspect").await;
-    api.create(
-        &PostParams::default(),
-        &manifest(
-            "server",
-            json!({
-                "endpoint": {"id": "12323"},
-                // The seed's alert is from 2022.
-                "collect": {"performance": true, "processes": {}, "alerts": {"window": "50000h"}}
-            }),
-        ),
-    )
-    .await
-    .unwrap();
+    let example: TaniumEndpointInspection =
+        serde_json::from_value(common::example("inspect-tanium-server")).unwrap();
+    api.create(&PostParams::default(), &example).await.unwrap();
     let obj = env
-        .wait_until(&api, "server", "inspected", reason_is("Inspected"))
+        .wait_until(
+            &api,
+            "inspect-tanium-server",
+            "inspected",
+            reason_is("Inspected"),
+        )
         .await;
     let status = obj.status.unwrap();
     let seeded = env.sim.sim().endpoint("12323").unwrap();
@@ -195,7 +190,7 @@ async fn inspects_a_seeded_endpoint_by_id_and_by_computer_name() {
     }
     let row = table
         .lines()
-        .find(|l| l.starts_with("server"))
+        .find(|l| l.starts_with("inspect-tanium-server"))
         .expect("a row");
     assert!(
         row.contains("tanium-server-01") && row.contains("28.75"),
@@ -214,20 +209,11 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
 
     // A clean kill, confirmed by the sim.
     env.start_controller();
-    api.create(
-        &PostParams::default(),
-        &manifest(
-            "notepad",
-            json!({
-                "endpoint": {"id": "12323"},
-                "killProcess": {"pid": 7056, "name": "notepad.exe", "signal": "SIGKILL"}
-            }),
-        ),
-    )
-    .await
-    .unwrap();
+    let example: TaniumEndpointInspection =
+        serde_json::from_value(common::example("end-notepad")).unwrap();
+    api.create(&PostParams::default(), &example).await.unwrap();
     let obj = env
-        .wait_until(&api, "notepad", "kill done", |o| {
+        .wait_until(&api, "end-notepad", "kill done", |o| {
             o.status
                 .as_ref()
                 .and_then(|s| s.kill.as_ref())
@@ -246,16 +232,16 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
             .any(|p| p.pid == 7056)
     );
     assert_eq!(calls(&env, "directConnectProcessTerminate", "7056"), (1, 0));
-    let events = env.events("kill", "notepad").await;
+    let events = env.events("kill", "end-notepad").await;
     assert!(
         events.iter().any(|(r, _)| r == "ProcessEnded"),
         "{events:?}"
     );
     // Later refreshes and a restart do not send it again.
     let before = closed(&env, "12323");
-    poke(&api, "notepad", 1).await;
+    poke(&api, "end-notepad", 1).await;
     env.start_controller();
-    poke(&api, "notepad", 2).await;
+    poke(&api, "end-notepad", 2).await;
     refreshed(&env, "12323", before + 1).await;
     assert_eq!(calls(&env, "directConnectProcessTerminate", "7056"), (1, 0));
 
