@@ -335,6 +335,16 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
                     refused(e);
                 }
             }
+            Some("TaniumEndpointInspection") => {
+                let obj: tanium_operator::crd::TaniumEndpointInspection =
+                    serde_json::from_value(manifest).unwrap();
+                assert!(obj.spec.endpoint.selector().is_some(), "{name}");
+                let inspections: Api<tanium_operator::crd::TaniumEndpointInspection> =
+                    Api::namespaced(env.client.clone(), "gates");
+                if let Err(e) = inspections.create(&dry_run, &obj).await {
+                    refused(e);
+                }
+            }
             other => panic!("examples/{name}.yaml: unexpected kind {other:?}"),
         }
         examples += 1;
