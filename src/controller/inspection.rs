@@ -124,44 +124,50 @@ struct Inspector<'a> {
     resource_version: Option<String>,
 }
 
-enum Step<T> {
-    Done(T),
-    Failed(GatewayError),
-}
-
-/// What is done on a connection.
-enum OnConnection {
-    Read(Reading),
-    Terminate {
-        pid: i64,
-        name: String,
-        signal: Signal,
-    },
-}
-
-enum Outcome {
-    Read(EndpointSnapshot),
-    /// `false`: no process with that pid and name.
-    Terminated(bool),
-}
-
-impl OnConnection {
-    fn repeatable(&self) -> bool {
-        matches!(self, Self::Read(_))
-    }
-
+/// Something done on a connection.
+trait OnConnection {
+    type Output;
+    /// Harmless to send again after a failed attempt whose outcome is unknown.
+    const REPEATABLE: bool;
     async fn run(
         &self,
         gateway: &crate::gateway::GatewayClient,
         conn: &DirectConnection,
-    ) -> Result<Outcome, GatewayError> {
-        match self {
-            Self::Read(what) => gateway.dc_read(conn, *what).await.map(Outcome::Read),
-            Self::Terminate { pid, name, signal } => gateway
-                .dc_terminate(conn, *pid, name, *signal)
-                .await
-                .map(Outcome::Terminated),
-        }
+    ) -> Result<Self::Output, GatewayError>;
+}
+
+struct Read(Reading);
+
+impl OnConnection for Read {
+    type Output = EndpointSnapshot;
+    const REPEATABLE: bool = true;
+    async fn run(
+        &self,
+        gateway: &crate::gateway::GatewayClient,
+        conn: &DirectConnection,
+    ) -> Result<EndpointSnapshot, GatewayError> {
+        gateway.dc_read(conn, self.0).await
+    }
+}
+
+struct Terminate {
+    pid: i64,
+    name: String,
+    signal: Signal,
+}
+
+impl OnConnection for Terminate {
+    /// `false`: no process with that pid and name.
+    type Output = bool;
+    const REPEATABLE: bool = false;
+    async fn run(
+        &self,
+        gateway: &crate::gateway::GatewayClient,
+        conn: &DirectConnection,
+    ) -> Result<bool, GatewayError> {
+        gateway
+            .dc_terminate(conn, self.pid, &self.name, self.signal)
+            .await
     }
 }
 
@@ -373,29 +379,24 @@ impl<'a> Inspector<'a> {
     /// Run one step on the connection; when it fails because Tanium has dropped the connection (idle timeout,
     /// endpoint restart), open a new one and run it again, but only if the failed attempt certainly did nothing
     /// or the step is harmless to repeat.
-    async fn on_connection(&mut self, endpoint: &EndpointId, step: &OnConnection) -> Step<Outcome> {
-        let conn = match self.session(endpoint).await {
-            Ok(c) => c,
-            Err(e) => return Step::Failed(e),
-        };
+    async fn on_connection<S: OnConnection>(
+        &mut self,
+        endpoint: &EndpointId,
+        step: &S,
+    ) -> Result<S::Output, GatewayError> {
+        let conn = self.session(endpoint).await?;
         let e = match step.run(&self.ctx.gateway, &conn).await {
-            Ok(v) => return Step::Done(v),
+            Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if !(step.repeatable() || e.certainly_not_applied())
+        if !(S::REPEATABLE || e.certainly_not_applied())
             || self.ctx.gateway.dc_alive(&conn).await != Some(false)
         {
-            return Step::Failed(e);
+            return Err(e);
         }
         self.ctx.sessions.take(&self.uid);
-        let conn = match self.open(endpoint, true).await {
-            Ok(c) => c,
-            Err(e) => return Step::Failed(e),
-        };
-        match step.run(&self.ctx.gateway, &conn).await {
-            Ok(v) => Step::Done(v),
-            Err(e) => Step::Failed(e),
-        }
+        let conn = self.open(endpoint, true).await?;
+        step.run(&self.ctx.gateway, &conn).await
     }
 
     fn pending_kill(&self) -> Option<PendingKill> {
@@ -427,33 +428,29 @@ impl<'a> Inspector<'a> {
             return;
         }
         let (pid, name, signal) = (record.pid, record.name.clone(), record.signal);
-        let step = OnConnection::Terminate {
+        let step = Terminate {
             pid,
             name: name.clone(),
             signal,
         };
-        let sent = match self.on_connection(endpoint, &step).await {
-            Step::Done(Outcome::Terminated(ended)) => Step::Done(ended),
-            Step::Done(Outcome::Read(_)) => Step::Done(false),
-            Step::Failed(e) => Step::Failed(e),
-        };
+        let sent = self.on_connection(endpoint, &step).await;
         self.ctx.fail_point_after_kill().await;
         let (state, message, warning) = match sent {
-            Step::Done(true) => (
+            Ok(true) => (
                 KillState::Ended,
                 format!("process {pid} ({name}) ended with {signal:?}"),
                 false,
             ),
-            Step::Done(false) => (
+            Ok(false) => (
                 KillState::NotFound,
                 format!(
                     "endpoint {endpoint} has no process {pid} named {name:?} (pid and name must both match)"
                 ),
                 true,
             ),
-            Step::Failed(e)
+            Err(e)
                 if e.certainly_not_applied()
-                    && (e.is_retryable() || e.reason() == "TokenRejected") =>
+                    && (e.is_retryable() || matches!(e, GatewayError::TokenRejected { .. })) =>
             {
                 // Not carried out, and the cause may pass: forget the intent so that a later refresh tries again.
                 self.status.kill = None;
@@ -461,12 +458,12 @@ impl<'a> Inspector<'a> {
                 self.event(true, "KillDeferred", message).await;
                 return;
             }
-            Step::Failed(e) if e.certainly_not_applied() => (
+            Err(e) if e.certainly_not_applied() => (
                 KillState::Failed,
                 format!("the Gateway refused to end process {pid} ({name}): {e}"),
                 true,
             ),
-            Step::Failed(e) => (
+            Err(e) => (
                 KillState::Unknown,
                 format!(
                     "process {pid} ({name}) may or may not have been ended; it is not sent again: {e}"
@@ -535,14 +532,7 @@ impl<'a> Inspector<'a> {
                     .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
             }),
         };
-        match self
-            .on_connection(endpoint, &OnConnection::Read(reading))
-            .await
-        {
-            Step::Done(Outcome::Read(s)) => Ok(s),
-            Step::Done(Outcome::Terminated(_)) => Ok(EndpointSnapshot::default()),
-            Step::Failed(e) => Err(e),
-        }
+        self.on_connection(endpoint, &Read(reading)).await
     }
 
     /// Counts and short lists: status must stay small whatever the endpoint runs.
