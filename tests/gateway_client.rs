@@ -835,3 +835,34 @@ async fn find_endpoint_by_id_or_computer_name() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn pings_keep_a_connection_alive_while_work_goes_on() {
+    let sim = sim_with(20, |_| {}).await;
+    let client = client_for(&sim, TOKEN);
+    let endpoint = EndpointId::from("12323");
+    // Work that takes five sim minutes, well past the two-minute idle timeout.
+    let slow_work = || async {
+        for _ in 0..6 {
+            sim.sim().advance(Duration::from_secs(50));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    let conn = connect(&sim, &client, &endpoint).await;
+    client
+        .while_pinging(
+            Duration::from_millis(40),
+            || Some(conn.clone()),
+            slow_work(),
+        )
+        .await;
+    assert_eq!(client.dc_status(&conn).await.unwrap(), "READY");
+    assert_eq!(client.dc_alive(&conn).await, Some(true));
+
+    // The same work without pings loses the connection.
+    let unpinged = connect(&sim, &client, &endpoint).await;
+    slow_work().await;
+    assert_eq!(client.dc_status(&unpinged).await.unwrap(), "NOT_FOUND");
+    assert_eq!(client.dc_alive(&unpinged).await, Some(false));
+    sim.shutdown().await;
+}
