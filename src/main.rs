@@ -366,12 +366,14 @@ async fn run_with_deadline(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
-    let run = controller::run(ctx, stop);
+    let run = controller::run(ctx.clone(), stop);
     tokio::pin!(run);
     tokio::select! {
         () = &mut run => {}
         () = async { shutdown.await; tokio::time::sleep(drain).await } => {
             tracing::warn!(?drain, "shutdown: abandoning reconciles still in flight");
+            // They may hold Direct Connect connections: close them (bounded; the Gateway idles them out anyway).
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.sessions.close_all(&ctx.gateway)).await;
         }
     }
 }

@@ -218,11 +218,19 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
                 .message;
         assert!(!message.is_empty());
         println!("{name}: {message}");
-        let events = env.events("gates", name).await;
-        assert!(
-            events.iter().any(|(r, _)| r == reason),
-            "{name}: events {events:?}"
-        );
+        // The event follows the status write.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = env.events("gates", name).await;
+            if events.iter().any(|(r, _)| r == reason) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: events {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(env.performs_for(&obj), 0, "{name} deployed nothing");
     }
     let wrong = api.get("wrong-params").await.unwrap();

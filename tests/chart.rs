@@ -108,7 +108,8 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "{applied}"
     );
 
-    // The operator, as the chart's ServiceAccount, does its work: a TaniumAction and a TaniumTag, end to end.
+    // The operator, as the chart's ServiceAccount, does its work: a TaniumAction, a TaniumTag and a
+    // TaniumEndpointInspection, end to end.
     let sa = Identity::service_account(NAMESPACE, "tanium-operator");
     let as_operator = env.cp.client_for(&sa).await.unwrap();
     env.start_controller_as(as_operator.clone(), TOKEN);
@@ -123,6 +124,14 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     }))
     .unwrap();
     tags.create(&PostParams::default(), &tag).await.unwrap();
+    let inspections: Api<tanium_operator::crd::TaniumEndpointInspection> =
+        Api::namespaced(env.client.clone(), "team");
+    let inspection: tanium_operator::crd::TaniumEndpointInspection =
+        serde_json::from_value(common::example("inspect-tanium-server")).unwrap();
+    inspections
+        .create(&PostParams::default(), &inspection)
+        .await
+        .unwrap();
     env.wait_for(&actions, "tag-by-endpoint-id", "Completed", |o| {
         common::phase(o).as_deref() == Some("Completed")
     })
@@ -131,6 +140,12 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         t.status
             .as_ref()
             .is_some_and(|s| s.phase == Some(TagPhase::InSync))
+    })
+    .await;
+    env.wait_until(&inspections, "inspect-tanium-server", "inspected", |i| {
+        i.status
+            .as_ref()
+            .is_some_and(|s| tanium_operator::crd::ready_reason_is(&s.conditions, "Inspected"))
     })
     .await;
     let events = env.events("team", "tag-by-endpoint-id").await;

@@ -602,6 +602,7 @@ async fn a_rejected_token_is_named_never_printed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
     // No token at all: a clear message.
     let mut cmd = command(&sim, "", &["endpoints"]);
     cmd.env_remove("TANIUM_TOKEN");

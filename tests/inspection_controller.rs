@@ -238,9 +238,10 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
         "{events:?}"
     );
     // Later refreshes and a restart do not send it again.
-    let before = closed(&env, "12323");
     poke(&api, "end-notepad", 1).await;
     env.start_controller();
+    // Counted after the old controller is gone: the refresh awaited is the new one's.
+    let before = closed(&env, "12323");
     poke(&api, "end-notepad", 2).await;
     refreshed(&env, "12323", before + 1).await;
     assert_eq!(calls(&env, "directConnectProcessTerminate", "7056"), (1, 0));
@@ -303,10 +304,55 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
             .contains("no longer running"),
         "{kill:?}"
     );
-    let before = closed(&env, "54321");
     env.start_controller();
+    let before = closed(&env, "54321");
     poke(&api, "crash", 1).await;
     refreshed(&env, "54321", before + 1).await;
+    assert_eq!(calls(&env, "directConnectProcessTerminate", &pid), (1, 0));
+
+    // A person edits the object while the request is in flight: the outcome still reaches status (the
+    // conditional write is redone on the fresh version), not "unknown".
+    let victim = env
+        .sim
+        .sim()
+        .endpoint("54321")
+        .unwrap()
+        .processes
+        .into_iter()
+        .max_by_key(|p| p.pid)
+        .expect("another process on 54321");
+    let ctx = env.start_controller();
+    ctx.fail_points
+        .hang_after_kill
+        .store(true, Ordering::SeqCst);
+    api.create(
+        &PostParams::default(),
+        &manifest(
+            "edited",
+            json!({"endpoint": {"id": "54321"}, "killProcess": {"pid": victim.pid, "name": victim.name}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let pid = victim.pid.to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while calls(&env, "directConnectProcessTerminate", &pid).0 == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "terminate sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    poke(&api, "edited", 1).await;
+    ctx.fail_points
+        .hang_after_kill
+        .store(false, Ordering::SeqCst);
+    let obj = env
+        .wait_until(&api, "edited", "kill done", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.kill.as_ref())
+                .is_some_and(|k| k.state != KillState::Requested)
+        })
+        .await;
+    assert_eq!(obj.status.unwrap().kill.unwrap().state, KillState::Ended);
     assert_eq!(calls(&env, "directConnectProcessTerminate", &pid), (1, 0));
 
     // No such process: said so, sent once.
@@ -350,12 +396,17 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
 
 #[tokio::test]
 async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
-    let Some(env) = Env::start(Policy::default(), |_| {}).await else {
+    // Connections idle out only when the test moves the sim's clock.
+    let Some(env) = Env::start(Policy::default(), |c| {
+        c.dc_idle_timeout = Duration::from_secs(24 * 3600)
+    })
+    .await
+    else {
         return;
     };
     let api = namespace(&env, "idle").await;
-    // The operator believes connections live a minute; the sim drops them after two sim minutes (6 s here):
-    // Tanium's idle timeout differs between releases, and the operator must cope when it guessed wrong.
+    // The operator believes connections live a minute, so it keeps them between 10 s refreshes; the sim drops
+    // one when the test says (Tanium's idle timeout differs between releases; a guess can be wrong).
     let timing = tanium_operator::controller::Timing {
         dc_idle_timeout: Duration::from_secs(60),
         ..fast_timing()
@@ -391,7 +442,7 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
     assert_eq!(ctx.sessions.len(), 1);
 
     // Idle past the sim's timeout: the next refresh finds the connection gone and opens another.
-    env.sim.sim().advance(Duration::from_secs(180));
+    env.sim.sim().advance(Duration::from_secs(25 * 3600));
     poke(&api, "kept", 1).await;
     let obj = env
         .wait_until(&api, "kept", "reconnected", |o| {
@@ -442,7 +493,11 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
 
 #[tokio::test]
 async fn unknown_and_offline_endpoints_are_reported_and_nothing_is_sent() {
-    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+    let policy = Policy {
+        allowed_namespaces: vec!["trouble".into()],
+        ..Policy::default()
+    };
+    let Some(mut env) = Env::start(policy, |_| {}).await else {
         return;
     };
     env.start_controller();
@@ -471,6 +526,24 @@ async fn unknown_and_offline_endpoints_are_reported_and_nothing_is_sent() {
             "{spec}: {refused:?}"
         );
     }
+
+    // Outside the namespaces the admin allows: held, nothing opened, not even a read.
+    let elsewhere = namespace(&env, "elsewhere").await;
+    elsewhere
+        .create(
+            &PostParams::default(),
+            &manifest(
+                "denied",
+                json!({"endpoint": {"id": "274177"}, "killProcess": {"pid": 4, "name": "System"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let obj = env
+        .wait_until(&elsewhere, "denied", "refused", reason_is("PolicyDenied"))
+        .await;
+    assert!(obj.status.unwrap().kill.is_none());
+    assert_eq!(calls(&env, "directConnectOpen", "274177"), (0, 0));
 
     api.create(
         &PostParams::default(),

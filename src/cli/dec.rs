@@ -138,7 +138,7 @@ pub struct KillArgs {
     #[command(flatten)]
     pub on: On,
     /// Process id.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=i64::from(i32::MAX)))]
     pub pid: i64,
     /// Process name; must match the pid's, so that a reused pid is not ended by mistake.
     #[arg(long)]

@@ -24,8 +24,7 @@ use crate::crd::{
     set_condition,
 };
 use crate::gateway::{
-    Alert, DirectConnection, EndpointId, EndpointSnapshot, GatewayError, Process, Reading,
-    Resolved, Signal,
+    Alert, DirectConnection, EndpointId, EndpointSnapshot, GatewayError, Process, Reading, Resolved,
 };
 
 pub const FINALIZER: &str = "tanium-operator.dev/close-connection";
@@ -124,53 +123,6 @@ struct Inspector<'a> {
     resource_version: Option<String>,
 }
 
-/// Something done on a connection.
-trait OnConnection {
-    type Output;
-    /// Harmless to send again after a failed attempt whose outcome is unknown.
-    const REPEATABLE: bool;
-    async fn run(
-        &self,
-        gateway: &crate::gateway::GatewayClient,
-        conn: &DirectConnection,
-    ) -> Result<Self::Output, GatewayError>;
-}
-
-struct Read(Reading);
-
-impl OnConnection for Read {
-    type Output = EndpointSnapshot;
-    const REPEATABLE: bool = true;
-    async fn run(
-        &self,
-        gateway: &crate::gateway::GatewayClient,
-        conn: &DirectConnection,
-    ) -> Result<EndpointSnapshot, GatewayError> {
-        gateway.dc_read(conn, self.0).await
-    }
-}
-
-struct Terminate {
-    pid: i64,
-    name: String,
-    signal: Signal,
-}
-
-impl OnConnection for Terminate {
-    /// `false`: no process with that pid and name.
-    type Output = bool;
-    const REPEATABLE: bool = false;
-    async fn run(
-        &self,
-        gateway: &crate::gateway::GatewayClient,
-        conn: &DirectConnection,
-    ) -> Result<bool, GatewayError> {
-        gateway
-            .dc_terminate(conn, self.pid, &self.name, self.signal)
-            .await
-    }
-}
-
 impl<'a> Inspector<'a> {
     fn new(
         obj: &'a TaniumEndpointInspection,
@@ -215,6 +167,13 @@ impl<'a> Inspector<'a> {
 
     async fn apply(mut self) -> Result<Action, Error> {
         let timing = &self.ctx.config.timing;
+        // Reading an endpoint's processes is as sensitive as acting on it: the admin's namespace policy covers both.
+        let ns = self.obj.namespace().unwrap_or_default();
+        if let Some(refusal) = self.ctx.config.policy.refuses_namespace(&ns) {
+            return self
+                .hold("PolicyDenied", refusal, timing.permanent_error)
+                .await;
+        }
         let Some(selector) = self.obj.spec.endpoint.selector() else {
             return self
                 .hold(
@@ -227,8 +186,6 @@ impl<'a> Inspector<'a> {
         let endpoint = match self.ctx.gateway.find_endpoint(&selector).await {
             Ok(Resolved::One(e)) => e,
             Ok(Resolved::None) => {
-                self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
-                self.status.connection = None;
                 let message = format!("Tanium knows no endpoint with {selector}");
                 return self.hold("EndpointNotFound", message, timing.blocked).await;
             }
@@ -306,20 +263,17 @@ impl<'a> Inspector<'a> {
                 }
             };
         }
-        attempt!(self.session(endpoint).await);
-        if let Some(kill) = self.pending_kill() {
-            match kill {
-                PendingKill::Send(record) => {
-                    // The intent is durable before the request: a restart from here never sends it again.
-                    self.status.kill = Some(record.clone());
-                    attempt!(self.save().await);
-                    self.send_kill(endpoint, record).await;
-                }
-                PendingKill::Unresolved => {}
-            }
-        }
-        let snapshot = attempt!(self.read(endpoint).await);
+        let mut snapshot = attempt!(self.read(endpoint).await);
         self.resolve_unknown_kill(&snapshot);
+        if let Some(record) = self.pending_kill() {
+            // The intent is durable before the request: a restart from here never sends it again.
+            self.status.kill = Some(record.clone());
+            attempt!(self.save().await);
+            self.send_kill(endpoint, record).await;
+            attempt!(self.save_kill_result().await);
+            // What the endpoint looks like now.
+            snapshot = attempt!(self.read(endpoint).await);
+        }
         self.summarise(snapshot);
         let summary = self.summary_message();
         self.set_ready(true, "Inspected", summary);
@@ -376,64 +330,36 @@ impl<'a> Inspector<'a> {
         Ok(conn)
     }
 
-    /// Run one step on the connection; when it fails because Tanium has dropped the connection (idle timeout,
-    /// endpoint restart), open a new one and run it again, but only if the failed attempt certainly did nothing
-    /// or the step is harmless to repeat.
-    async fn on_connection<S: OnConnection>(
-        &mut self,
-        endpoint: &EndpointId,
-        step: &S,
-    ) -> Result<S::Output, GatewayError> {
-        let conn = self.session(endpoint).await?;
-        let e = match step.run(&self.ctx.gateway, &conn).await {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if !(S::REPEATABLE || e.certainly_not_applied())
-            || self.ctx.gateway.dc_alive(&conn).await != Some(false)
-        {
-            return Err(e);
-        }
-        self.ctx.sessions.take(&self.uid);
-        let conn = self.open(endpoint, true).await?;
-        step.run(&self.ctx.gateway, &conn).await
-    }
-
-    fn pending_kill(&self) -> Option<PendingKill> {
+    /// The kill to send now: asked for and never attempted.
+    fn pending_kill(&self) -> Option<KillRecord> {
         let wanted = self.obj.spec.kill_process.as_ref()?;
-        match &self.status.kill {
-            None => Some(PendingKill::Send(KillRecord {
-                pid: wanted.pid,
-                name: wanted.name.clone(),
-                signal: wanted.signal,
-                state: KillState::Requested,
-                requested_at: Time(jiff::Timestamp::now()),
-                finished_at: None,
-                message: None,
-            })),
-            Some(r) if r.state == KillState::Requested => Some(PendingKill::Unresolved),
-            Some(_) => None,
-        }
+        self.status.kill.is_none().then(|| KillRecord {
+            pid: wanted.pid,
+            name: wanted.name.clone(),
+            signal: wanted.signal,
+            state: KillState::Requested,
+            requested_at: Time(jiff::Timestamp::now()),
+            finished_at: None,
+            message: None,
+        })
     }
 
-    /// `directConnectProcessTerminate`, once. Its outcome goes into `status.kill`.
+    /// `directConnectProcessTerminate`, once, on the connection the read before it has just used (so that it is
+    /// not sent into a connection that idled out). Never repeated: its outcome goes into `status.kill`.
     async fn send_kill(&mut self, endpoint: &EndpointId, mut record: KillRecord) {
-        let ns = self.obj.namespace().unwrap_or_default();
-        if let Some(refusal) = self.ctx.config.policy.refuses_namespace(&ns) {
-            record.state = KillState::Failed;
-            record.message = Some(refusal.clone());
-            record.finished_at = Some(Time(jiff::Timestamp::now()));
-            self.status.kill = Some(record);
-            self.event(true, "KillRefused", refusal).await;
-            return;
-        }
         let (pid, name, signal) = (record.pid, record.name.clone(), record.signal);
-        let step = Terminate {
-            pid,
-            name: name.clone(),
-            signal,
+        let sent = match self.ctx.sessions.get(&self.uid) {
+            Some(conn) => {
+                self.ctx
+                    .gateway
+                    .dc_terminate(&conn, pid, &name, signal)
+                    .await
+            }
+            None => Err(GatewayError::ConnectionFailed {
+                endpoint: endpoint.to_string(),
+                status: "no open connection".into(),
+            }),
         };
-        let sent = self.on_connection(endpoint, &step).await;
         self.ctx.fail_point_after_kill().await;
         let (state, message, warning) = match sent {
             Ok(true) => (
@@ -448,17 +374,14 @@ impl<'a> Inspector<'a> {
                 ),
                 true,
             ),
-            Err(e)
-                if e.certainly_not_applied()
-                    && (e.is_retryable() || matches!(e, GatewayError::TokenRejected { .. })) =>
-            {
-                // Not carried out, and the cause may pass: forget the intent so that a later refresh tries again.
+            Err(e) if never_reached_the_endpoint(&e) => {
+                // Not carried out: forget the intent so that a later refresh tries again.
                 self.status.kill = None;
                 let message = format!("process {pid} ({name}) not ended yet, will try again: {e}");
                 self.event(true, "KillDeferred", message).await;
                 return;
             }
-            Err(e) if e.certainly_not_applied() => (
+            Err(e) if refused_before_execution(&e) => (
                 KillState::Failed,
                 format!("the Gateway refused to end process {pid} ({name}): {e}"),
                 true,
@@ -482,6 +405,29 @@ impl<'a> Inspector<'a> {
             _ => "KillOutcomeUnknown",
         };
         self.event(warning, reason, message).await;
+    }
+
+    /// Write the kill's outcome now. A person's edit since the intent was written (an annotation, a label)
+    /// makes the conditional write conflict; the outcome is known and must not be lost to it, so it is written
+    /// again on the fresh version as long as that still holds this very intent.
+    async fn save_kill_result(&mut self) -> Result<(), Error> {
+        match self.save().await {
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                let fresh = self.api.get_status(&self.obj.name_any()).await?;
+                // One kill per object (killProcess is immutable): the recorded intent is this one.
+                let still_ours = fresh
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.kill.as_ref())
+                    .is_some_and(|k| k.state == KillState::Requested);
+                if !still_ours {
+                    return Err(Error::Kube(kube::Error::Api(s)));
+                }
+                self.resource_version = fresh.metadata.resource_version;
+                self.save().await
+            }
+            other => other,
+        }
     }
 
     /// A kill found `Requested` (the operator stopped while it was in flight) is never sent again; what the
@@ -532,7 +478,19 @@ impl<'a> Inspector<'a> {
                     .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
             }),
         };
-        self.on_connection(endpoint, &Read(reading)).await
+        // A read is harmless to repeat: when it failed because Tanium had dropped the connection (idle timeout,
+        // endpoint restart), open a new one and read again.
+        let conn = self.session(endpoint).await?;
+        let e = match self.ctx.gateway.dc_read(&conn, reading).await {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(e) => e,
+        };
+        if self.ctx.gateway.dc_alive(&conn).await != Some(false) {
+            return Err(e);
+        }
+        self.ctx.sessions.take(&self.uid);
+        let conn = self.open(endpoint, true).await?;
+        self.ctx.gateway.dc_read(&conn, reading).await
     }
 
     /// Counts and short lists: status must stay small whatever the endpoint runs.
@@ -576,6 +534,7 @@ impl<'a> Inspector<'a> {
     /// next refresh (a person's problem, such as a rejected token, waits longer).
     async fn connection_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
         if let GatewayError::ConnectionFailed { .. } = e {
+            self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
             let reconnects = self.status.connection.as_ref().map_or(0, |c| c.reconnects);
             self.status.connection = Some(ConnectionStatus {
                 state: ConnectionState::Failed,
@@ -583,26 +542,24 @@ impl<'a> Inspector<'a> {
                 opened_at: None,
                 reconnects,
             });
+            // An offline endpoint may stay offline for days: not more often than the gate re-check.
+            let retry = self.refresh().max(self.ctx.config.timing.blocked);
             let message = format!(
-                "{e}; the endpoint must be online and have the Performance module; trying again every {}",
-                self.obj.spec.refresh_interval
+                "{e}; the endpoint must be online and have the Performance module; trying again in {retry:?}"
             );
-            let refresh = self.refresh();
-            return self.hold("EndpointUnreachable", message, refresh).await;
-        }
-        if let Some(c) = self.status.connection.as_mut() {
-            c.state = ConnectionState::Closed;
-            c.id = None;
+            return self.hold("EndpointUnreachable", message, retry).await;
         }
         self.gateway_trouble(e).await
     }
 
+    /// Not inspected this time: a condition (an event when it is news), no connection kept.
     async fn hold(
         mut self,
         reason: &str,
         message: String,
         retry: Duration,
     ) -> Result<Action, Error> {
+        self.forget_connection().await;
         let unchanged = ready_reason_is(&self.status.conditions, reason);
         self.set_ready(false, reason, message.clone());
         self.save().await?;
@@ -613,6 +570,7 @@ impl<'a> Inspector<'a> {
     }
 
     async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
+        self.forget_connection().await;
         let message = e.to_string();
         let unchanged = ready_reason_is(&self.status.conditions, e.reason());
         self.set_ready(false, e.reason(), message.clone());
@@ -621,6 +579,16 @@ impl<'a> Inspector<'a> {
             self.event(true, e.reason(), message).await;
         }
         super::after_gateway_error(self.ctx, e)
+    }
+
+    async fn forget_connection(&mut self) {
+        self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
+        if let Some(c) = self.status.connection.as_mut()
+            && c.state == ConnectionState::Open
+        {
+            c.state = ConnectionState::Closed;
+            c.id = None;
+        }
     }
 
     /// The one place status is written.
@@ -644,11 +612,26 @@ impl<'a> Inspector<'a> {
     }
 }
 
-enum PendingKill {
-    /// Not sent yet: record this intent, then send.
-    Send(KillRecord),
-    /// Recorded but its outcome never came back (a restart): never sent again.
-    Unresolved,
+/// The request certainly never reached the endpoint (the Gateway was not reached, or refused the caller):
+/// trying again later cannot end the process twice.
+fn never_reached_the_endpoint(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::Unreachable { .. }
+            | GatewayError::TokenRejected { .. }
+            | GatewayError::Http { status: 429, .. }
+            | GatewayError::ConnectionFailed { .. }
+    )
+}
+
+/// Refused before anything ran: a document the Gateway rejected as a whole (validation errors carry no `path`;
+/// an error raised while the field ran, after the endpoint may have acted, does) or a payload refusal.
+fn refused_before_execution(e: &GatewayError) -> bool {
+    match e {
+        GatewayError::GraphQl { errors, .. } => errors.iter().all(|x| x.path.is_none()),
+        GatewayError::Payload { timed_out, .. } => !*timed_out,
+        _ => false,
+    }
 }
 
 fn condition_reason(status: &TaniumEndpointInspectionStatus) -> Option<String> {

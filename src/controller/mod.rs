@@ -135,7 +135,8 @@ pub struct FailPoints {
     /// After `actionPerform` answered and before its ids reach status: hang for ever (the test then kills the
     /// controller, as a crash at that line would).
     pub hang_after_perform: AtomicBool,
-    /// The same after a Direct Connect process termination answered.
+    /// After a Direct Connect process termination answered and before its outcome reaches status: wait while
+    /// set (the test edits the object meanwhile, or kills the controller).
     pub hang_after_kill: AtomicBool,
 }
 
@@ -232,8 +233,10 @@ impl Context {
     #[doc(hidden)]
     pub async fn fail_point_after_kill(&self) {
         if self.fail_points.hang_after_kill.load(Ordering::SeqCst) {
-            tracing::warn!("fail point: hanging after a process termination");
-            std::future::pending::<()>().await;
+            tracing::warn!("fail point: holding after a process termination");
+        }
+        while self.fail_points.hang_after_kill.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

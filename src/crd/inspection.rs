@@ -90,7 +90,9 @@ pub struct TaniumEndpointInspectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_process: Option<KillProcess>,
 
-    /// How often to read the endpoint again (e.g. `30s`, `5m`; at least `10s`).
+    /// How often to read the endpoint again (e.g. `30s`, `5m`; at least `10s`; default `5m`). A refresh well
+    /// inside Tanium's idle timeout (two minutes) keeps the Direct Connect connection open between refreshes;
+    /// a longer one opens and closes it each time.
     #[serde(default = "default_refresh")]
     #[schemars(regex(pattern = super::INTERVAL_PATTERN), length(max = 16))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refreshInterval must be at least 10s"))]
@@ -98,14 +100,14 @@ pub struct TaniumEndpointInspectionSpec {
 }
 
 fn default_refresh() -> String {
-    "1m".into()
+    "5m".into()
 }
 
 impl TaniumEndpointInspectionSpec {
     /// The refresh interval; the schema's pattern and rule guarantee the shape, this guards the value.
     pub fn refresh_interval(&self) -> Duration {
         parse_interval(&self.refresh_interval)
-            .unwrap_or(Duration::from_secs(60))
+            .unwrap_or(Duration::from_secs(300))
             .max(MIN_REFRESH)
     }
 }
@@ -218,7 +220,8 @@ impl AlertSelection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KillProcess {
-    #[schemars(range(min = 1))]
+    /// The Gateway takes a 32-bit pid.
+    #[schemars(range(min = 1, max = 2147483647))]
     pub pid: i64,
     /// The process's name as the endpoint reports it (e.g. `notepad.exe`).
     #[schemars(length(min = 1, max = 256))]
