@@ -103,6 +103,10 @@ struct RunArgs {
     /// terminationGracePeriodSeconds, so that the lease is released for a standby).
     #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 20)]
     shutdown_drain_seconds: u64,
+    /// Actions per results-poll request (GraphQL aliases, at most 50). 1 polls the way scripts do, one request
+    /// per action: only for comparisons such as the benchmark's.
+    #[arg(long, env = "TANIUM_POLL_BATCH", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=50))]
+    poll_batch: u16,
     /// Objects reconciled at once.
     #[arg(long, env = "TANIUM_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -225,6 +229,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         },
         namespace: args.namespace,
         concurrency: args.concurrency,
+        poll_batch: usize::from(args.poll_batch),
     };
     tracing::info!(gateway = %gateway.endpoint(), policy = ?config.policy, "starting tanium-operator");
     let client_for_lease = client.clone();

@@ -880,3 +880,61 @@ async fn tanium_approval_and_deletion_during_an_outage() {
     );
     env.assert_exactly_once();
 }
+
+/// Create `n` TaniumActions that stay open a while (distributed over 200 sim seconds, 10 s here); wait until all
+/// are Completed; return how many `action` fields the Gateway was asked for and in how many requests.
+async fn poll_load(env: &Env, api: &Api<TaniumAction>, prefix: &str, n: usize) -> (u64, u64) {
+    let before = env.sim.sim().requests().len();
+    for i in 0..n {
+        let mut manifest = common::example("tag-by-endpoint-id");
+        manifest["metadata"]["name"] = json!(format!("{prefix}-{i}"));
+        manifest["spec"]["schedule"] = json!({"distributeSeconds": 200});
+        env.create(api, manifest).await;
+    }
+    for i in 0..n {
+        env.wait_for(api, &format!("{prefix}-{i}"), "Completed", is("Completed"))
+            .await;
+    }
+    let polls: Vec<u64> = env.sim.sim().requests()[before..]
+        .iter()
+        .filter_map(|r| r.fields.get("action").map(|n| u64::from(*n)))
+        .collect();
+    (polls.iter().sum(), polls.len() as u64)
+}
+
+#[tokio::test]
+async fn one_poller_asks_for_every_objects_actions_in_batches() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let api = env.namespace("poller").await;
+    let client = env.client.clone();
+
+    // Batched: requests grow with open actions / 50, not with objects.
+    env.start_controller();
+    let (asked, requests) = poll_load(&env, &api, "batched", 60).await;
+    println!("batched: {asked} action polls in {requests} requests");
+    assert!(asked >= 60, "every action was polled: {asked}");
+    assert!(
+        asked >= 5 * requests,
+        "the shared poller batches across objects: {asked} polls in {requests} requests"
+    );
+
+    // A restart costs nothing for objects that are over: their status says everything.
+    env.start_controller();
+    let before = env.sim.sim().requests().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: Vec<_> = env.sim.sim().requests()[before..].to_vec();
+    assert!(
+        after.is_empty(),
+        "Gateway requests for terminal objects after a restart: {after:?}"
+    );
+
+    // The way scripts poll (a real setting, one action per request) asks as often, in as many requests.
+    env.start_controller_with(client, common::TOKEN, |c| c.poll_batch = 1);
+    let (asked, requests) = poll_load(&env, &api, "naive", 20).await;
+    println!("naive: {asked} action polls in {requests} requests");
+    assert!(asked >= 20);
+    assert_eq!(asked, requests, "one action per request");
+    env.assert_exactly_once();
+}

@@ -420,6 +420,7 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
             timing,
             namespace: None,
             concurrency: 4,
+            ..Config::default()
         },
     ));
     let controller = tokio::spawn(tanium_operator::controller::run(ctx.clone(), async {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::audit::AuditOutcome;
+use crate::audit::{AuditOutcome, RequestRecord};
 use crate::config::Faults;
 use crate::fleet::EndpointSpec;
 use crate::schema::{GatewaySchema, RequestInfo};
@@ -31,6 +31,7 @@ pub(crate) fn router(sim: Sim, schema: GatewaySchema) -> Router {
     Router::new()
         .route(GRAPHQL_PATH, post(graphql))
         .route("/admin/audit", get(admin_audit))
+        .route("/admin/requests", get(admin_requests))
         .route("/admin/faults", get(admin_get_faults).put(admin_put_faults))
         .route("/admin/clock", get(admin_clock))
         .route("/admin/clock/advance", post(admin_advance))
@@ -131,6 +132,19 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
     let shape = shape(&request.query, request.operation_name.as_deref());
     let plan = {
         let mut st = app.sim.lock();
+        let seq = st.requests.len() as u64 + 1;
+        let mut fields = std::collections::BTreeMap::new();
+        for f in &shape.fields {
+            *fields.entry(f.clone()).or_insert(0) += 1;
+        }
+        st.requests.push(RequestRecord {
+            seq,
+            wall: jiff::Timestamp::now(),
+            user: user.clone(),
+            operation_name: shape.operation_name.clone(),
+            mutation: shape.mutation,
+            fields,
+        });
         let mutation_fields: &[String] = if shape.mutation { &shape.fields } else { &[] };
         st.faults.decide(mutation_fields)
     };
@@ -192,6 +206,10 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
 
 async fn admin_audit(State(app): State<App>) -> Response {
     axum::Json(app.sim.audit()).into_response()
+}
+
+async fn admin_requests(State(app): State<App>) -> Response {
+    axum::Json(app.sim.requests()).into_response()
 }
 
 async fn admin_get_faults(State(app): State<App>) -> Response {

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use audit::{AuditEntry, AuditOutcome};
+pub use audit::{AuditEntry, AuditOutcome, RequestRecord};
 pub use config::{Faults, FleetSource, SimConfig, TokenUser};
 pub use filter::{Filter, FilterError, GroupRef, Op, Subject, Target, compare, matches};
 pub use fleet::{AlertSpec, EndpointSpec, Platform, ProcessSpec, SSHD_MD5};

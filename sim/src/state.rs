@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::actions::{Action, ScheduledAction};
-use crate::audit::{AuditEntry, AuditOutcome};
+use crate::audit::{AuditEntry, AuditOutcome, RequestRecord};
 use crate::clock::Clock;
 use crate::config::{Faults, SimConfig, TokenUser};
 use crate::direct_connect::Connection;
@@ -43,6 +43,7 @@ pub(crate) struct State {
     pub walks: HashMap<u64, Timestamp>,
     pub next_walk: u64,
     pub audit: Vec<AuditEntry>,
+    pub requests: Vec<RequestRecord>,
     pub faults: FaultState,
 }
 
@@ -69,6 +70,7 @@ impl State {
             walks: HashMap::new(),
             next_walk: 1,
             audit: Vec::new(),
+            requests: Vec::new(),
             faults: FaultState::new(config.faults.clone()),
         };
         st.add_endpoints(fleet);
@@ -169,6 +171,7 @@ impl State {
         self.audit.push(AuditEntry {
             seq,
             at: self.synced_at,
+            wall: Timestamp::now(),
             user: user.to_string(),
             operation: operation.to_string(),
             operation_name,
@@ -207,6 +210,11 @@ impl Sim {
 
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.lock().audit.clone()
+    }
+
+    /// Every GraphQL request received with a valid token, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.peek().requests.clone()
     }
 
     pub fn faults(&self) -> Faults {

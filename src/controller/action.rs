@@ -344,12 +344,16 @@ impl<'a> Reconciler<'a> {
         let recurring = self.recurring();
         let progress = match tracking::poll(
             &self.ctx.gateway,
+            &self.ctx.poller,
+            &self.owner(),
             &mut self.status.deployment.scheduled_actions,
             recurring,
         )
         .await
         {
-            Ok(p) => p,
+            Ok(Some(p)) => p,
+            // The poller wakes this object when it has the answer; the requeue is only a safety net.
+            Ok(None) => return Ok(Action::requeue(self.ctx.config.timing.poll_max)),
             Err(e) => return self.gateway_trouble(e).await,
         };
         let targeted = self.status.preview.as_ref().map_or(0, |p| p.count);
@@ -450,6 +454,10 @@ impl<'a> Reconciler<'a> {
         if was != phase && phase == Phase::AwaitingApproval {
             self.event(false, "AwaitingTaniumApproval", message).await;
         }
+        if !self.recurring() {
+            // The shared poller wakes this object when one of its actions changes.
+            return Ok(Action::requeue(self.ctx.config.timing.poll_max));
+        }
         let age = self
             .status
             .deployment
@@ -498,6 +506,9 @@ impl<'a> Reconciler<'a> {
         self.set(condition::COMPLETED, done, reason, message.clone());
         self.set(condition::READY, done, reason, message.clone());
         self.save().await?;
+        self.ctx.poller.forget(&tracking::instances(
+            &self.status.deployment.scheduled_actions,
+        ));
         self.event(reason != "Completed", reason, message).await;
         self.finished().await
     }
@@ -531,6 +542,9 @@ impl<'a> Reconciler<'a> {
     /// Deletion: stop a still-open action (`deletionPolicy: Stop`), or leave it (`Orphan`).
     async fn cleanup(mut self) -> Result<Action, Error> {
         use crate::crd::action::DeletionPolicy;
+        self.ctx.poller.forget(&tracking::instances(
+            &self.status.deployment.scheduled_actions,
+        ));
         let phase = self.phase();
         // Terminal objects may still own an open action (stopWhenComplete: false): the recorded instance
         // statuses say so without asking the Gateway.
@@ -653,6 +667,10 @@ impl<'a> Reconciler<'a> {
     }
 
     /// Unique per object: the uid makes it findable after a crash, the prefix makes it readable in Tanium.
+    fn owner(&self) -> super::poller::Owner {
+        super::poller::Owner::Action(kube::runtime::reflector::ObjectRef::from_obj(self.obj))
+    }
+
     fn action_name(&self) -> String {
         let prefix = self.obj.spec.action_name.clone().unwrap_or_else(|| {
             format!(

@@ -5,6 +5,7 @@ pub mod action;
 mod deploy;
 pub mod inspection;
 mod packages;
+pub mod poller;
 pub mod preview;
 pub mod tag;
 mod tracking;
@@ -118,7 +119,7 @@ impl Timing {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub policy: Policy,
     pub timing: Timing,
@@ -126,6 +127,21 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Objects reconciled at once.
     pub concurrency: u16,
+    /// Actions per results-poll request (GraphQL aliases in one document, at most 50). 1 polls the way scripts
+    /// do, one request per action: only for comparison.
+    pub poll_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            timing: Timing::default(),
+            namespace: None,
+            concurrency: 8,
+            poll_batch: crate::gateway::actions::POLL_BATCH,
+        }
+    }
 }
 
 /// Test hooks that stop a reconcile at a point where a crash must be survivable. Never set in production.
@@ -151,6 +167,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Direct Connect connections kept between refreshes.
     pub sessions: inspection::Sessions,
+    /// The one results poller for every object's open actions.
+    pub poller: poller::Poller,
     /// Kinds whose watch cache has synced since the controllers last started.
     pub caches_synced: std::sync::atomic::AtomicUsize,
     #[doc(hidden)]
@@ -164,6 +182,9 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let metrics = Arc::new(crate::telemetry::Metrics::default());
+        let batch = config
+            .poll_batch
+            .clamp(1, crate::gateway::actions::POLL_BATCH);
         let observed = metrics.clone();
         gateway.observe_with(Arc::new(move |operation, outcome, took| {
             observed.gateway_request(operation, outcome, took);
@@ -177,6 +198,7 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             sessions: inspection::Sessions::default(),
+            poller: poller::Poller::new(batch),
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
         }
@@ -323,10 +345,26 @@ pub async fn run(
 ) {
     use futures::FutureExt as _;
     let shutdown = shutdown.shared();
+    let (wake_actions, actions_woken) = futures::channel::mpsc::unbounded();
+    let (wake_tags, tags_woken) = futures::channel::mpsc::unbounded();
+    ctx.poller.wake_actions_with(wake_actions);
+    ctx.poller.wake_tags_with(wake_tags);
     tokio::join!(
-        run_kind(ctx.clone(), shutdown.clone(), action::reconcile),
-        run_kind(ctx.clone(), shutdown.clone(), tag::reconcile),
-        run_kind(ctx.clone(), shutdown, inspection::reconcile),
+        run_kind(
+            ctx.clone(),
+            shutdown.clone(),
+            action::reconcile,
+            Some(actions_woken)
+        ),
+        run_kind(
+            ctx.clone(),
+            shutdown.clone(),
+            tag::reconcile,
+            Some(tags_woken)
+        ),
+        run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
+        ctx.poller
+            .run(&ctx.gateway, &ctx.config.timing, shutdown.clone()),
     );
     // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
     ctx.sessions.close_all(&ctx.gateway).await;
@@ -339,6 +377,9 @@ async fn run_kind<K, R, Fut>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     reconcile: R,
+    woken: Option<
+        futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<K>>,
+    >,
 ) where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -388,8 +429,12 @@ async fn run_kind<K, R, Fut>(
                 .combine(deleting),
             Default::default(),
         );
-    Controller::for_stream(changes, reader)
-        .with_config(config)
+    let mut controller = Controller::for_stream(changes, reader).with_config(config);
+    if let Some(woken) = woken {
+        // The shared poller's news about an object's actions.
+        controller = controller.reconcile_on(woken);
+    }
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

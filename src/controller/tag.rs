@@ -393,14 +393,23 @@ impl<'a> Tagger<'a> {
                 Err(e) => return self.gateway_trouble(e).await,
             }
         }
+        let owner =
+            super::poller::Owner::Tag(kube::runtime::reflector::ObjectRef::from_obj(self.obj));
         let progress = match tracking::poll(
             &self.ctx.gateway,
+            &self.ctx.poller,
+            &owner,
             &mut round.deployment.scheduled_actions,
             false,
         )
         .await
         {
-            Ok(p) => p,
+            Ok(Some(p)) => p,
+            // The poller wakes this object when it has the answer; the requeue is only a safety net.
+            Ok(None) => {
+                self.status.round = Some(round);
+                return Ok(Action::requeue(self.ctx.config.timing.poll_max));
+            }
             Err(e) => return self.gateway_trouble(e).await,
         };
         round.results = Some(ResultCounts {
@@ -414,8 +423,8 @@ impl<'a> Tagger<'a> {
         if !over {
             self.status.round = Some(round);
             self.save_if_changed().await?;
-            let age = round_age(&self.status.round);
-            return Ok(Action::requeue(self.ctx.config.timing.poll_interval(age)));
+            // The shared poller wakes this object when the round's actions change.
+            return Ok(Action::requeue(self.ctx.config.timing.poll_max));
         }
         // Tanium keeps an action open until it expires; a finished round is closed now.
         if let Err(e) = deploy::close(
@@ -428,6 +437,9 @@ impl<'a> Tagger<'a> {
         {
             return self.gateway_trouble(e).await;
         }
+        self.ctx
+            .poller
+            .forget(&tracking::instances(&round.deployment.scheduled_actions));
         round.finished_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),
         ));

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use super::poller::{Owner, Poller};
 use crate::crd::ScheduledActionStatus;
-use crate::gateway::actions::POLL_BATCH;
 use crate::gateway::{
     ActionId, ActionResults, ActionState, ActionStatus, GatewayClient, GatewayError,
 };
@@ -34,15 +34,19 @@ impl Progress {
     }
 }
 
-/// Read the newest instance of each scheduled action and update `scheduled` in place (ids, statuses).
+/// Read the newest instance of each scheduled action and update `scheduled` in place (ids, statuses). `None`:
+/// the shared poller has not answered for every instance yet; it wakes `owner` when it has.
 ///
 /// A recurring action gets a new instance at each reissue, so its scheduled action is asked which instance is
-/// newest; a one-off action's instance never changes, so its instances are polled directly, batched.
+/// newest; a one-off action's instance never changes, so its instances are left to the shared poller, which asks
+/// for every open action of every object in batches.
 pub async fn poll(
     gateway: &GatewayClient,
+    poller: &Poller,
+    owner: &Owner,
     scheduled: &mut [ScheduledActionStatus],
     recurring: bool,
-) -> Result<Progress, GatewayError> {
+) -> Result<Option<Progress>, GatewayError> {
     let mut states: HashMap<String, Option<ActionState>> = HashMap::new();
     let mut now = None;
     if recurring {
@@ -67,12 +71,12 @@ pub async fn poll(
                 .await?;
             sa.last_action_id = info.and_then(|i| i.last_action).map(|a| a.id.0);
         }
-        let ids: Vec<ActionId> = scheduled
-            .iter()
-            .filter_map(|sa| sa.last_action_id.clone().map(ActionId))
-            .collect();
-        let (at, mut by_action) = gateway.poll_actions(&ids, POLL_BATCH).await?;
-        now = at;
+        let ids = instances(scheduled);
+        let Some(seen) = poller.observe(owner, &ids) else {
+            return Ok(None);
+        };
+        now = Some(seen.now);
+        let mut by_action = seen.states;
         for sa in scheduled.iter() {
             let state = sa
                 .last_action_id
@@ -114,7 +118,15 @@ pub async fn poll(
             progress.expires_at = state.expiration_time;
         }
     }
-    Ok(progress)
+    Ok(Some(progress))
+}
+
+/// The action instances a deployment has issued (what the poller watches for it).
+pub fn instances(scheduled: &[ScheduledActionStatus]) -> Vec<ActionId> {
+    scheduled
+        .iter()
+        .filter_map(|sa| sa.last_action_id.clone().map(ActionId))
+        .collect()
 }
 
 fn status_name(s: ActionStatus) -> &'static str {

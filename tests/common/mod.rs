@@ -113,22 +113,25 @@ impl Env {
 
     /// Start the controllers with a given Kubernetes identity (e.g. the chart's ServiceAccount).
     pub fn start_controller_as(&mut self, client: kube::Client, token: &str) -> Arc<Context> {
-        self.start_controller_timed(client, token, fast_timing())
+        self.start_controller_with(client, token, |_| {})
     }
 
-    pub fn start_controller_timed(
+    /// Start the controllers with the test configuration, changed by `tweak`.
+    pub fn start_controller_with(
         &mut self,
         client: kube::Client,
         token: &str,
-        timing: Timing,
+        tweak: impl FnOnce(&mut Config),
     ) -> Arc<Context> {
         self.stop_controller();
-        let config = Config {
+        let mut config = Config {
             policy: self.policy.clone(),
-            timing,
+            timing: fast_timing(),
             namespace: None,
             concurrency: 8,
+            ..Config::default()
         };
+        tweak(&mut config);
         let ctx = Arc::new(Context::new(client, self.gateway(token), config));
         let task = tokio::spawn(tanium_operator::controller::run(
             ctx.clone(),
