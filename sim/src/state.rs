@@ -250,4 +250,14 @@ impl Sim {
     pub fn endpoint_count(&self) -> usize {
         self.lock().endpoints.len()
     }
+
+    /// Ids of the endpoints online now, in fleet order.
+    pub fn online_endpoint_ids(&self) -> Vec<String> {
+        self.lock()
+            .endpoints
+            .iter()
+            .filter(|e| e.spec.online)
+            .map(|e| e.spec.id.clone())
+            .collect()
+    }
 }

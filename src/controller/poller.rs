@@ -157,8 +157,8 @@ impl Poller {
         }
     }
 
-    /// Ids due before the next cycle, oldest due first (polling one a little early lets it share a request);
-    /// forgets the ones nobody looked at for a long time.
+    /// Ids due before the next cycle, oldest due first, topped up to whole requests with the ones due next
+    /// (polling one a little early lets it share a request); forgets the ones nobody looked at for a long time.
     fn due(&self, timing: &Timing, cycle: Duration) -> Vec<ActionId> {
         let Ok(mut watched) = self.watched.lock() else {
             return Vec::new();
@@ -167,13 +167,23 @@ impl Poller {
         let horizon = now + cycle;
         let abandoned = timing.poll_max.max(Duration::from_secs(60)) * 10;
         watched.retain(|_, w| now.duration_since(w.looked) < abandoned);
-        let mut due: Vec<(Instant, ActionId)> = watched
+        let mut all: Vec<(Instant, ActionId)> = watched
             .iter()
-            .filter(|(_, w)| w.next_due < horizon)
             .map(|(id, w)| (w.next_due, id.clone()))
             .collect();
-        due.sort();
-        due.into_iter().map(|(_, id)| id).collect()
+        all.sort();
+        let due = all.iter().take_while(|(at, _)| *at < horizon).count();
+        // A last request with room left takes the actions due soonest after: a read a little early costs nothing,
+        // a request of its own later does.
+        let fill = if due == 0 {
+            0
+        } else {
+            due.div_ceil(self.batch) * self.batch
+        };
+        all.into_iter()
+            .take(fill.min(watched.len()))
+            .map(|(_, id)| id)
+            .collect()
     }
 
     /// Record answers; returns the owners whose actions changed (or were answered for the first time).
@@ -325,5 +335,27 @@ mod tests {
         assert!(p.due(&timing, cycle).is_empty());
         p.forget(&ids);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_partial_request_is_topped_up_with_the_actions_due_next() {
+        let p = Poller::new(3);
+        let timing = Timing::default();
+        let ids: Vec<ActionId> = (0..5)
+            .map(|i| ActionId::from(i.to_string().as_str()))
+            .collect();
+        p.observe(&owner("a"), &ids);
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let answers: HashMap<_, _> = ids.iter().map(|id| (id.clone(), state(&id.0, 0))).collect();
+        p.record(&timing, now, answers);
+        let cycle = Duration::from_millis(100);
+        assert!(p.due(&timing, cycle).is_empty(), "none due yet");
+        // One becomes due: its request has room for two more, which go early.
+        if let Ok(mut w) = p.watched.lock() {
+            w.get_mut(&ids[4]).unwrap().next_due = Instant::now();
+        }
+        let due = p.due(&timing, cycle);
+        assert_eq!(due.len(), 3);
+        assert_eq!(due[0], ids[4]);
     }
 }

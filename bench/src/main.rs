@@ -1,0 +1,796 @@
+//! `tanium-bench`: hold the operator to DESIGN.md's "Scale and cost" numbers, beside the naive way of polling.
+//!
+//! One run: a real control plane (etcd + kube-apiserver), tanium-sim with a sped-up clock, and the operator as a
+//! separate process (so that its memory and CPU are its own). N TaniumActions are created and followed to the end;
+//! figures come from the sim's request log and audit, a watch on the objects, and the operator's /proc entry. The
+//! same workload then runs against an operator that polls one action per request (`TANIUM_POLL_BATCH=1`), and the
+//! two are printed side by side with a verdict per target.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde::Serialize;
+use tanium_operator::crd::TaniumAction;
+use tanium_sim::{FleetSource, SimConfig, SimServer, TokenUser};
+use tanium_testenv::ControlPlane;
+
+const TOKEN: &str = "token-bench-0123456789abcdef";
+/// The operator's readiness probe asks the Gateway for `now`; it is not work for any object.
+const READINESS_OPERATION: &str = "now";
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "tanium-bench",
+    about = "Scale-and-cost benchmark of tanium-operator"
+)]
+struct Args {
+    /// TaniumActions to create (10000 for the full run).
+    #[arg(long, default_value_t = 1000)]
+    actions: usize,
+    /// Simulated endpoints.
+    #[arg(long, default_value_t = 5000)]
+    fleet: usize,
+    /// Sim seconds per real second.
+    #[arg(long, default_value_t = 20.0)]
+    time_scale: f64,
+    /// Each action's distribution window in sim seconds (keeps it open a while, so that polling shows).
+    #[arg(long, default_value_t = 600)]
+    distribute_seconds: u64,
+    /// The operator binary (default: `tanium-operator` beside this binary).
+    #[arg(long, env = "TANIUM_OPERATOR_BIN")]
+    operator: Option<PathBuf>,
+    /// Skip the naive run.
+    #[arg(long)]
+    no_naive: bool,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Give up on a run after this long.
+    #[arg(long, default_value_t = 1800)]
+    timeout_seconds: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("control plane: {0}")]
+    ControlPlane(#[from] tanium_testenv::Error),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("sim: {0}")]
+    Sim(String),
+    #[error("operator: {0}")]
+    Operator(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Figures {
+    run: String,
+    poll_batch: usize,
+    actions: usize,
+    completed: usize,
+    /// apply (the create call) → actionPerform at the Gateway, milliseconds.
+    apply_to_perform_ms: Percentiles,
+    /// Gateway requests of the deploy path (preview, packages, perform, look-ups) per deployed object.
+    gateway_requests_per_deploy: f64,
+    /// Writes to each object (finalizer and status), from a watch: per object.
+    writes_per_object: f64,
+    /// First create → every object terminal, seconds.
+    time_to_all_done_s: f64,
+    /// Poll requests (documents asking for `action`), and the action reads they carried.
+    poll_requests: u64,
+    actions_polled: u64,
+    /// Poll requests per 50 open actions per cycle (each cycle reads each open action once).
+    poll_requests_per_50_open_per_cycle: f64,
+    /// Gateway requests per minute by operation, while actions were open.
+    requests_per_minute: BTreeMap<String, f64>,
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+    /// Gateway requests (other than the readiness probe) in the first seconds after a restart, all objects
+    /// terminal.
+    requests_after_restart: u64,
+    restart_window_s: f64,
+    /// Round trips measured directly, milliseconds (medians): the floor an apply → perform cannot beat.
+    floor: Floor,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct Percentiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Floor {
+    apiserver_patch_ms: f64,
+    gateway_endpoints_ms: f64,
+    gateway_perform_ms: f64,
+    /// Two object writes (finalizer, intent) + the preview + actionPerform.
+    sum_ms: f64,
+}
+
+fn percentiles(mut xs: Vec<f64>) -> Percentiles {
+    if xs.is_empty() {
+        return Percentiles::default();
+    }
+    xs.sort_by(f64::total_cmp);
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+    }
+}
+
+fn median(xs: Vec<f64>) -> f64 {
+    percentiles(xs).p50
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match bench(&args).await {
+        Ok(met) if met => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tanium-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `Ok(true)` when every target was met.
+async fn bench(args: &Args) -> Result<bool, BenchError> {
+    let operator = match &args.operator {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("tanium-operator"))
+            .ok_or_else(|| BenchError::Operator("cannot locate the operator binary".into()))?,
+    };
+    if !operator.is_file() {
+        return Err(BenchError::Operator(format!(
+            "{} not found (build it: cargo build --release -p tanium-operator, or pass --operator)",
+            operator.display()
+        )));
+    }
+    eprintln!("starting the control plane…");
+    let cp = ControlPlane::start().await?;
+    install_crds(&cp.client()).await?;
+    let ours = run(&cp, args, &operator, "ours", 50).await?;
+    let naive = if args.no_naive {
+        None
+    } else {
+        Some(run(&cp, args, &operator, "naive", 1).await?)
+    };
+    let met = report(args, &ours, naive.as_ref());
+    if let Some(path) = &args.json {
+        let all = serde_json::json!({"ours": ours, "naive": naive, "allTargetsMet": met});
+        std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
+    }
+    Ok(met)
+}
+
+async fn install_crds(client: &kube::Client) -> Result<(), BenchError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in tanium_operator::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &PatchParams::apply("tanium-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(60), established)
+            .await
+            .map_err(|_| BenchError::Timeout(format!("CRD {name} established")))?
+            .map_err(|e| BenchError::Operator(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The operator process, with its log in a file.
+struct Operator {
+    child: tokio::process::Child,
+    metrics: String,
+}
+
+impl Operator {
+    async fn start(
+        binary: &PathBuf,
+        cp: &ControlPlane,
+        sim: &SimServer,
+        dir: &std::path::Path,
+        namespace: &str,
+        batch: usize,
+        log: &str,
+    ) -> Result<Self, BenchError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let token = dir.join("token");
+        std::fs::write(&token, TOKEN)?;
+        let log = std::fs::File::create(dir.join(log))?;
+        let child = tokio::process::Command::new(binary)
+            .arg("run")
+            .env("KUBECONFIG", cp.kubeconfig_path())
+            .env("TANIUM_GATEWAY_URL", sim.url())
+            .env("TANIUM_TOKEN_FILE", &token)
+            .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("WATCH_NAMESPACE", namespace)
+            .env("TANIUM_POLL_BATCH", batch.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let op = Self {
+            child,
+            metrics: format!("http://127.0.0.1:{port}"),
+        };
+        op.wait_ready().await?;
+        Ok(op)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn wait_ready(&self) -> Result<(), BenchError> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ok = http
+                .get(format!("{}/readyz", self.metrics))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout("operator /readyz".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for it to exit.
+    async fn stop(mut self) -> Result<(), BenchError> {
+        if let Some(pid) = self.pid() {
+            let _ = tokio::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.start_kill()?;
+        }
+        Ok(())
+    }
+}
+
+/// Peak and current resident memory and CPU time of a process, from /proc.
+fn proc_figures(pid: u32) -> (f64, f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let ticks: f64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    (
+        kib("VmHWM:") / 1024.0,
+        kib("VmRSS:") / 1024.0,
+        ticks / clock_ticks(),
+    )
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Objects seen by a watch: writes per object and when each became terminal.
+#[derive(Default)]
+struct Seen {
+    writes: HashMap<String, u64>,
+    done: HashMap<String, Instant>,
+}
+
+async fn run(
+    cp: &ControlPlane,
+    args: &Args,
+    operator: &PathBuf,
+    name: &str,
+    batch: usize,
+) -> Result<Figures, BenchError> {
+    eprintln!(
+        "[{name}] {} TaniumActions, fleet {}, poll batch {batch}",
+        args.actions, args.fleet
+    );
+    let sim = tanium_sim::start(SimConfig {
+        fleet: FleetSource::Generated {
+            size: args.fleet,
+            seed: 7,
+        },
+        tokens: vec![TokenUser::new(TOKEN, "bench")],
+        time_scale: args.time_scale,
+        ..SimConfig::default()
+    })
+    .await
+    .map_err(|e| BenchError::Sim(e.to_string()))?;
+    let client = cp.client();
+    let namespace = format!("bench-{name}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let floor = measure_floor(&client, &namespace, &sim).await?;
+    let dir = tempfile::tempdir()?;
+    let mut op = Operator::start(
+        operator,
+        cp,
+        &sim,
+        dir.path(),
+        &namespace,
+        batch,
+        "operator.log",
+    )
+    .await?;
+    let pid = op.pid().unwrap_or(0);
+    let requests_before = sim.sim().requests().len();
+
+    // Watch the objects: every write, and when each is over.
+    let api: Api<TaniumAction> = Api::namespaced(client.clone(), &namespace);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watch = {
+        let seen = seen.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Ok(Some(event)) = events.try_next().await {
+                let watcher::Event::Apply(obj) = event else {
+                    continue;
+                };
+                let Some(name) = obj.metadata.name.clone() else {
+                    continue;
+                };
+                let terminal = obj
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p.is_terminal());
+                if let Ok(mut s) = seen.lock() {
+                    *s.writes.entry(name.clone()).or_insert(0) += 1;
+                    if terminal {
+                        s.done.entry(name).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        })
+    };
+    let peak_sampled = Arc::new(Mutex::new(0.0_f64));
+    let sampler = {
+        let peak = peak_sampled.clone();
+        tokio::spawn(async move {
+            loop {
+                let (_, rss, _) = proc_figures(pid);
+                if let Ok(mut p) = peak.lock() {
+                    *p = p.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    // Apply, many at once as a GitOps sync would.
+    let started = Instant::now();
+    let endpoints = endpoint_ids(&sim);
+    let created: Vec<(String, String, jiff::Timestamp)> = futures::stream::iter(0..args.actions)
+        .map(|i| {
+            let api = api.clone();
+            let target = endpoints[i % endpoints.len()].clone();
+            let distribute = args.distribute_seconds;
+            async move {
+                let obj: TaniumAction = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+                    "metadata": {"name": format!("bench-{i:05}")},
+                    "spec": {
+                        "package": {"name": "Custom Tagging - Add Tags", "params": ["bench"]},
+                        "targets": {"endpoints": [target]},
+                        "schedule": {"distributeSeconds": distribute}
+                    }
+                }))?;
+                let at = jiff::Timestamp::now();
+                let made = api.create(&PostParams::default(), &obj).await?;
+                Ok::<_, BenchError>((
+                    made.metadata.name.unwrap_or_default(),
+                    made.metadata.uid.unwrap_or_default(),
+                    at,
+                ))
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    eprintln!(
+        "[{name}] created {} objects in {:.1}s",
+        created.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Until every object is over.
+    let deadline = started + Duration::from_secs(args.timeout_seconds);
+    loop {
+        let done = seen.lock().map(|s| s.done.len()).unwrap_or(0);
+        if done >= args.actions {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout(format!(
+                "[{name}] {done} of {} objects terminal",
+                args.actions
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_done = seen
+        .lock()
+        .ok()
+        .and_then(|s| s.done.values().max().copied())
+        .unwrap_or_else(Instant::now);
+    let (peak_rss, _, cpu) = proc_figures(pid);
+    let peak_rss = peak_rss.max(peak_sampled.lock().map(|p| *p).unwrap_or(0.0));
+    eprintln!(
+        "[{name}] all terminal after {:.1}s",
+        all_done.duration_since(started).as_secs_f64()
+    );
+
+    // The Gateway's side of it.
+    let requests = sim.sim().requests();
+    let requests = &requests[requests_before.min(requests.len())..];
+    let audit = sim.sim().audit();
+    let by_uid: HashMap<&str, jiff::Timestamp> = created
+        .iter()
+        .map(|(_, uid, at)| (uid.as_str(), *at))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut first_perform: Option<jiff::Timestamp> = None;
+    for entry in audit.iter().filter(|e| e.operation == "actionPerform") {
+        let text = entry.input.to_string();
+        if let Some((_, at)) = by_uid.iter().find(|(uid, _)| text.contains(*uid)) {
+            latencies.push(entry.wall.duration_since(*at).as_secs_f64() * 1000.0);
+            first_perform = Some(first_perform.map_or(entry.wall, |f| f.min(entry.wall)));
+        }
+    }
+    let is_poll = |r: &tanium_sim::RequestRecord| r.fields.contains_key("action");
+    let is_readiness =
+        |r: &tanium_sim::RequestRecord| r.operation_name.as_deref() == Some(READINESS_OPERATION);
+    let polls: Vec<&tanium_sim::RequestRecord> = requests.iter().filter(|r| is_poll(r)).collect();
+    let actions_polled: u64 = polls
+        .iter()
+        .map(|r| u64::from(r.fields.get("action").copied().unwrap_or(0)))
+        .sum();
+    let deploy_path = requests
+        .iter()
+        .filter(|r| !is_poll(r) && !is_readiness(r))
+        .count();
+    let window_start = first_perform.unwrap_or_else(jiff::Timestamp::now);
+    let window_end = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::try_from(all_done.elapsed()).unwrap_or_default())
+        .unwrap_or(window_start);
+    let minutes = (window_end.duration_since(window_start).as_secs_f64() / 60.0).max(1.0 / 60.0);
+    let mut per_minute: BTreeMap<String, f64> = BTreeMap::new();
+    for r in requests
+        .iter()
+        .filter(|r| r.wall >= window_start && r.wall <= window_end)
+    {
+        let op = r
+            .operation_name
+            .clone()
+            .unwrap_or_else(|| "(anonymous)".into());
+        *per_minute.entry(op).or_insert(0.0) += 1.0 / minutes;
+    }
+    let writes: u64 = seen.lock().map(|s| s.writes.values().sum()).unwrap_or(0);
+
+    // A restart with every object over: no Gateway request for any of them.
+    op.stop().await?;
+    let before_restart = sim.sim().requests().len();
+    let restarted = Instant::now();
+    op = Operator::start(
+        operator,
+        cp,
+        &sim,
+        dir.path(),
+        &namespace,
+        batch,
+        "operator-restarted.log",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after_restart = sim.sim().requests()[before_restart..]
+        .iter()
+        .filter(|r| !is_readiness(r))
+        .count() as u64;
+    let restart_window_s = restarted.elapsed().as_secs_f64();
+    op.stop().await?;
+    watch.abort();
+    sampler.abort();
+    sim.shutdown().await;
+
+    let n = args.actions.max(1) as f64;
+    Ok(Figures {
+        run: name.into(),
+        poll_batch: batch,
+        actions: args.actions,
+        completed: seen.lock().map(|s| s.done.len()).unwrap_or(0),
+        apply_to_perform_ms: percentiles(latencies),
+        gateway_requests_per_deploy: deploy_path as f64 / n,
+        writes_per_object: writes as f64 / n,
+        time_to_all_done_s: all_done.duration_since(started).as_secs_f64(),
+        poll_requests: polls.len() as u64,
+        actions_polled,
+        poll_requests_per_50_open_per_cycle: if actions_polled == 0 {
+            0.0
+        } else {
+            50.0 * polls.len() as f64 / actions_polled as f64
+        },
+        requests_per_minute: per_minute,
+        peak_rss_mib: peak_rss,
+        cpu_seconds: cpu,
+        requests_after_restart: after_restart,
+        restart_window_s,
+        floor,
+    })
+}
+
+/// Ids of the endpoints online (an action for an offline one would wait for it until it expires).
+fn endpoint_ids(sim: &SimServer) -> Vec<String> {
+    sim.sim().online_endpoint_ids()
+}
+
+/// The round trips an apply → perform cannot avoid, timed directly: two writes to the object, the preview and
+/// actionPerform.
+async fn measure_floor(
+    client: &kube::Client,
+    namespace: &str,
+    sim: &SimServer,
+) -> Result<Floor, BenchError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut patch = Vec::new();
+    for i in 0..7 {
+        let at = Instant::now();
+        namespaces
+            .patch(
+                namespace,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"annotations": {"bench/rtt": i.to_string()}}}),
+                ),
+            )
+            .await?;
+        patch.push(at.elapsed().as_secs_f64() * 1000.0);
+    }
+    let gateway =
+        tanium_operator::gateway::GatewayClient::new(tanium_operator::gateway::GatewayConfig::new(
+            sim.url(),
+            secrecy::SecretString::from(TOKEN.to_owned()),
+        ))
+        .map_err(|e| BenchError::Sim(e.to_string()))?;
+    let ids = endpoint_ids(sim);
+    let mut endpoints = Vec::new();
+    let mut perform = Vec::new();
+    for i in 0..7 {
+        let target = tanium_operator::gateway::EndpointId(ids[i % ids.len()].clone());
+        let query = tanium_operator::gateway::EndpointQuery {
+            ids: vec![target.clone()],
+            page_size: 10,
+            ..Default::default()
+        };
+        let at = Instant::now();
+        gateway
+            .endpoints_page(&query, None)
+            .await
+            .map_err(|e| BenchError::Sim(e.to_string()))?;
+        endpoints.push(at.elapsed().as_secs_f64() * 1000.0);
+        use tanium_operator::gateway::{GroupRef, PackageRef, PerformRequest, Target, Targets};
+        let request = PerformRequest {
+            name: format!("bench-rtt-{i}"),
+            comment: String::new(),
+            package: PackageRef {
+                id: None,
+                name: Some("Custom Tagging - Add Tags".into()),
+                params: vec!["rtt".into()],
+                sensor_sourced_params: Vec::new(),
+            },
+            targets: Targets {
+                action_group: GroupRef {
+                    id: None,
+                    name: Some("All Computers".into()),
+                },
+                target: Target::Endpoints(vec![target]),
+                platforms: Vec::new(),
+            },
+            schedule: Default::default(),
+        };
+        let at = Instant::now();
+        gateway
+            .perform(&request)
+            .await
+            .map_err(|e| BenchError::Sim(e.to_string()))?;
+        perform.push(at.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (patch, endpoints, perform) = (median(patch), median(endpoints), median(perform));
+    Ok(Floor {
+        apiserver_patch_ms: patch,
+        gateway_endpoints_ms: endpoints,
+        gateway_perform_ms: perform,
+        sum_ms: 2.0 * patch + endpoints + perform,
+    })
+}
+
+/// The table, the ratio and a verdict per target. `true` when every target was met.
+fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
+    let col =
+        |f: &dyn Fn(&Figures) -> String| (f(ours), naive.map(f).unwrap_or_else(|| "-".into()));
+    let rows: Vec<(&str, (String, String))> = vec![
+        (
+            "objects completed",
+            col(&|f| format!("{}/{}", f.completed, f.actions)),
+        ),
+        (
+            "apply → actionPerform p50 (ms)",
+            col(&|f| format!("{:.0}", f.apply_to_perform_ms.p50)),
+        ),
+        (
+            "apply → actionPerform p95 (ms)",
+            col(&|f| format!("{:.0}", f.apply_to_perform_ms.p95)),
+        ),
+        (
+            "apply → actionPerform p99 (ms)",
+            col(&|f| format!("{:.0}", f.apply_to_perform_ms.p99)),
+        ),
+        (
+            "Gateway requests per deploy",
+            col(&|f| format!("{:.2}", f.gateway_requests_per_deploy)),
+        ),
+        (
+            "object writes per object",
+            col(&|f| format!("{:.2}", f.writes_per_object)),
+        ),
+        (
+            "time until all terminal (s)",
+            col(&|f| format!("{:.1}", f.time_to_all_done_s)),
+        ),
+        ("poll requests", col(&|f| f.poll_requests.to_string())),
+        (
+            "action reads in them",
+            col(&|f| f.actions_polled.to_string()),
+        ),
+        (
+            "poll requests per 50 open actions per cycle",
+            col(&|f| format!("{:.2}", f.poll_requests_per_50_open_per_cycle)),
+        ),
+        ("peak RSS (MiB)", col(&|f| format!("{:.1}", f.peak_rss_mib))),
+        ("CPU (s)", col(&|f| format!("{:.1}", f.cpu_seconds))),
+        (
+            "requests for terminal objects after restart",
+            col(&|f| format!("{} in {:.0}s", f.requests_after_restart, f.restart_window_s)),
+        ),
+        (
+            "floor: 2 object writes + preview + perform (ms)",
+            col(&|f| format!("{:.1}", f.floor.sum_ms)),
+        ),
+    ];
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "\ntanium-bench: {} TaniumActions, fleet {}, sim time ×{}\n",
+        args.actions, args.fleet, args.time_scale
+    );
+    println!(
+        "{:width$}  {:>14}  {:>14}",
+        "", "ours (batch 50)", "naive (batch 1)"
+    );
+    for (k, (a, b)) in &rows {
+        println!("{k:width$}  {a:>14}  {b:>14}");
+    }
+    println!("\nGateway requests per minute while actions were open (ours):");
+    for (op, n) in &ours.requests_per_minute {
+        println!("  {op:30} {n:>10.1}");
+    }
+    let ratio = naive.map(|n| n.poll_requests as f64 / ours.poll_requests.max(1) as f64);
+    if let Some(r) = ratio {
+        println!("\nnaive / ours poll requests: {r:.1}×");
+    }
+
+    let mut all = true;
+    let mut verdict = |name: &str, met: bool, detail: String| {
+        all &= met;
+        println!(
+            "{} {name}: {detail}",
+            if met { "MET    " } else { "NOT MET" }
+        );
+    };
+    println!();
+    verdict(
+        "peak RSS < 150 MiB",
+        ours.peak_rss_mib < 150.0,
+        format!("{:.1} MiB with {} objects", ours.peak_rss_mib, ours.actions),
+    );
+    verdict(
+        "≤ 1 poll request per 50 open actions per cycle",
+        ours.poll_requests_per_50_open_per_cycle <= 1.0,
+        format!("{:.2}", ours.poll_requests_per_50_open_per_cycle),
+    );
+    if let Some(r) = ratio {
+        verdict("naive / ours ≥ 25", r >= 25.0, format!("{r:.1}×"));
+    }
+    let p50 = ours.apply_to_perform_ms.p50;
+    verdict(
+        "apply → perform p50 within 2× the round trips it needs",
+        p50 <= 2.0 * ours.floor.sum_ms,
+        format!("{p50:.0} ms against a floor of {:.1} ms", ours.floor.sum_ms),
+    );
+    verdict(
+        "apply → perform p50 < 250 ms",
+        p50 < 250.0,
+        format!("{p50:.0} ms"),
+    );
+    verdict(
+        "0 Gateway requests for terminal objects after a restart",
+        ours.requests_after_restart == 0,
+        ours.requests_after_restart.to_string(),
+    );
+    all
+}
