@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::output::{Table, human_bytes, percent, print, print_json};
-use super::{CliError, Format, GatewayArgs, Interrupt, OutputArgs, parse_duration};
+use super::{CliError, Format, GatewayArgs, Interrupt, OutputArgs};
+use crate::crd::parse_duration;
 use crate::gateway::{
     Alert, DirectConnection, Endpoint, EndpointId, EndpointSelector, GatewayClient, GatewayError,
     Process, Reading, Resolved, Signal,

@@ -174,58 +174,9 @@ impl Interrupt {
     }
 }
 
-/// Parse a duration such as `30s`, `15m`, `24h`, `7d` or `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("{s:?}: a number needs a unit (s, m, h or d)"))?;
-        if digits == 0 {
-            return Err(format!("{s:?}: expected a number, e.g. 30s, 15m, 24h, 7d"));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{s:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let secs = match &rest[..unit_len] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h or d)")),
-        };
-        rest = &rest[unit_len..];
-        total += Duration::from_secs(
-            n.checked_mul(secs)
-                .ok_or_else(|| format!("{s:?}: too long"))?,
-        );
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
-        for bad in ["", "5", "h", "5x", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn an_unreadable_token_file_is_named() {

@@ -100,13 +100,7 @@ pub async fn evaluate(
         let message = format!("Tanium has no package named {:?}", spec.package.name);
         return Ok(out.hold("UnknownPackage", message));
     };
-    let sensor_sourced: Vec<&str> = spec
-        .package
-        .sensor_sourced_params
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    if let Err(message) = package.check_params(&spec.package.params, &sensor_sourced) {
+    if let Err(message) = spec.package.check_against(&package) {
         return Ok(out.hold("WrongParams", message));
     }
     let found = preview::find(gateway, &spec.targets).await?;

@@ -162,13 +162,7 @@ impl<'a> Reconciler<'a> {
             }
             Err(e) => return self.gateway_trouble(e).await,
         };
-        let sensor_sourced: Vec<&str> = spec
-            .package
-            .sensor_sourced_params
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        if let Err(message) = package.check_params(&spec.package.params, &sensor_sourced) {
+        if let Err(message) = spec.package.check_against(&package) {
             return self
                 .block("WrongParams", message, ctx.config.timing.permanent_error)
                 .await;

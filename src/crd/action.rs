@@ -130,6 +130,18 @@ pub struct PackageSpec {
     pub sensor_sourced_params: Vec<PackageParam>,
 }
 
+impl PackageSpec {
+    /// What Tanium's package needs that these values do not give (positional and sensor-sourced parameters).
+    pub fn check_against(&self, package: &crate::gateway::PackageSpec) -> Result<(), String> {
+        let sensor_sourced: Vec<&str> = self
+            .sensor_sourced_params
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        package.check_params(&self.params, &sensor_sourced)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DeletionPolicy {
     /// Stop the Tanium action (and delete a recurring one's schedule) before the object goes.

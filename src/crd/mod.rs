@@ -158,28 +158,47 @@ pub struct Deployment {
 /// The shape of every interval a spec takes (a subset of Go's durations, so CEL's `duration()` reads it too).
 pub const INTERVAL_PATTERN: &str = r"^([0-9]+(h|m|s))+$";
 
-/// `1h30m`, `5m`, `90s`.
+/// `1h30m`, `5m`, `90s`: an interval a spec or a flag takes; zero is none.
 pub fn parse_interval(s: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: u64 = digits.parse().ok()?;
-        digits.clear();
-        total = total.checked_add(n.checked_mul(match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        })?)?;
+    parse_duration(s).ok().filter(|d| !d.is_zero())
+}
+
+/// Parse a duration such as `30s`, `15m`, `24h`, `7d` or `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
     }
-    digits
-        .is_empty()
-        .then_some(Duration::from_secs(total))
-        .filter(|d| !d.is_zero())
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{s:?}: a number needs a unit (s, m, h or d)"))?;
+        if digits == 0 {
+            return Err(format!("{s:?}: expected a number, e.g. 30s, 15m, 24h, 7d"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h or d)")),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs(
+            n.checked_mul(secs)
+                .ok_or_else(|| format!("{s:?}: too long"))?,
+        );
+    }
+    Ok(total)
 }
 
 /// Condition types.
@@ -300,6 +319,17 @@ pub fn crd_files() -> Result<BTreeMap<String, String>, serde_yaml_ng::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        for bad in ["", "5", "h", "5x", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn intervals() {
