@@ -54,6 +54,9 @@ struct Args {
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Create this many objects a second instead of all at once (a latency run without queueing).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Give up on a run after this long.
     #[arg(long, default_value_t = 1800)]
     timeout_seconds: u64,
@@ -442,7 +445,14 @@ async fn run(
             let api = api.clone();
             let target = endpoints[i % endpoints.len()].clone();
             let distribute = args.distribute_seconds;
+            let slot = args
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| started + Duration::from_secs_f64(i as f64 / r));
             async move {
+                if let Some(slot) = slot {
+                    tokio::time::sleep_until(slot.into()).await;
+                }
                 let obj: TaniumAction = serde_json::from_value(serde_json::json!({
                     "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
                     "metadata": {"name": format!("bench-{i:05}")},
@@ -461,7 +471,7 @@ async fn run(
                 ))
             }
         })
-        .buffer_unordered(32)
+        .buffer_unordered(if args.rate.is_some() { 1024 } else { 32 })
         .try_collect()
         .await?;
     eprintln!(
