@@ -222,6 +222,12 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
         .await;
     let kill = obj.status.as_ref().unwrap().kill.clone().unwrap();
     assert_eq!(kill.state, KillState::Ended, "{kill:?}");
+    let processes = obj.status.as_ref().unwrap().processes.clone().unwrap();
+    assert_eq!(
+        processes.matched,
+        Some(0),
+        "status shows the endpoint after the kill: {processes:?}"
+    );
     assert!(
         !env.sim
             .sim()
