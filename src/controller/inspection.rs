@@ -223,30 +223,17 @@ impl<'a> Inspector<'a> {
             .await;
         let mut this = match done {
             Ok(this) => this,
-            Err((this, e)) => {
-                // A connection that may be broken is not kept.
+            // Not kept: a connection that may be broken (`connection_trouble` forgets it too).
+            Err((this, Error::Gateway(e))) => return this.connection_trouble(e).await,
+            Err((_, other)) => {
                 ctx.sessions.close(&ctx.gateway, &uid).await;
-                return match e {
-                    Error::Gateway(e) => this.connection_trouble(e).await,
-                    other => Err(other),
-                };
+                return Err(other);
             }
         };
         let refresh = this.refresh();
-        if this.keep_open() {
-            if let (Some(c), Some(s)) = (
-                this.ctx.sessions.get(&this.uid),
-                this.status.connection.as_mut(),
-            ) {
-                s.state = ConnectionState::Open;
-                s.id = Some(c.id);
-            }
-        } else {
-            this.ctx.sessions.close(&this.ctx.gateway, &this.uid).await;
-            if let Some(s) = this.status.connection.as_mut() {
-                s.state = ConnectionState::Closed;
-                s.id = None;
-            }
+        // `open` recorded the connection as Open with its id; a kept one stays so.
+        if !this.keep_open() {
+            this.forget_connection().await;
         }
         this.save().await?;
         Ok(Action::requeue(refresh))
@@ -534,7 +521,7 @@ impl<'a> Inspector<'a> {
     /// next refresh (a person's problem, such as a rejected token, waits longer).
     async fn connection_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
         if let GatewayError::ConnectionFailed { .. } = e {
-            self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
+            self.forget_connection().await;
             let reconnects = self.status.connection.as_ref().map_or(0, |c| c.reconnects);
             self.status.connection = Some(ConnectionStatus {
                 state: ConnectionState::Failed,
@@ -581,6 +568,7 @@ impl<'a> Inspector<'a> {
         super::after_gateway_error(self.ctx, e)
     }
 
+    /// Close the object's connection, if it has one, and say so in status.
     async fn forget_connection(&mut self) {
         self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
         if let Some(c) = self.status.connection.as_mut()
