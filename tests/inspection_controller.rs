@@ -83,6 +83,35 @@ async fn refreshed(env: &Env, endpoint: &str, closes: usize) {
     }
 }
 
+/// The kill's outcome is known (it is no longer only the recorded intent).
+fn kill_settled(o: &TaniumEndpointInspection) -> bool {
+    o.status
+        .as_ref()
+        .and_then(|s| s.kill.as_ref())
+        .is_some_and(|k| k.state != KillState::Requested)
+}
+
+/// The process with the highest pid on a sim endpoint (one no other test ends).
+fn newest_process(env: &Env, endpoint: &str) -> tanium_sim::ProcessSpec {
+    env.sim
+        .sim()
+        .endpoint(endpoint)
+        .expect("the endpoint")
+        .processes
+        .into_iter()
+        .max_by_key(|p| p.pid)
+        .expect("a process")
+}
+
+/// Wait until the sim committed a process termination for `pid`.
+async fn terminate_sent(env: &Env, pid: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while calls(env, "directConnectProcessTerminate", pid).0 == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "terminate sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A person's edit that makes the controller look again now (annotations wake it).
 async fn poke(api: &Api<TaniumEndpointInspection>, name: &str, n: u32) {
     api.patch(
@@ -213,12 +242,7 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
         serde_json::from_value(common::example("end-notepad")).unwrap();
     api.create(&PostParams::default(), &example).await.unwrap();
     let obj = env
-        .wait_until(&api, "end-notepad", "kill done", |o| {
-            o.status
-                .as_ref()
-                .and_then(|s| s.kill.as_ref())
-                .is_some_and(|k| k.state != KillState::Requested)
-        })
+        .wait_until(&api, "end-notepad", "kill done", kill_settled)
         .await;
     let kill = obj.status.as_ref().unwrap().kill.clone().unwrap();
     assert_eq!(kill.state, KillState::Ended, "{kill:?}");
@@ -254,15 +278,7 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
 
     // A crash after the endpoint ended the process and before status says so: after the restart the request
     // is not sent again, and status tells what is known.
-    let victim = env
-        .sim
-        .sim()
-        .endpoint("54321")
-        .unwrap()
-        .processes
-        .into_iter()
-        .max_by_key(|p| p.pid)
-        .expect("a process on 54321");
+    let victim = newest_process(&env, "54321");
     let ctx = env.start_controller();
     ctx.fail_points
         .hang_after_kill
@@ -280,11 +296,7 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
     .await
     .unwrap();
     let pid = victim.pid.to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while calls(&env, "directConnectProcessTerminate", &pid).0 == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "terminate sent");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    terminate_sent(&env, &pid).await;
     let obj = api.get("crash").await.unwrap();
     assert_eq!(
         obj.status.unwrap().kill.unwrap().state,
@@ -294,12 +306,7 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
     env.stop_controller();
     env.start_controller();
     let obj = env
-        .wait_until(&api, "crash", "kill resolved", |o| {
-            o.status
-                .as_ref()
-                .and_then(|s| s.kill.as_ref())
-                .is_some_and(|k| k.state != KillState::Requested)
-        })
+        .wait_until(&api, "crash", "kill resolved", kill_settled)
         .await;
     let kill = obj.status.unwrap().kill.unwrap();
     assert_eq!(kill.state, KillState::Unknown);
@@ -318,15 +325,7 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
 
     // A person edits the object while the request is in flight: the outcome still reaches status (the
     // conditional write is redone on the fresh version), not "unknown".
-    let victim = env
-        .sim
-        .sim()
-        .endpoint("54321")
-        .unwrap()
-        .processes
-        .into_iter()
-        .max_by_key(|p| p.pid)
-        .expect("another process on 54321");
+    let victim = newest_process(&env, "54321");
     let ctx = env.start_controller();
     ctx.fail_points
         .hang_after_kill
@@ -341,22 +340,13 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
     .await
     .unwrap();
     let pid = victim.pid.to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while calls(&env, "directConnectProcessTerminate", &pid).0 == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "terminate sent");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    terminate_sent(&env, &pid).await;
     poke(&api, "edited", 1).await;
     ctx.fail_points
         .hang_after_kill
         .store(false, Ordering::SeqCst);
     let obj = env
-        .wait_until(&api, "edited", "kill done", |o| {
-            o.status
-                .as_ref()
-                .and_then(|s| s.kill.as_ref())
-                .is_some_and(|k| k.state != KillState::Requested)
-        })
+        .wait_until(&api, "edited", "kill done", kill_settled)
         .await;
     assert_eq!(obj.status.unwrap().kill.unwrap().state, KillState::Ended);
     assert_eq!(calls(&env, "directConnectProcessTerminate", &pid), (1, 0));
@@ -372,12 +362,7 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
     .await
     .unwrap();
     let obj = env
-        .wait_until(&api, "ghost", "kill done", |o| {
-            o.status
-                .as_ref()
-                .and_then(|s| s.kill.as_ref())
-                .is_some_and(|k| k.state != KillState::Requested)
-        })
+        .wait_until(&api, "ghost", "kill done", kill_settled)
         .await;
     assert_eq!(obj.status.unwrap().kill.unwrap().state, KillState::NotFound);
     assert_eq!(
@@ -586,15 +571,7 @@ async fn unknown_and_offline_endpoints_are_reported_and_nothing_is_sent() {
     );
 
     // Offline: reported, the kill waits; back online, it is carried out.
-    let victim = env
-        .sim
-        .sim()
-        .endpoint("21212")
-        .unwrap()
-        .processes
-        .into_iter()
-        .max_by_key(|p| p.pid)
-        .unwrap();
+    let victim = newest_process(&env, "21212");
     assert!(env.sim.sim().set_online("21212", false));
     api.create(
         &PostParams::default(),
