@@ -57,6 +57,12 @@ struct Args {
     /// Create this many objects a second instead of all at once (a latency run without queueing).
     #[arg(long)]
     rate: Option<f64>,
+    /// Keep the operator's logs under this directory (one folder per run) instead of discarding them.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
+    /// The operator's RUST_LOG (e.g. `tanium_operator=debug` with --keep-logs, to see where a deploy's time goes).
+    #[arg(long, default_value = "warn")]
+    operator_log_level: String,
     /// Give up on a run after this long.
     #[arg(long, default_value_t = 1800)]
     timeout_seconds: u64,
@@ -78,6 +84,8 @@ enum BenchError {
     Timeout(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("watch: {0}")]
+    Watch(#[from] watcher::Error),
 }
 
 /// What one run measured.
@@ -127,12 +135,22 @@ struct Percentiles {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Floor {
-    apiserver_patch_ms: f64,
+    /// From the create call to the watch event that tells the operator (latency is timed from the same point).
+    create_and_watch_event_ms: f64,
+    finalizer_write_ms: f64,
+    /// The intent, in status (a merge patch: the cheapest write there is).
+    status_write_ms: f64,
     gateway_endpoints_ms: f64,
     gateway_perform_ms: f64,
-    /// Two object writes (finalizer, intent) + the preview + actionPerform.
+    /// All of the above: what one apply → perform needs when nothing waits.
     sum_ms: f64,
 }
+
+/// Characters in a Kubernetes uid.
+const UID_LEN: usize = 36;
+
+/// Samples per floor figure (the median is kept).
+const ROUNDS: usize = 7;
 
 fn percentiles(mut xs: Vec<f64>) -> Percentiles {
     if xs.is_empty() {
@@ -225,43 +243,49 @@ struct Operator {
     metrics: String,
 }
 
-impl Operator {
-    async fn start(
-        binary: &PathBuf,
-        cp: &ControlPlane,
-        sim: &SimServer,
-        dir: &std::path::Path,
-        namespace: &str,
-        batch: usize,
-        log: &str,
-    ) -> Result<Self, BenchError> {
+/// How this run starts its operator (twice: once, and again for the restart).
+struct Launch<'a> {
+    binary: &'a PathBuf,
+    cp: &'a ControlPlane,
+    sim: &'a SimServer,
+    /// The token file and the operator's logs.
+    dir: PathBuf,
+    namespace: &'a str,
+    batch: usize,
+    log_level: &'a str,
+}
+
+impl Launch<'_> {
+    async fn start(&self, log: &str) -> Result<Operator, BenchError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let token = dir.join("token");
+        let token = self.dir.join("token");
         std::fs::write(&token, TOKEN)?;
-        let log = std::fs::File::create(dir.join(log))?;
-        let child = tokio::process::Command::new(binary)
+        let log = std::fs::File::create(self.dir.join(log))?;
+        let child = tokio::process::Command::new(self.binary)
             .arg("run")
-            .env("KUBECONFIG", cp.kubeconfig_path())
-            .env("TANIUM_GATEWAY_URL", sim.url())
+            .env("KUBECONFIG", self.cp.kubeconfig_path())
+            .env("TANIUM_GATEWAY_URL", self.sim.url())
             .env("TANIUM_TOKEN_FILE", &token)
             .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-            .env("WATCH_NAMESPACE", namespace)
-            .env("TANIUM_POLL_BATCH", batch.to_string())
-            .env("RUST_LOG", "warn")
+            .env("WATCH_NAMESPACE", self.namespace)
+            .env("TANIUM_POLL_BATCH", self.batch.to_string())
+            .env("RUST_LOG", self.log_level)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
-        let op = Self {
+        let op = Operator {
             child,
             metrics: format!("http://127.0.0.1:{port}"),
         };
         op.wait_ready().await?;
         Ok(op)
     }
+}
 
+impl Operator {
     fn pid(&self) -> Option<u32> {
         self.child.id()
     }
@@ -380,17 +404,25 @@ async fn run(
         serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
     namespaces.create(&PostParams::default(), &ns).await?;
     let floor = measure_floor(&client, &namespace, &sim).await?;
-    let dir = tempfile::tempdir()?;
-    let mut op = Operator::start(
-        operator,
+    let tmp = tempfile::tempdir()?;
+    let dir = match &args.keep_logs {
+        Some(keep) => {
+            let dir = keep.join(name);
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+        None => tmp.path().to_owned(),
+    };
+    let launch = Launch {
+        binary: operator,
         cp,
-        &sim,
-        dir.path(),
-        &namespace,
+        sim: &sim,
+        dir,
+        namespace: &namespace,
         batch,
-        "operator.log",
-    )
-    .await?;
+        log_level: &args.operator_log_level,
+    };
+    let mut op = launch.start("operator.log").await?;
     let pid = op.pid().unwrap_or(0);
     let requests_before = sim.sim().requests().len();
 
@@ -511,18 +543,29 @@ async fn run(
     let requests = sim.sim().requests();
     let requests = &requests[requests_before.min(requests.len())..];
     let audit = sim.sim().audit();
-    let by_uid: HashMap<&str, jiff::Timestamp> = created
+    let by_uid: HashMap<&str, (&str, jiff::Timestamp)> = created
         .iter()
-        .map(|(_, uid, at)| (uid.as_str(), *at))
+        .map(|(name, uid, at)| (uid.as_str(), (name.as_str(), *at)))
         .collect();
     let mut latencies = Vec::new();
+    let mut timeline = String::from("object\tcreate_called\taction_performed\tms\n");
     let mut first_perform: Option<jiff::Timestamp> = None;
     for entry in audit.iter().filter(|e| e.operation == "actionPerform") {
+        // The operator names each action "<namespace>/<name> [<uid>]".
         let text = entry.input.to_string();
-        if let Some((_, at)) = by_uid.iter().find(|(uid, _)| text.contains(*uid)) {
-            latencies.push(entry.wall.duration_since(*at).as_secs_f64() * 1000.0);
+        let found = text
+            .match_indices(" [")
+            .filter_map(|(i, _)| text.get(i + 2..i + 2 + UID_LEN))
+            .find_map(|uid| by_uid.get(uid));
+        if let Some((name, at)) = found {
+            let ms = entry.wall.duration_since(*at).as_secs_f64() * 1000.0;
+            latencies.push(ms);
+            timeline.push_str(&format!("{name}\t{at}\t{}\t{ms:.1}\n", entry.wall));
             first_perform = Some(first_perform.map_or(entry.wall, |f| f.min(entry.wall)));
         }
+    }
+    if args.keep_logs.is_some() {
+        std::fs::write(launch.dir.join("deploys.tsv"), timeline)?;
     }
     let is_poll = |r: &tanium_sim::RequestRecord| r.fields.contains_key("action");
     let is_readiness =
@@ -579,16 +622,7 @@ async fn run(
     op.stop().await?;
     let before_restart = sim.sim().requests().len();
     let restarted = Instant::now();
-    op = Operator::start(
-        operator,
-        cp,
-        &sim,
-        dir.path(),
-        &namespace,
-        batch,
-        "operator-restarted.log",
-    )
-    .await?;
+    op = launch.start("operator-restarted.log").await?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after_restart = sim.sim().requests()[before_restart..]
         .iter()
@@ -633,28 +667,74 @@ fn endpoint_ids(sim: &SimServer) -> Vec<String> {
     sim.sim().online_endpoint_ids()
 }
 
-/// The round trips an apply → perform cannot avoid, timed directly: two writes to the object, the preview and
-/// actionPerform.
+/// The round trips an apply → perform cannot avoid, timed directly on probe TaniumActions before the operator
+/// starts: the create and its watch event (the operator cannot act sooner), the finalizer write and the intent
+/// write to the object (both must be durable before the side effect), the preview and actionPerform.
 async fn measure_floor(
     client: &kube::Client,
     namespace: &str,
     sim: &SimServer,
 ) -> Result<Floor, BenchError> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut patch = Vec::new();
-    for i in 0..7 {
-        let at = Instant::now();
-        namespaces
-            .patch(
-                namespace,
-                &PatchParams::default(),
-                &Patch::Merge(
-                    serde_json::json!({"metadata": {"annotations": {"bench/rtt": i.to_string()}}}),
-                ),
-            )
-            .await?;
-        patch.push(at.elapsed().as_secs_f64() * 1000.0);
+    let api: Api<TaniumAction> = Api::namespaced(client.clone(), namespace);
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    // The watch is open once its initial list is over.
+    while let Some(event) = events.try_next().await? {
+        if matches!(event, watcher::Event::InitDone) {
+            break;
+        }
     }
+    let (mut seen, mut finalizer, mut status) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..ROUNDS {
+        let name = format!("floor-probe-{i}");
+        let probe: TaniumAction = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+            "metadata": {"name": name},
+            "spec": {
+                "package": {"name": "Custom Tagging - Add Tags", "params": ["rtt"]},
+                "targets": {"endpoints": ["probe"]}
+            }
+        }))?;
+        let at = Instant::now();
+        api.create(&PostParams::default(), &probe).await?;
+        loop {
+            match events.try_next().await? {
+                Some(watcher::Event::Apply(obj)) if obj.metadata.name.as_deref() == Some(&name) => {
+                    break;
+                }
+                Some(_) => {}
+                None => return Err(BenchError::Timeout("the probe watch ended".into())),
+            }
+        }
+        seen.push(at.elapsed().as_secs_f64() * 1000.0);
+
+        let at = Instant::now();
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": ["bench/probe"]}})),
+        )
+        .await?;
+        finalizer.push(at.elapsed().as_secs_f64() * 1000.0);
+
+        let at = Instant::now();
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"phase": "Deploying"}})),
+        )
+        .await?;
+        status.push(at.elapsed().as_secs_f64() * 1000.0);
+
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await?;
+        api.delete(&name, &Default::default()).await?;
+    }
+    drop(events);
+
     let gateway =
         tanium_operator::gateway::GatewayClient::new(tanium_operator::gateway::GatewayConfig::new(
             sim.url(),
@@ -664,7 +744,7 @@ async fn measure_floor(
     let ids = endpoint_ids(sim);
     let mut endpoints = Vec::new();
     let mut perform = Vec::new();
-    for i in 0..7 {
+    for i in 0..ROUNDS {
         let target = tanium_operator::gateway::EndpointId(ids[i % ids.len()].clone());
         let query = tanium_operator::gateway::EndpointQuery {
             ids: vec![target.clone()],
@@ -704,12 +784,21 @@ async fn measure_floor(
             .map_err(|e| BenchError::Sim(e.to_string()))?;
         perform.push(at.elapsed().as_secs_f64() * 1000.0);
     }
-    let (patch, endpoints, perform) = (median(patch), median(endpoints), median(perform));
+    let floor = Floor {
+        create_and_watch_event_ms: median(seen),
+        finalizer_write_ms: median(finalizer),
+        status_write_ms: median(status),
+        gateway_endpoints_ms: median(endpoints),
+        gateway_perform_ms: median(perform),
+        sum_ms: 0.0,
+    };
     Ok(Floor {
-        apiserver_patch_ms: patch,
-        gateway_endpoints_ms: endpoints,
-        gateway_perform_ms: perform,
-        sum_ms: 2.0 * patch + endpoints + perform,
+        sum_ms: floor.create_and_watch_event_ms
+            + floor.finalizer_write_ms
+            + floor.status_write_ms
+            + floor.gateway_endpoints_ms
+            + floor.gateway_perform_ms,
+        ..floor
     })
 }
 
@@ -767,8 +856,28 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
             col(&|f| format!("{} in {:.0}s", f.requests_after_restart, f.restart_window_s)),
         ),
         (
-            "floor: 2 object writes + preview + perform (ms)",
+            "floor: create→event + 2 writes + preview + perform (ms)",
             col(&|f| format!("{:.1}", f.floor.sum_ms)),
+        ),
+        (
+            "  create→event / finalizer / status (ms)",
+            col(&|f| {
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    f.floor.create_and_watch_event_ms,
+                    f.floor.finalizer_write_ms,
+                    f.floor.status_write_ms
+                )
+            }),
+        ),
+        (
+            "  preview / perform (ms)",
+            col(&|f| {
+                format!(
+                    "{:.1} / {:.1}",
+                    f.floor.gateway_endpoints_ms, f.floor.gateway_perform_ms
+                )
+            }),
         ),
     ];
     let width = rows
