@@ -121,7 +121,7 @@ async fn seed_examples_deploy_once_and_complete() {
         assert_no_token(obj);
     }
     let reasons: BTreeSet<String> = env
-        .events("seeds", "tag-by-computer-name")
+        .wait_for_event("seeds", "tag-by-computer-name", |r, _| r == "Completed")
         .await
         .into_iter()
         .map(|(r, _)| r)
@@ -218,19 +218,7 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
                 .message;
         assert!(!message.is_empty());
         println!("{name}: {message}");
-        // The event follows the status write.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let events = env.events("gates", name).await;
-            if events.iter().any(|(r, _)| r == reason) {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: events {events:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        env.wait_for_event("gates", name, |r, _| r == reason).await;
         assert_eq!(env.performs_for(&obj), 0, "{name} deployed nothing");
     }
     let wrong = api.get("wrong-params").await.unwrap();
@@ -654,8 +642,8 @@ async fn exactly_once_across_a_crash_and_a_lost_answer() {
         1,
         "found by name after the restart, not deployed again"
     );
-    let events = env.events("crash", "crash").await;
-    assert!(events.iter().any(|(r, _)| r == "Recovered"), "{events:?}");
+    env.wait_for_event("crash", "crash", |r, _| r == "Recovered")
+        .await;
 
     // The Gateway commits the action, then the answer is lost on the way back.
     env.sim.sim().set_faults(Faults {
@@ -683,12 +671,13 @@ async fn exactly_once_across_a_crash_and_a_lost_answer() {
         .filter(|e| matches!(e.outcome, tanium_sim::AuditOutcome::Dropped { .. }))
         .count();
     assert_eq!(dropped, 1, "the answer really was dropped");
-    let events = env.events("crash", "lost-answer").await;
+    let events = env
+        .wait_for_event("crash", "lost-answer", |r, _| r == "Recovered")
+        .await;
     assert!(
         events.iter().any(|(r, _)| r == "OutcomeUnknown"),
         "{events:?}"
     );
-    assert!(events.iter().any(|(r, _)| r == "Recovered"), "{events:?}");
 
     // A reconcile that starts from a stale copy (a lagging cache: no status yet) must not act on it: its first
     // status write is conditional on the version it read, so it fails instead of deploying a second time.
@@ -739,7 +728,9 @@ async fn gateway_outage_and_rejected_token() {
         !message.contains("token-revoked"),
         "the token itself never appears"
     );
-    let events = env.events("trouble", "token").await;
+    let events = env
+        .wait_for_event("trouble", "token", |r, _| r == "TokenRejected")
+        .await;
     assert_eq!(
         events.iter().filter(|(r, _)| r == "TokenRejected").count(),
         1,
@@ -861,13 +852,10 @@ async fn tanium_approval_and_deletion_during_an_outage() {
         })
         .await;
     assert!(blocked.metadata.deletion_timestamp.is_some());
-    let events = env.events("approvals", "delete-in-outage").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "DeletionBlocked" && n.contains("deletionPolicy: Orphan")),
-        "{events:?}"
-    );
+    env.wait_for_event("approvals", "delete-in-outage", |r, n| {
+        r == "DeletionBlocked" && n.contains("deletionPolicy: Orphan")
+    })
+    .await;
     env.sim.sim().set_faults(Faults::default());
     env.wait_gone(&api, "delete-in-outage").await;
     assert_eq!(

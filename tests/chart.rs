@@ -148,11 +148,9 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
             .is_some_and(|s| tanium_operator::crd::ready_reason_is(&s.conditions, "Inspected"))
     })
     .await;
-    let events = env.events("team", "tag-by-endpoint-id").await;
-    assert!(
-        events.iter().any(|(r, _)| r == "Deployed"),
-        "events were published as the ServiceAccount: {events:?}"
-    );
+    // Published as the ServiceAccount.
+    env.wait_for_event("team", "tag-by-endpoint-id", |r, _| r == "Deployed")
+        .await;
 
     // … and is refused what it does not need.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =

@@ -262,11 +262,8 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
             .any(|p| p.pid == 7056)
     );
     assert_eq!(calls(&env, "directConnectProcessTerminate", "7056"), (1, 0));
-    let events = env.events("kill", "end-notepad").await;
-    assert!(
-        events.iter().any(|(r, _)| r == "ProcessEnded"),
-        "{events:?}"
-    );
+    env.wait_for_event("kill", "end-notepad", |r, _| r == "ProcessEnded")
+        .await;
     // Later refreshes and a restart do not send it again.
     poke(&api, "end-notepad", 1).await;
     env.start_controller();
@@ -447,8 +444,8 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
     let second = obj.status.as_ref().unwrap().connection.clone().unwrap();
     assert_ne!(second.id, first.id);
     assert_eq!(ready_reason(&obj).as_deref(), Some("Inspected"));
-    let events = env.events("idle", "kept").await;
-    assert!(events.iter().any(|(r, _)| r == "Reconnected"), "{events:?}");
+    env.wait_for_event("idle", "kept", |r, _| r == "Reconnected")
+        .await;
 
     // Deleting the object closes its connection.
     api.delete("kept", &DeleteParams::default()).await.unwrap();
@@ -562,13 +559,10 @@ async fn unknown_and_offline_endpoints_are_reported_and_nothing_is_sent() {
         assert!(obj.status.unwrap().kill.is_none());
     }
     assert_eq!(calls(&env, "directConnectOpen", "424242424"), (0, 0));
-    let events = env.events("trouble", "unknown").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "EndpointNotFound" && n.contains("424242424")),
-        "{events:?}"
-    );
+    env.wait_for_event("trouble", "unknown", |r, n| {
+        r == "EndpointNotFound" && n.contains("424242424")
+    })
+    .await;
 
     // Offline: reported, the kill waits; back online, it is carried out.
     let victim = newest_process(&env, "21212");

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, preview, tracking};
+use super::{Context, Error, Events, preview, tracking};
 use crate::crd::ResultCounts;
 use crate::crd::action::{PackageStatus, Phase};
 use crate::crd::ready_reason_is;
@@ -47,8 +47,8 @@ pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Acti
         obj,
         ctx,
         FINALIZER,
-        async |obj, api| Reconciler::new(&obj, &c, &api).apply().await,
-        async |obj, api| Reconciler::new(&obj, &c, &api).cleanup().await,
+        async |obj, api, events| Reconciler::new(&obj, &c, &api, events).apply().await,
+        async |obj, api, events| Reconciler::new(&obj, &c, &api, events).cleanup().await,
     )
     .await
 }
@@ -58,6 +58,7 @@ struct Reconciler<'a> {
     obj: &'a TaniumAction,
     ctx: &'a Context,
     api: &'a Api<TaniumAction>,
+    events: &'a Events,
     status: TaniumActionStatus,
     /// The object's version as this reconcile knows it: every status write is conditional on it, so a reconcile
     /// that started from a stale copy fails with a conflict instead of acting on old state.
@@ -67,7 +68,12 @@ struct Reconciler<'a> {
 }
 
 impl<'a> Reconciler<'a> {
-    fn new(obj: &'a TaniumAction, ctx: &'a Context, api: &'a Api<TaniumAction>) -> Self {
+    fn new(
+        obj: &'a TaniumAction,
+        ctx: &'a Context,
+        api: &'a Api<TaniumAction>,
+        events: &'a Events,
+    ) -> Self {
         let mut status = obj.status.clone().unwrap_or_default();
         // Counted as read, so that objects that need no write (terminal, steady) count after a restart too.
         let phase = status.phase.map(|p| p.to_string());
@@ -81,6 +87,7 @@ impl<'a> Reconciler<'a> {
             obj,
             ctx,
             api,
+            events,
             status,
             resource_version: obj.metadata.resource_version.clone(),
             looked_up: false,
@@ -124,8 +131,7 @@ impl<'a> Reconciler<'a> {
                     "spec.suspend is true: nothing is deployed until it is false",
                 );
                 self.save().await?;
-                self.event(false, "Suspended", "deployment held by spec.suspend".into())
-                    .await;
+                self.event(false, "Suspended", "deployment held by spec.suspend".into());
             }
             return Ok(Action::await_change());
         }
@@ -209,8 +215,7 @@ impl<'a> Reconciler<'a> {
                 false,
                 "Previewed",
                 format!("{count} endpoint(s) match the targets (digest {digest})"),
-            )
-            .await;
+            );
         }
 
         // Safety gates.
@@ -251,7 +256,7 @@ impl<'a> Reconciler<'a> {
             );
             self.save().await?;
             if was != Phase::AwaitingPreviewApproval || first_preview {
-                self.event(false, "AwaitingPreviewApproval", message).await;
+                self.event(false, "AwaitingPreviewApproval", message);
             }
             return Ok(Action::requeue(self.ctx.config.timing.blocked));
         }
@@ -295,7 +300,7 @@ impl<'a> Reconciler<'a> {
                 self.set(condition::DEPLOYED, true, "Deployed", message.clone());
                 self.status.phase = Some(Phase::Running);
                 self.save().await?;
-                self.event(false, "Deployed", message).await;
+                self.event(false, "Deployed", message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
             Err(e @ GatewayError::OutcomeUnknown { .. }) => {
@@ -308,7 +313,7 @@ impl<'a> Reconciler<'a> {
                     message.clone(),
                 );
                 self.save().await?;
-                self.event(true, "OutcomeUnknown", message).await;
+                self.event(true, "OutcomeUnknown", message);
                 Err(e.into())
             }
             Err(
@@ -323,7 +328,7 @@ impl<'a> Reconciler<'a> {
                 self.set(condition::DEPLOYED, false, "DeployRefused", message.clone());
                 self.set(condition::READY, false, "DeployRefused", message.clone());
                 self.save().await?;
-                self.event(true, "DeployRefused", message).await;
+                self.event(true, "DeployRefused", message);
                 Ok(Action::await_change())
             }
             Err(e) => self.gateway_trouble(e).await,
@@ -430,7 +435,7 @@ impl<'a> Reconciler<'a> {
         self.set(condition::DEPLOYED, true, "Recovered", message.clone());
         self.status.phase = Some(Phase::Running);
         self.save().await?;
-        self.event(false, "Recovered", message).await;
+        self.event(false, "Recovered", message);
         Ok(Action::requeue(self.ctx.config.timing.poll_min))
     }
 
@@ -446,7 +451,7 @@ impl<'a> Reconciler<'a> {
         self.set(condition::COMPLETED, false, reason, message.clone());
         self.save().await?;
         if was != phase && phase == Phase::AwaitingApproval {
-            self.event(false, "AwaitingTaniumApproval", message).await;
+            self.event(false, "AwaitingTaniumApproval", message);
         }
         if !self.recurring() {
             // The shared poller wakes this object when one of its actions changes.
@@ -503,7 +508,7 @@ impl<'a> Reconciler<'a> {
         self.ctx.poller.forget(&tracking::instances(
             &self.status.deployment.scheduled_actions,
         ));
-        self.event(reason != "Completed", reason, message).await;
+        self.event(reason != "Completed", reason, message);
         self.finished().await
     }
 
@@ -560,8 +565,7 @@ impl<'a> Reconciler<'a> {
                             "stopped Tanium action(s) {} on deletion",
                             stopped.join(", ")
                         ),
-                    )
-                    .await;
+                    );
                 }
                 Ok(Action::await_change())
             }
@@ -578,7 +582,7 @@ impl<'a> Reconciler<'a> {
                     let message = format!(
                         "could not stop the Tanium action(s) for {since:?} ({e}); letting the object go and leaving them as they are"
                     );
-                    self.event(true, "DeletionTimedOut", message).await;
+                    self.event(true, "DeletionTimedOut", message);
                     return Ok(Action::await_change());
                 }
                 let message = format!(
@@ -587,7 +591,7 @@ impl<'a> Reconciler<'a> {
                 );
                 self.set(condition::READY, false, "DeletionBlocked", message.clone());
                 self.save().await?;
-                self.event(true, "DeletionBlocked", message).await;
+                self.event(true, "DeletionBlocked", message);
                 Err(e.into())
             }
         }
@@ -628,7 +632,7 @@ impl<'a> Reconciler<'a> {
         self.set(condition::READY, false, reason, message.clone());
         self.save().await?;
         if !unchanged {
-            self.event(true, reason, message).await;
+            self.event(true, reason, message);
         }
         Ok(Action::requeue(retry))
     }
@@ -641,7 +645,7 @@ impl<'a> Reconciler<'a> {
         self.set(condition::READY, false, e.reason(), message.clone());
         self.save().await?;
         if !unchanged {
-            self.event(true, e.reason(), message).await;
+            self.event(true, e.reason(), message);
         }
         super::after_gateway_error(self.ctx, e)
     }
@@ -737,9 +741,7 @@ impl<'a> Reconciler<'a> {
         Ok(())
     }
 
-    async fn event(&self, warning: bool, reason: &str, note: String) {
-        self.ctx
-            .event(&self.obj.object_ref(&()), warning, reason, note)
-            .await;
+    fn event(&self, warning: bool, reason: &str, note: String) {
+        self.events.raise(warning, reason, note);
     }
 }

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt as _};
 
-use super::{Context, Error};
+use super::{Context, Error, Events};
 use crate::crd::inspection::{
     AlertEntry, AlertSummary, ConnectionState, ConnectionStatus, KillRecord, KillState,
     MAX_ALERTS_LISTED, MAX_TOP_PROCESSES, PerformanceStatus, ProcessEntry, ProcessSummary,
@@ -41,8 +41,8 @@ pub async fn reconcile(
         obj,
         ctx,
         FINALIZER,
-        async |obj, api| Inspector::new(&obj, &c, &api).apply().await,
-        async |obj, _| {
+        async |obj, api, events| Inspector::new(&obj, &c, &api, events).apply().await,
+        async |obj, _, _| {
             let uid = obj.uid().unwrap_or_default();
             c.sessions.close(&c.gateway, &uid).await;
             Ok(Action::await_change())
@@ -118,6 +118,7 @@ struct Inspector<'a> {
     obj: &'a TaniumEndpointInspection,
     ctx: &'a Context,
     api: &'a Api<TaniumEndpointInspection>,
+    events: &'a Events,
     uid: String,
     status: TaniumEndpointInspectionStatus,
     resource_version: Option<String>,
@@ -128,6 +129,7 @@ impl<'a> Inspector<'a> {
         obj: &'a TaniumEndpointInspection,
         ctx: &'a Context,
         api: &'a Api<TaniumEndpointInspection>,
+        events: &'a Events,
     ) -> Self {
         let mut status = obj.status.clone().unwrap_or_default();
         let uid = obj.uid().unwrap_or_default();
@@ -138,6 +140,7 @@ impl<'a> Inspector<'a> {
             obj,
             ctx,
             api,
+            events,
             uid,
             status,
             resource_version: obj.metadata.resource_version.clone(),
@@ -310,8 +313,7 @@ impl<'a> Inspector<'a> {
                     "the Gateway had dropped the connection to endpoint {endpoint}; opened {}",
                     conn.id
                 ),
-            )
-            .await;
+            );
         }
         tracing::debug!(connection = %conn.id, %endpoint, reconnect, "Direct Connect connection open");
         Ok(conn)
@@ -365,7 +367,7 @@ impl<'a> Inspector<'a> {
                 // Not carried out: forget the intent so that a later refresh tries again.
                 self.status.kill = None;
                 let message = format!("process {pid} ({name}) not ended yet, will try again: {e}");
-                self.event(true, "KillDeferred", message).await;
+                self.event(true, "KillDeferred", message);
                 return;
             }
             Err(e) if refused_before_execution(&e) => (
@@ -391,7 +393,7 @@ impl<'a> Inspector<'a> {
             KillState::Failed => "KillFailed",
             _ => "KillOutcomeUnknown",
         };
-        self.event(warning, reason, message).await;
+        self.event(warning, reason, message);
     }
 
     /// Write the kill's outcome now. A person's edit since the intent was written (an annotation, a label)
@@ -551,7 +553,7 @@ impl<'a> Inspector<'a> {
         self.set_ready(false, reason, message.clone());
         self.save().await?;
         if !unchanged {
-            self.event(true, reason, message).await;
+            self.event(true, reason, message);
         }
         Ok(Action::requeue(retry))
     }
@@ -563,7 +565,7 @@ impl<'a> Inspector<'a> {
         self.set_ready(false, e.reason(), message.clone());
         self.save().await?;
         if !unchanged {
-            self.event(true, e.reason(), message).await;
+            self.event(true, e.reason(), message);
         }
         super::after_gateway_error(self.ctx, e)
     }
@@ -593,10 +595,8 @@ impl<'a> Inspector<'a> {
         Ok(())
     }
 
-    async fn event(&self, warning: bool, reason: &str, note: String) {
-        self.ctx
-            .event(&self.obj.object_ref(&()), warning, reason, note)
-            .await;
+    fn event(&self, warning: bool, reason: &str, note: String) {
+        self.events.raise(warning, reason, note);
     }
 }
 

@@ -204,24 +204,6 @@ impl Context {
         }
     }
 
-    /// Publish an event; a failure to publish is logged, never fatal to the reconcile.
-    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(truncate(note, 1000)),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, object).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
-    }
-
     fn record_success(&self, uid: &str) {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(uid);
@@ -448,14 +430,48 @@ async fn run_kind<K, R, Fut>(
     }
 }
 
+/// The events one reconcile raises. They are published in order once the reconcile is over, so that no event write
+/// stands between an object's change and the side effect it leads to (a deploy does not wait for its "Previewed"
+/// event). Events are best effort: a failure to publish is logged, never fatal to the reconcile.
+#[derive(Default)]
+pub struct Events(Mutex<Vec<Event>>);
+
+impl Events {
+    pub fn raise(&self, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Ok(mut queued) = self.0.lock() {
+            queued.push(event);
+        }
+    }
+
+    async fn publish(self, recorder: &Recorder, object: &ObjectReference) {
+        let queued = self.0.into_inner().unwrap_or_default();
+        for event in queued {
+            if let Err(e) = recorder.publish(&event, object).await {
+                tracing::warn!(error = %e, reason = event.reason, "cannot publish event");
+            }
+        }
+    }
+}
+
 /// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
 /// (the finalizer is released when `cleanup` returns `Ok`).
 async fn with_finalizer<K>(
     obj: Arc<K>,
     ctx: Arc<Context>,
     name: &str,
-    apply: impl AsyncFnOnce(Arc<K>, kube::Api<K>) -> Result<Action, Error>,
-    cleanup: impl AsyncFnOnce(Arc<K>, kube::Api<K>) -> Result<Action, Error>,
+    apply: impl AsyncFnOnce(Arc<K>, kube::Api<K>, &Events) -> Result<Action, Error>,
+    cleanup: impl AsyncFnOnce(Arc<K>, kube::Api<K>, &Events) -> Result<Action, Error>,
 ) -> Result<Action, Error>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
@@ -464,7 +480,7 @@ where
         + serde::Serialize
         + std::fmt::Debug,
 {
-    use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
+    use kube::runtime::finalizer::{Error as FinalizerError, Event as Step, finalizer};
     let started = std::time::Instant::now();
     let ns = obj
         .meta()
@@ -488,11 +504,13 @@ where
             return Err(e);
         }
     };
+    let reference = obj.object_ref(&());
+    let events = Events::default();
     let result = finalizer(&api, name, obj, |event| async {
         match event {
-            Event::Apply(obj) => apply(obj, api.clone()).await,
-            Event::Cleanup(obj) => {
-                let done = cleanup(obj, api.clone()).await;
+            Step::Apply(obj) => apply(obj, api.clone(), &events).await,
+            Step::Cleanup(obj) => {
+                let done = cleanup(obj, api.clone(), &events).await;
                 if done.is_ok() {
                     // The finalizer is released next: the object no longer counts in any phase.
                     ctx.metrics.phase(K::kind(&()).as_ref(), &uid, None);
@@ -506,6 +524,7 @@ where
         FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     });
+    events.publish(&ctx.recorder, &reference).await;
     if result.is_ok() {
         ctx.record_success(&uid);
     }

@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, tracking};
+use super::{Context, Error, Events, tracking};
 use crate::crd::ready_reason_is;
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
 use crate::crd::{Deployment, ResultCounts, TaniumTag, TaniumTagStatus, condition, set_condition};
@@ -33,8 +33,8 @@ pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action,
         obj,
         ctx,
         FINALIZER,
-        async |obj, api| Tagger::new(&obj, &c, &api).apply().await,
-        async |obj, api| Tagger::new(&obj, &c, &api).cleanup().await,
+        async |obj, api, events| Tagger::new(&obj, &c, &api, events).apply().await,
+        async |obj, api, events| Tagger::new(&obj, &c, &api, events).cleanup().await,
     )
     .await
 }
@@ -66,6 +66,7 @@ struct Tagger<'a> {
     obj: &'a TaniumTag,
     ctx: &'a Context,
     api: &'a Api<TaniumTag>,
+    events: &'a Events,
     status: TaniumTagStatus,
     resource_version: Option<String>,
 }
@@ -77,7 +78,12 @@ enum Selection {
 }
 
 impl<'a> Tagger<'a> {
-    fn new(obj: &'a TaniumTag, ctx: &'a Context, api: &'a Api<TaniumTag>) -> Self {
+    fn new(
+        obj: &'a TaniumTag,
+        ctx: &'a Context,
+        api: &'a Api<TaniumTag>,
+        events: &'a Events,
+    ) -> Self {
         let mut status = obj.status.clone().unwrap_or_default();
         // Counted as read, so that objects that need no write (steady) count after a restart too.
         let phase = status.phase.map(|p| format!("{p:?}"));
@@ -91,6 +97,7 @@ impl<'a> Tagger<'a> {
             obj,
             ctx,
             api,
+            events,
             status,
             resource_version: obj.metadata.resource_version.clone(),
         }
@@ -348,7 +355,7 @@ impl<'a> Tagger<'a> {
         match deploy::perform(&self.ctx.gateway, &mut round.deployment, &request).await {
             Ok(()) => {
                 self.save().await?;
-                self.event(false, "RoundStarted", message).await;
+                self.event(false, "RoundStarted", message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
             Err(
@@ -380,7 +387,7 @@ impl<'a> Tagger<'a> {
                     );
                     self.status.round = Some(round);
                     self.save().await?;
-                    self.event(false, "Recovered", message).await;
+                    self.event(false, "Recovered", message);
                     return Ok(Action::requeue(self.ctx.config.timing.poll_min));
                 }
                 Ok(LookUp::TooEarly(wait)) => return Ok(Action::requeue(wait)),
@@ -463,8 +470,7 @@ impl<'a> Tagger<'a> {
         self.status.round = None;
         self.status.last_round = Some(round);
         self.save().await?;
-        self.event(r.failed + r.expired > 0, "RoundFinished", message)
-            .await;
+        self.event(r.failed + r.expired > 0, "RoundFinished", message);
         // The next count waits an interval: the Gateway's cached readings of "Custom Tags" need time to show the
         // new tags, and counting at once would target the same endpoints again.
         Ok(Action::requeue(self.interval()))
@@ -496,7 +502,7 @@ impl<'a> Tagger<'a> {
                 self.status.applied_tags.join(", "),
                 self.ctx.config.timing.deletion_timeout
             );
-            self.event(true, "DeletionTimedOut", message).await;
+            self.event(true, "DeletionTimedOut", message);
             return Ok(Action::await_change());
         }
         if let Some(mut round) = self.status.round.clone() {
@@ -555,7 +561,7 @@ impl<'a> Tagger<'a> {
         );
         self.set(condition::READY, false, "DeletionBlocked", message.clone());
         self.save().await?;
-        self.event(true, "DeletionBlocked", message).await;
+        self.event(true, "DeletionBlocked", message);
         Err(e.into())
     }
 
@@ -566,7 +572,7 @@ impl<'a> Tagger<'a> {
         self.set(condition::READY, false, reason, message.clone());
         self.save_if_changed().await?;
         if !unchanged {
-            self.event(true, reason, message).await;
+            self.event(true, reason, message);
         }
         Ok(Action::requeue(
             self.interval().min(self.ctx.config.timing.permanent_error),
@@ -578,7 +584,7 @@ impl<'a> Tagger<'a> {
         self.set(condition::READY, false, e.reason(), e.to_string());
         self.save_if_changed().await?;
         if !unchanged {
-            self.event(true, e.reason(), e.to_string()).await;
+            self.event(true, e.reason(), e.to_string());
         }
         super::after_gateway_error(self.ctx, e)
     }
@@ -608,10 +614,8 @@ impl<'a> Tagger<'a> {
         Ok(())
     }
 
-    async fn event(&self, warning: bool, reason: &str, note: String) {
-        self.ctx
-            .event(&self.obj.object_ref(&()), warning, reason, note)
-            .await;
+    fn event(&self, warning: bool, reason: &str, note: String) {
+        self.events.raise(warning, reason, note);
     }
 }
 

@@ -288,6 +288,28 @@ impl Env {
             .collect()
     }
 
+    /// The events about one object once one of them matches `wanted` (reason, note); events are published when
+    /// the reconcile that raised them is over, so they may trail the status write a test waited for.
+    pub async fn wait_for_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        wanted: impl Fn(&str, &str) -> bool,
+    ) -> Vec<(String, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events(namespace, name).await;
+            if events.iter().any(|(r, n)| wanted(r, n)) {
+                return events;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{namespace}/{name}: no such event in {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `kubectl <args>` against this control plane, stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let kubectl = self.cp.binaries().kubectl().expect("pinned kubectl");
