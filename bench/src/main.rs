@@ -63,6 +63,11 @@ struct Args {
     /// The operator's RUST_LOG (e.g. `tanium_operator=debug` with --keep-logs, to see where a deploy's time goes).
     #[arg(long, default_value = "warn")]
     operator_log_level: String,
+    /// Run the operator under this command (split on spaces; the operator's command line follows it), to profile
+    /// it: `heaptrack -o DIR/heap` or `perf record -e cpu-clock -F 499 -o DIR/perf.data --`. Figures are still
+    /// taken from the operator's own process, which the wrapper slows down.
+    #[arg(long)]
+    operator_wrapper: Option<String>,
     /// Give up on a run after this long.
     #[arg(long, default_value_t = 1800)]
     timeout_seconds: u64,
@@ -239,8 +244,10 @@ async fn install_crds(client: &kube::Client) -> Result<(), BenchError> {
 
 /// The operator process, with its log in a file.
 struct Operator {
+    /// The operator's process, or the wrapper it runs under.
     child: tokio::process::Child,
-    metrics: String,
+    /// The operator's own process.
+    pid: u32,
 }
 
 /// How this run starts its operator (twice: once, and again for the restart).
@@ -253,17 +260,30 @@ struct Launch<'a> {
     namespace: &'a str,
     batch: usize,
     log_level: &'a str,
+    /// A command the operator runs under (a profiler), e.g. `heaptrack -o FILE`.
+    wrapper: Vec<String>,
 }
 
 impl Launch<'_> {
-    async fn start(&self, log: &str) -> Result<Operator, BenchError> {
+    /// The operator, under the wrapper when `wrapped` (the restart runs without it, so that the profile is the
+    /// workload's).
+    async fn start(&self, log: &str, wrapped: bool) -> Result<Operator, BenchError> {
+        let wrapper: &[String] = if wrapped { &self.wrapper } else { &[] };
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let token = self.dir.join("token");
         std::fs::write(&token, TOKEN)?;
         let log = std::fs::File::create(self.dir.join(log))?;
-        let child = tokio::process::Command::new(self.binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args).arg(self.binary);
+                c
+            }
+            None => tokio::process::Command::new(self.binary),
+        };
+        let mut child = command
             .arg("run")
             .env("KUBECONFIG", self.cp.kubeconfig_path())
             .env("TANIUM_GATEWAY_URL", self.sim.url())
@@ -276,49 +296,86 @@ impl Launch<'_> {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
-        let op = Operator {
-            child,
-            metrics: format!("http://127.0.0.1:{port}"),
+        let metrics = format!("http://127.0.0.1:{port}");
+        wait_ready(&metrics).await?;
+        // Under a wrapper (a profiler), the operator is the wrapper's descendant running our binary.
+        let pid = match (wrapper.is_empty(), child.id()) {
+            (true, pid) => pid,
+            (false, Some(root)) => descendant_running(root, self.binary),
+            (false, None) => None,
         };
-        op.wait_ready().await?;
-        Ok(op)
+        let Some(pid) = pid else {
+            let _ = child.start_kill();
+            return Err(BenchError::Operator(
+                "cannot find the operator's process".into(),
+            ));
+        };
+        Ok(Operator { child, pid })
     }
 }
 
-impl Operator {
-    fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    async fn wait_ready(&self) -> Result<(), BenchError> {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let ok = http
-                .get(format!("{}/readyz", self.metrics))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(BenchError::Timeout("operator /readyz".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+async fn wait_ready(metrics: &str) -> Result<(), BenchError> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ok = http
+            .get(format!("{metrics}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout("operator /readyz".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
+/// The process under `root` (itself included) whose executable is `binary`, from /proc.
+fn descendant_running(root: u32, binary: &std::path::Path) -> Option<u32> {
+    let binary = std::fs::canonicalize(binary).ok()?;
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let descends = |mut pid: u32| {
+        for _ in 0..16 {
+            if pid == root {
+                return true;
+            }
+            match parent_of(pid) {
+                Some(p) if p > 1 => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary)
+                && descends(*pid)
+        })
+}
+
+impl Operator {
     /// SIGTERM, then wait for it to exit.
     async fn stop(mut self) -> Result<(), BenchError> {
-        if let Some(pid) = self.pid() {
-            let _ = tokio::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status()
+            .await;
+        // A wrapper (a profiler) may take a while to write its report once the operator is gone.
+        if tokio::time::timeout(Duration::from_secs(300), self.child.wait())
             .await
             .is_err()
         {
@@ -421,9 +478,16 @@ async fn run(
         namespace: &namespace,
         batch,
         log_level: &args.operator_log_level,
+        wrapper: args
+            .operator_wrapper
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
     };
-    let mut op = launch.start("operator.log").await?;
-    let pid = op.pid().unwrap_or(0);
+    let mut op = launch.start("operator.log", true).await?;
+    let pid = op.pid;
     let requests_before = sim.sim().requests().len();
 
     // Watch the objects: every write, and when each is over.
@@ -622,7 +686,7 @@ async fn run(
     op.stop().await?;
     let before_restart = sim.sim().requests().len();
     let restarted = Instant::now();
-    op = launch.start("operator-restarted.log").await?;
+    op = launch.start("operator-restarted.log", false).await?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after_restart = sim.sim().requests()[before_restart..]
         .iter()

@@ -402,6 +402,8 @@ async fn run_kind<K, R, Fut>(
     let changes = watcher(api, watcher::Config::default())
         .default_backoff()
         .inspect(mark)
+        // managedFields are most of a stored object's size and no reconcile reads them.
+        .modify(|o| kube::ResourceExt::managed_fields_mut(o).clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
