@@ -9,8 +9,9 @@
 #     used as is (setup-envtest users, or a downloaded release, skip the build). If it holds kube-apiserver and
 #     etcd only, the missing tools are built and a directory of symlinks joining both is printed;
 #   * otherwise pinned versions are built from their Go modules into
-#     ${XDG_CACHE_HOME:-~/.cache}/tanium-operator/k8s-<K8S_VERSION>/, together with the Go module and build
-#     caches (under .go/ there), so a second run is a cache hit that takes a second or two.
+#     ${XDG_CACHE_HOME:-~/.cache}/tanium-operator/k8s-<K8S_VERSION>/ (Go's module and build caches live under
+#     .go/ there while it builds and are removed once every binary is in place), so a second run is a cache hit
+#     that takes a second or two.
 #
 # The versions below are the single pin for the whole project (testenv/src/lib.rs checks it agrees).
 # Kubernetes v1.36 is what k8s-openapi 0.29's `v1_36` feature targets.
@@ -75,6 +76,16 @@ cache_hit() {
 	done
 }
 
+# Go's module and build caches (about 4.5 GB) only serve a rebuild; the binaries are what is cached. CI machines
+# have run out of disk with them kept. Called once every binary is in place.
+drop_go_caches() {
+	[[ -d "$dest/.go" || -d "$dest/.work" ]] || return 0
+	local size
+	size=$(du -sch "$dest/.go" "$dest/.work" 2>/dev/null | tail -n 1 | cut -f 1)
+	rm -rf "$dest/.go" "$dest/.work"
+	log "removed Go's module and build caches under $dest ($size)"
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # 1. KUBEBUILDER_ASSETS
 want=("${TOOLS[@]}")
@@ -99,6 +110,7 @@ fi
 # 2. the pinned build in the cache
 if [[ -z "$external" ]] && cache_hit; then
 	log "cache hit: $dest ($expected_stamp)"
+	drop_go_caches
 	echo "$dest"
 	exit 0
 fi
@@ -277,6 +289,8 @@ for t in "${want[@]}"; do
 	version_ok "$t" "$dest/$t" || die "$dest/$t does not report the pinned version after the build"
 done
 log "binaries ready in $((SECONDS - build_start))s"
+
+drop_go_caches
 
 if [[ -z "$external" ]]; then
 	echo "$expected_stamp" >"$stamp.tmp"
