@@ -58,6 +58,11 @@ struct RunArgs {
     ca_file: Option<PathBuf>,
     #[arg(long, env = "TANIUM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     request_timeout_seconds: u64,
+    /// After an actionPerform whose answer was lost (or a crash during it), how long a look-up by name that finds
+    /// nothing is not trusted before the action may be deployed again. Default and minimum: three request
+    /// timeouts; the default is at least 90 s.
+    #[arg(long, env = "TANIUM_LOOKUP_GRACE_SECONDS")]
+    lookup_grace_seconds: Option<u64>,
     /// Gateway requests in flight at once, across all objects.
     #[arg(long, env = "TANIUM_MAX_CONCURRENT_REQUESTS", default_value_t = 16)]
     max_concurrent_requests: usize,
@@ -220,9 +225,10 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             poll_max: Duration::from_secs(args.poll_max_seconds),
             permanent_error: Duration::from_secs(args.retry_held_seconds.max(1)),
             // A lost answer may belong to a request still in flight: trust "not found" only well past the timeout.
-            lookup_grace: Duration::from_secs(
+            lookup_grace: Duration::from_secs(args.lookup_grace_seconds.map_or(
                 args.request_timeout_seconds.saturating_mul(3).max(90),
-            ),
+                |g| g.max(args.request_timeout_seconds.saturating_mul(3)),
+            )),
             blocked: Duration::from_secs(args.retry_held_seconds.clamp(1, 60)),
             dc_idle_timeout: Duration::from_secs(args.dc_idle_timeout_seconds.max(3)),
             ..Timing::default()

@@ -6,9 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Env, KILL_PACKAGE, OPENSSH_MD5, assert_no_token, phase, ready_reason};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use common::{Env, OPENSSH_MD5, assert_no_token, phase, ready_reason};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tanium_operator::controller::Policy;
 use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumAction};
@@ -151,16 +150,10 @@ async fn seed_examples_deploy_once_and_complete() {
 }
 
 #[tokio::test]
-async fn gates_bad_input_and_policy_deploy_nothing() {
+async fn gates_hold_until_a_person_acts() {
     let policy = Policy {
-        allowed_namespaces: Vec::new(),
-        // "No Such Package": an admin may allow a package before it exists in Tanium.
-        allowed_packages: vec![
-            "Custom Tagging - Add Tags".into(),
-            KILL_PACKAGE.into(),
-            "No Such Package".into(),
-        ],
         max_targets_ceiling: Some(50),
+        ..Policy::default()
     };
     let Some(mut env) = Env::start(policy, |_| {}).await else {
         return;
@@ -170,66 +163,19 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
     let windows =
         json!({"filter": {"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Windows"}});
 
+    // Every other hostile input is in tests/hostile.rs; this one comes back below, when its limit is raised.
     let mut too_many = add_tag("x", windows.clone());
     too_many["safety"] = json!({"maxTargets": 5});
     env.create(&api, manifest("too-many", too_many)).await;
-    // The admin ceiling (50) holds even when the object allows more.
-    let mut over_ceiling = add_tag("x", windows.clone());
-    over_ceiling["safety"] = json!({"maxTargets": 100000});
-    env.create(&api, manifest("over-ceiling", over_ceiling))
+    let held = env
+        .wait_for(&api, "too-many", "TooManyTargets", |o| {
+            phase(o).as_deref() == Some("Blocked")
+                && ready_reason(o).as_deref() == Some("TooManyTargets")
+        })
         .await;
-    env.create(&api, manifest("nobody", add_tag("x", json!({"filter": {"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "no-such-host"}})))).await;
-    env.create(
-        &api,
-        manifest(
-            "unknown-package",
-            json!({"package": {"name": "No Such Package"}, "targets": {"endpoints": ["274177"]}}),
-        ),
-    )
-    .await;
-    env.create(&api, manifest("wrong-params", json!({"package": {"name": "Custom Tagging - Add Tags", "params": ["a", "b"]}, "targets": {"endpoints": ["274177"]}}))).await;
-    env.create(&api, manifest("not-allowed", json!({"package": {"name": "Run Script", "params": ["a", "b"]}, "targets": {"endpoints": ["274177"]}}))).await;
-    env.create(
-        &api,
-        manifest(
-            "unknown-endpoint",
-            add_tag("x", json!({"endpoints": ["274177", "99999999"]})),
-        ),
-    )
-    .await;
-
-    for (name, reason) in [
-        ("too-many", "TooManyTargets"),
-        ("over-ceiling", "TooManyTargets"),
-        ("nobody", "NoTargets"),
-        ("unknown-package", "UnknownPackage"),
-        ("wrong-params", "WrongParams"),
-        ("not-allowed", "PolicyDenied"),
-        ("unknown-endpoint", "UnknownEndpoints"),
-    ] {
-        let obj = env
-            .wait_for(&api, name, reason, |o| {
-                phase(o).as_deref() == Some("Blocked") && ready_reason(o).as_deref() == Some(reason)
-            })
-            .await;
-        let message =
-            &tanium_operator::crd::condition(&obj.status.as_ref().unwrap().conditions, "Ready")
-                .unwrap()
-                .message;
-        assert!(!message.is_empty());
-        println!("{name}: {message}");
-        env.wait_for_event("gates", name, |r, _| r == reason).await;
-        assert_eq!(env.performs_for(&obj), 0, "{name} deployed nothing");
-    }
-    let wrong = api.get("wrong-params").await.unwrap();
-    let wrong_status = wrong.status.unwrap();
-    let msg = &tanium_operator::crd::condition(&wrong_status.conditions, "Ready")
-        .unwrap()
-        .message;
-    assert!(
-        msg.contains("takes 1 parameter(s)") && msg.contains("gives 2"),
-        "{msg}"
-    );
+    env.wait_for_event("gates", "too-many", |r, _| r == "TooManyTargets")
+        .await;
+    assert_eq!(env.performs_for(&held), 0);
 
     // Preview approval: held until the digest is in the annotation, then deployed once.
     let mut approval = add_tag("Approved", json!({"endpoints": ["274177"]}));
@@ -347,101 +293,6 @@ async fn gates_bad_input_and_policy_deploy_nothing() {
     }
     assert!(examples >= 7);
 
-    // The apiserver itself refuses what the schema and CEL rules forbid.
-    let gvk = GroupVersionKind::gvk("tanium-operator.dev", "v1alpha1", "TaniumAction");
-    let raw: Api<DynamicObject> =
-        Api::namespaced_with(env.client.clone(), "gates", &ApiResource::from_gvk(&gvk));
-    let reject = |name: &str, spec: serde_json::Value| {
-        let obj: DynamicObject = serde_json::from_value(manifest(name, spec)).unwrap();
-        let raw = raw.clone();
-        async move { raw.create(&PostParams::default(), &obj).await }
-    };
-    let cases = [
-        (
-            "both-targets",
-            add_tag(
-                "x",
-                json!({"endpoints": ["1"], "filter": {"sensor": {"name": "Computer Name"}, "value": "a"}}),
-            ),
-            "exactly one of filter or endpoints",
-        ),
-        (
-            "no-targets",
-            add_tag("x", json!({})),
-            "exactly one of filter or endpoints",
-        ),
-        (
-            "too-many-ids",
-            add_tag(
-                "x",
-                json!({"endpoints": (0..26).map(|i| i.to_string()).collect::<Vec<_>>()}),
-            ),
-            "26",
-        ),
-        (
-            "recurring-forever",
-            {
-                let mut s = add_tag("x", json!({"endpoints": ["1"]}));
-                s["schedule"] = json!({"reissueSeconds": 3600});
-                s
-            },
-            "needs an endTime",
-        ),
-        (
-            "short-expiry",
-            {
-                let mut s = add_tag("x", json!({"endpoints": ["1"]}));
-                s["schedule"] = json!({"expireSeconds": 5});
-                s
-            },
-            "expireSeconds must be between",
-        ),
-        (
-            "bad-op",
-            add_tag(
-                "x",
-                json!({"filter": {"sensor": {"name": "Computer Name"}, "op": "NEQ", "value": "a"}}),
-            ),
-            "Unsupported value",
-        ),
-        (
-            "no-offset",
-            {
-                let mut s = add_tag("x", json!({"endpoints": ["1"]}));
-                s["schedule"] = json!({"startTime": "2026-01-01T10:00:00"});
-                s
-            },
-            "spec.schedule.startTime",
-        ),
-        (
-            "no-package",
-            json!({"package": {"name": ""}, "targets": {"endpoints": ["1"]}}),
-            "spec.package.name",
-        ),
-    ];
-    for (name, spec, needle) in cases {
-        match reject(name, spec).await {
-            Err(kube::Error::Api(s)) => {
-                assert_eq!(s.code, 422, "{name}: {s:?}");
-                assert!(s.message.contains(needle), "{name}: {}", s.message);
-            }
-            other => panic!("{name}: the apiserver accepted it: {other:?}"),
-        }
-    }
-    // Immutable once created.
-    let edit = api
-        .patch(
-            "too-many",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"package": {"params": ["y"]}}})),
-        )
-        .await;
-    match edit {
-        Err(kube::Error::Api(s)) => {
-            assert!(s.message.contains("package is immutable"), "{}", s.message)
-        }
-        other => panic!("package edit accepted: {other:?}"),
-    }
     // The safety limit may change: raising it lets the deployment go.
     api.patch(
         "too-many",

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CHART_NAMESPACE, Env, TOKEN, phase};
+use common::{CHART_NAMESPACE, Env, OperatorProcess, phase};
 use kube::api::Api;
 use serde_json::json;
 use tanium_operator::controller::Policy;
@@ -15,59 +14,25 @@ use tanium_testenv::Identity;
 
 const LEASE_SECONDS: u64 = 4;
 
-struct Replica {
-    name: &'static str,
-    port: u16,
-    child: Child,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn start(
     env: &Env,
     name: &'static str,
     kubeconfig: &std::path::Path,
     dir: &std::path::Path,
-) -> Replica {
-    let token = dir.join("token");
-    std::fs::write(&token, TOKEN).unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tanium-operator"))
-        .arg("run")
-        .env("KUBECONFIG", kubeconfig)
-        .env("TANIUM_GATEWAY_URL", env.sim.url())
-        .env("TANIUM_TOKEN_FILE", &token)
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("TANIUM_POLL_MIN_SECONDS", "1")
-        .env("TANIUM_POLL_MAX_SECONDS", "2")
-        .env("LEADER_ELECT", "true")
-        .env("POD_NAMESPACE", CHART_NAMESPACE)
-        .env("POD_NAME", name)
-        .env("LEASE_DURATION_SECONDS", LEASE_SECONDS.to_string())
-        .env("LEASE_GRACE_SECONDS", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("the operator starts");
-    Replica { name, port, child }
-}
-
-/// The replica's `tanium_operator_leader` gauge, if it answers.
-async fn leading(replica: &Replica) -> Option<bool> {
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", replica.port))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("tanium_operator_leader "))
-        .map(|l| l.ends_with(" 1"))
+) -> OperatorProcess {
+    let lease = LEASE_SECONDS.to_string();
+    OperatorProcess::spawn(
+        env,
+        kubeconfig,
+        dir,
+        name,
+        &[
+            ("LEADER_ELECT", "true"),
+            ("POD_NAMESPACE", CHART_NAMESPACE),
+            ("LEASE_DURATION_SECONDS", &lease),
+            ("LEASE_GRACE_SECONDS", "1"),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -87,7 +52,7 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     // Exactly one leads.
     let deadline = Instant::now() + Duration::from_secs(60);
     let leader = loop {
-        let states = [leading(&replicas[0]).await, leading(&replicas[1]).await];
+        let states = [replicas[0].leading().await, replicas[1].leading().await];
         match states {
             [Some(true), Some(false)] => break 0,
             [Some(false), Some(true)] => break 1,
@@ -134,11 +99,10 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     .await;
 
     // The leader dies without a word; the standby takes over within the lease duration.
-    replicas[leader].child.kill().unwrap();
-    let _ = replicas[leader].child.wait();
+    replicas[leader].kill();
     let killed = Instant::now();
     let deadline = killed + Duration::from_secs(LEASE_SECONDS * 3 + 10);
-    while leading(&replicas[standby]).await != Some(true) {
+    while replicas[standby].leading().await != Some(true) {
         assert!(
             Instant::now() < deadline,
             "{} never took over",
@@ -176,8 +140,5 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
         );
     }
     env.assert_exactly_once();
-    for r in &mut replicas {
-        let _ = r.child.kill();
-        let _ = r.child.wait();
-    }
+    drop(replicas);
 }

@@ -3,22 +3,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Env, TOKEN, phase, ready_reason};
+use common::{Env, OperatorProcess, TOKEN, phase, ready_reason};
 use kube::api::Api;
 use tanium_operator::controller::Policy;
 use tanium_operator::crd::TaniumAction;
 
 const OLD_TOKEN: &str = "token-expired-5e1f0c";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 #[tokio::test]
 async fn operator_process_metrics_health_and_token_rotation() {
@@ -28,26 +20,22 @@ async fn operator_process_metrics_health_and_token_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, OLD_TOKEN).unwrap();
-    let log_path = dir.path().join("operator.log");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tanium-operator"))
-        .arg("run")
-        .env("KUBECONFIG", env.cp.kubeconfig_path())
-        .env("TANIUM_GATEWAY_URL", env.sim.url())
-        .env("TANIUM_TOKEN_FILE", &token_file)
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("TANIUM_TOKEN_RELOAD_SECONDS", "1")
-        .env("TANIUM_RETRY_HELD_SECONDS", "2")
-        .env("TANIUM_POLL_MIN_SECONDS", "1")
-        .env("TANIUM_POLL_MAX_SECONDS", "2")
-        .env(
-            "RUST_LOG",
-            "debug,kube=info,hyper=info,tower=info,reqwest=info",
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("the operator starts");
+    let mut operator = OperatorProcess::spawn(
+        &env,
+        env.cp.kubeconfig_path(),
+        dir.path(),
+        "operator",
+        &[
+            ("TANIUM_TOKEN_RELOAD_SECONDS", "1"),
+            ("TANIUM_RETRY_HELD_SECONDS", "2"),
+            (
+                "RUST_LOG",
+                "debug,kube=info,hyper=info,tower=info,reqwest=info",
+            ),
+        ],
+    );
+    let (port, log_path) = (operator.port, operator.log.clone());
+    let child = &mut operator.child;
     let http = reqwest::Client::new();
     let get = |path: &str| {
         let http = http.clone();
@@ -137,7 +125,7 @@ async fn operator_process_metrics_health_and_token_rotation() {
     // SIGTERM: a clean, prompt exit.
     let pid = child.id().to_string();
     assert!(
-        Command::new("kill")
+        std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap()

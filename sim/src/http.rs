@@ -137,6 +137,9 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         for f in &shape.fields {
             *fields.entry(f.clone()).or_insert(0) += 1;
         }
+        if !st.documents.contains(&request.query) {
+            st.documents.insert(request.query.clone());
+        }
         st.requests.push(RequestRecord {
             seq,
             wall: jiff::Timestamp::now(),

@@ -1,6 +1,6 @@
 //! The shared simulator state and the [`Sim`] handle around it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub(crate) struct State {
     pub next_walk: u64,
     pub audit: Vec<AuditEntry>,
     pub requests: Vec<RequestRecord>,
+    /// Every distinct GraphQL document received: a client that puts values in variables sends a handful.
+    pub documents: BTreeSet<String>,
     pub faults: FaultState,
 }
 
@@ -71,6 +73,7 @@ impl State {
             next_walk: 1,
             audit: Vec::new(),
             requests: Vec::new(),
+            documents: BTreeSet::new(),
             faults: FaultState::new(config.faults.clone()),
         };
         st.add_endpoints(fleet);
@@ -215,6 +218,12 @@ impl Sim {
     /// Every GraphQL request received with a valid token, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.peek().requests.clone()
+    }
+
+    /// Every distinct GraphQL document received with a valid token (values a client sends as variables are not
+    /// in them: tests assert that user input never is).
+    pub fn documents(&self) -> Vec<String> {
+        self.peek().documents.iter().cloned().collect()
     }
 
     pub fn faults(&self) -> Faults {

@@ -25,6 +25,10 @@ async fn bad_or_missing_token_gets_401_with_a_non_json_body() {
     }
     let resp = h.raw(TOKEN, body).await;
     assert_eq!(resp.status(), 200);
+    // Only requests with a valid token are recorded, each distinct document once.
+    let resp = h.raw(TOKEN, body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(h.server.sim().documents(), vec!["{ now }".to_string()]);
 }
 
 #[tokio::test]

@@ -439,3 +439,90 @@ pub fn assert_no_token(obj: &TaniumAction) {
         obj.metadata.name.as_deref().unwrap_or("")
     );
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The operator binary as its own process, as a Deployment would run it; its log goes to `<dir>/<name>.log`
+/// (appended to, so that a restarted replica keeps one log).
+pub struct OperatorProcess {
+    pub name: String,
+    pub port: u16,
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl OperatorProcess {
+    /// `tanium-operator run` against `env`'s sim as `kubeconfig`'s identity, with the token in `<dir>/token`, fast
+    /// polling, and `vars` on top (later ones win).
+    pub fn spawn(
+        env: &Env,
+        kubeconfig: &std::path::Path,
+        dir: &std::path::Path,
+        name: &str,
+        vars: &[(&str, &str)],
+    ) -> Self {
+        let token = dir.join("token");
+        if !token.exists() {
+            std::fs::write(&token, TOKEN).expect("token file");
+        }
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tanium-operator"));
+        command
+            .arg("run")
+            .env("KUBECONFIG", kubeconfig)
+            .env("TANIUM_GATEWAY_URL", env.sim.url())
+            .env("TANIUM_TOKEN_FILE", &token)
+            .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("TANIUM_POLL_MIN_SECONDS", "1")
+            .env("TANIUM_POLL_MAX_SECONDS", "2")
+            .env("POD_NAME", name)
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("the operator starts");
+        Self {
+            name: name.to_owned(),
+            port,
+            child,
+            log,
+        }
+    }
+
+    /// SIGKILL: no drain, no goodbye, wherever it is.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its `tanium_operator_leader` gauge, if it answers.
+    pub async fn leading(&self) -> Option<bool> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("tanium_operator_leader "))
+            .map(|l| l.ends_with(" 1"))
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
