@@ -2,7 +2,9 @@
 //! dropped, added latency), while TaniumActions arrive:
 //!
 //! - one operator process SIGKILLed at random moments;
-//! - two replicas electing a leader, the leader SIGKILLed again and again (and started anew as a new pod would).
+//! - two replicas electing a leader, the leader SIGKILLed again and again (and started anew as a new pod would);
+//! - kube-apiserver SIGKILLed and restarted on the same etcd again and again, under one operator process that lives
+//!   through it all and must recover its watches and status writes.
 //!
 //! Then one operator runs, the faults stop, and everything is left to settle. From the sim's audit: exactly one
 //! actionPerform per object, every object Completed, and the token in no log line, event or status.
@@ -170,8 +172,9 @@ impl Chaos {
         Duration::from_millis(self.rng.random_range(millis))
     }
 
-    /// Faults off, one operator: every object terminal within a bound, then the exactly-once and no-token checks.
-    async fn settle_and_check(mut self) {
+    /// Faults off, one operator (`running`, or a new one): every object terminal within a bound, then the
+    /// exactly-once and no-token checks.
+    async fn settle_and_check(mut self, running: Option<OperatorProcess>) {
         let faulted = self
             .env
             .sim
@@ -182,12 +185,15 @@ impl Chaos {
             .count();
         self.env.sim.sim().set_faults(Faults::default());
         println!(
-            "{}: {} SIGKILLs over {:?}, {faulted} mutations faulted so far; settling",
+            "{}: {} kills over {:?}, {faulted} mutations faulted so far; settling",
             self.label,
             self.kills,
             self.started.elapsed()
         );
-        let _operator = self.spawn(&[]);
+        let _operator = match running {
+            Some(operator) => operator,
+            None => self.spawn(&[]),
+        };
         let deadline = Instant::now() + Duration::from_secs(180);
         let terminal = |o: &TaniumAction| {
             o.status
@@ -277,7 +283,7 @@ impl Chaos {
             .count();
         let attempts: usize = performs.values().map(|(_, a)| a).sum();
         println!(
-            "{}: {OBJECTS} objects, {} SIGKILLs, {attempts} actionPerform attempts ({committed} committed, {dropped} \
+            "{}: {OBJECTS} objects, {} kills, {attempts} actionPerform attempts ({committed} committed, {dropped} \
              answers dropped after commit), {refused} mutations refused by injected faults, {log_lines} log lines \
              and {} events without the token, duplicates: 0",
             self.label,
@@ -299,7 +305,7 @@ async fn sigkill_at_random_under_gateway_faults_deploys_each_object_exactly_once
         tokio::time::sleep(alive).await;
         chaos.kill(&mut operator);
     }
-    chaos.settle_and_check().await;
+    chaos.settle_and_check(None).await;
 }
 
 #[tokio::test]
@@ -345,5 +351,26 @@ async fn the_leader_sigkilled_again_and_again_deploys_each_object_exactly_once()
     }
     drop(replicas);
     println!("leader loop: {leader_changes} leaders killed");
-    chaos.settle_and_check().await;
+    chaos.settle_and_check(None).await;
+}
+
+#[tokio::test]
+async fn the_apiserver_restarted_again_and_again_loses_and_repeats_nothing() {
+    let Some(mut chaos) = Chaos::start("apiserver loop").await else {
+        return;
+    };
+    let operator = chaos.spawn(&[]);
+    while chaos.looping() {
+        chaos.create_wave().await;
+        let up = chaos.pause(1000..=6000);
+        tokio::time::sleep(up).await;
+        chaos
+            .env
+            .cp
+            .restart_apiserver()
+            .await
+            .expect("kube-apiserver restarts");
+        chaos.kills += 1;
+    }
+    chaos.settle_and_check(Some(operator)).await;
 }

@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
+use tanium_operator::crd::TaniumAction;
 use tanium_sim::Faults;
 
 /// GraphQL that would deploy something if a client ever pasted user input into a document.
@@ -502,6 +503,17 @@ fn policy() -> Policy {
     }
 }
 
+/// The environment under the hostile policy, its controllers running.
+async fn started() -> Option<Env> {
+    let mut env = Env::start(policy(), |_| {}).await?;
+    env.start_controller();
+    Some(env)
+}
+
+fn is(phase: &'static str) -> impl Fn(&TaniumAction) -> bool {
+    move |o| common::phase(o).as_deref() == Some(phase)
+}
+
 fn ready(obj: &DynamicObject) -> Option<(String, String, String)> {
     let conditions = obj.data.pointer("/status/conditions")?.as_array()?;
     let c = conditions.iter().find(|c| c["type"] == "Ready")?;
@@ -543,10 +555,9 @@ fn assert_no_user_input_in_documents(env: &Env) {
 
 #[tokio::test]
 async fn hostile_manifests_are_refused_or_held_and_deploy_nothing() {
-    let Some(mut env) = Env::start(policy(), |_| {}).await else {
+    let Some(env) = started().await else {
         return;
     };
-    env.start_controller();
     env.namespace(NAMESPACE).await;
     env.namespace(ROGUE).await;
 
@@ -638,10 +649,9 @@ async fn hostile_manifests_are_refused_or_held_and_deploy_nothing() {
 /// What defines a deployment cannot change once created; each edit is refused by the apiserver.
 #[tokio::test]
 async fn edits_to_what_was_deployed_are_refused() {
-    let Some(mut env) = Env::start(policy(), |_| {}).await else {
+    let Some(env) = started().await else {
         return;
     };
-    env.start_controller();
     env.namespace(NAMESPACE).await;
     let actions = Kind::Action.api(&env.client, NAMESPACE);
     let inspections = Kind::Inspection.api(&env.client, NAMESPACE);
@@ -743,10 +753,9 @@ async fn edits_to_what_was_deployed_are_refused() {
 /// (the uid is part of it); neither adopts the other's action after a restart.
 #[tokio::test]
 async fn the_same_action_name_in_two_namespaces() {
-    let Some(mut env) = Env::start(policy(), |_| {}).await else {
+    let Some(mut env) = started().await else {
         return;
     };
-    env.start_controller();
     let mut names = Vec::new();
     for ns in ["team-a", "team-b"] {
         let api = env.namespace(ns).await;
@@ -759,9 +768,7 @@ async fn the_same_action_name_in_two_namespaces() {
         )
         .await;
         let done = env
-            .wait_for(&api, "same", "Completed", |o| {
-                common::phase(o).as_deref() == Some("Completed")
-            })
+            .wait_for(&api, "same", "Completed", is("Completed"))
             .await;
         assert_eq!(env.performs_for(&done), 1, "{ns}");
         names.push(
@@ -789,10 +796,9 @@ async fn the_same_action_name_in_two_namespaces() {
 /// neither redeploys nor wedges, and a new object of the same name is a new intent, deployed once.
 #[tokio::test]
 async fn the_finalizer_removed_by_hand_during_an_outage() {
-    let Some(mut env) = Env::start(policy(), |_| {}).await else {
+    let Some(env) = started().await else {
         return;
     };
-    env.start_controller();
     let api = env.namespace(NAMESPACE).await;
     let manifest = || {
         let mut spec = add_tag(json!({"endpoints": ["274177", "12323"]}));
@@ -801,11 +807,7 @@ async fn the_finalizer_removed_by_hand_during_an_outage() {
                "metadata": {"name": "forced"}, "spec": spec})
     };
     env.create(&api, manifest()).await;
-    let running = env
-        .wait_for(&api, "forced", "Running", |o| {
-            common::phase(o).as_deref() == Some("Running")
-        })
-        .await;
+    let running = env.wait_for(&api, "forced", "Running", is("Running")).await;
     let first_uid = running.metadata.uid.clone().expect("uid");
     env.sim.sim().set_faults(Faults {
         http_500_next: 100_000,
@@ -833,11 +835,7 @@ async fn the_finalizer_removed_by_hand_during_an_outage() {
 
     // The same name again: a new uid, a new intent.
     env.create(&api, manifest()).await;
-    let again = env
-        .wait_for(&api, "forced", "Running", |o| {
-            common::phase(o).as_deref() == Some("Running")
-        })
-        .await;
+    let again = env.wait_for(&api, "forced", "Running", is("Running")).await;
     assert_ne!(again.metadata.uid.as_deref(), Some(first_uid.as_str()));
     assert_eq!(env.performs_for(&again), 1);
     assert_eq!(

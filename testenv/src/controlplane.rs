@@ -113,6 +113,9 @@ impl Identity {
 /// its temporary directory; that also happens while a panicking test unwinds.
 pub struct ControlPlane {
     apiserver: Supervised,
+    /// How it was started, to start it again ([`ControlPlane::restart_apiserver`]).
+    apiserver_args: Vec<OsString>,
+    apiserver_restarts: u32,
     etcd: Supervised,
     client: Client,
     server_url: String,
@@ -169,10 +172,7 @@ impl ControlPlane {
 
     /// Starts a control plane with the given binaries; retries on fresh ports when a port race is lost.
     pub async fn start_with(binaries: Binaries) -> Result<Self, Error> {
-        let timeout = std::env::var("TANIUM_TESTENV_TIMEOUT_SECS")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let timeout = start_timeout();
         let mut attempt = 1;
         loop {
             match Self::try_start(&binaries, timeout).await {
@@ -278,6 +278,8 @@ impl ControlPlane {
 
         Ok(ControlPlane {
             apiserver,
+            apiserver_args,
+            apiserver_restarts: 0,
             etcd,
             client,
             server_url,
@@ -368,6 +370,27 @@ impl ControlPlane {
         self.etcd.exited().is_none() && self.apiserver.exited().is_none()
     }
 
+    /// Kills kube-apiserver (`SIGKILL`) and starts it again with the same flags, port, certificates and etcd, as an
+    /// upgrade or a crash of a real control plane would; returns once it is ready. Clients keep their URL and
+    /// credentials; their connections and watches break meanwhile. Its log is `kube-apiserver-<n>.log`.
+    pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
+        self.apiserver.kill();
+        self.apiserver_restarts += 1;
+        let log = self
+            .dir_path
+            .join(format!("kube-apiserver-{}.log", self.apiserver_restarts));
+        self.apiserver = Supervised::start(
+            "kube-apiserver",
+            &self.binaries.kube_apiserver,
+            &self.apiserver_args,
+            &self.dir_path,
+            log,
+        )?;
+        let admin = kubeconfig(&self.server_url, &self.pki, &Identity::admin());
+        wait_until_ready(&admin, &mut self.etcd, &mut self.apiserver, start_timeout()).await?;
+        Ok(())
+    }
+
     /// Kills both processes and removes the directory now (what drop does).
     pub fn stop(self) {
         drop(self);
@@ -389,6 +412,13 @@ impl Drop for ControlPlane {
         }
         tracing::debug!(server_url = %self.server_url, "control plane stopped");
     }
+}
+
+fn start_timeout() -> Duration {
+    std::env::var("TANIUM_TESTENV_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
 }
 
 /// Removes the directories of control planes whose process died without tearing down (SIGKILL: its etcd and
