@@ -646,7 +646,8 @@ async fn hostile_manifests_are_refused_or_held_and_deploy_nothing() {
     );
 }
 
-/// What defines a deployment cannot change once created; each edit is refused by the apiserver.
+/// What defines a deployment cannot change once created, and a status cannot hold what the operator could not read;
+/// each such edit is refused by the apiserver.
 #[tokio::test]
 async fn edits_to_what_was_deployed_are_refused() {
     let Some(env) = started().await else {
@@ -746,6 +747,35 @@ async fn edits_to_what_was_deployed_are_refused() {
         )
         .await
         .expect("safety and deletionPolicy may change");
+
+    // A status written by hand (by whoever may write the status subresource) with a number its type cannot hold is
+    // refused (the schema's integer formats are enforced): stored, it would fail to decode in the watch and stop the
+    // controller of every object of that kind.
+    for (api, name, status, field) in [
+        (
+            &inspections,
+            "inspected",
+            json!({"status": {"connection": {"state": "Closed", "reconnects": 5_000_000_000_u64}}}),
+            "connection.reconnects",
+        ),
+        (
+            &actions,
+            "deployed",
+            json!({"status": {"results": {"targeted": 1, "completed": 5_000_000_000_u64}}}),
+            "results.completed",
+        ),
+    ] {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{status}: {s:?}");
+                assert!(s.message.contains(field), "{status}: {}", s.message);
+            }
+            other => panic!("{status}: the apiserver stored it: {other:?}"),
+        }
+    }
     env.assert_exactly_once();
 }
 
