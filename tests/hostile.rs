@@ -35,24 +35,22 @@ enum Kind {
 }
 
 impl Kind {
-    fn api(self, client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
-        let kind = match self {
+    fn name(self) -> &'static str {
+        match self {
             Self::Action => "TaniumAction",
             Self::Tag => "TaniumTag",
             Self::Inspection => "TaniumEndpointInspection",
-        };
-        let gvk = GroupVersionKind::gvk("tanium-operator.dev", "v1alpha1", kind);
+        }
+    }
+
+    fn api(self, client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("tanium-operator.dev", "v1alpha1", self.name());
         Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
     }
 
     fn manifest(self, name: &str, spec: Value) -> DynamicObject {
-        let kind = match self {
-            Self::Action => "TaniumAction",
-            Self::Tag => "TaniumTag",
-            Self::Inspection => "TaniumEndpointInspection",
-        };
         serde_json::from_value(json!({
-            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": kind,
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": self.name(),
             "metadata": {"name": name}, "spec": spec,
         }))
         .expect("a manifest")
@@ -524,7 +522,7 @@ fn ready(obj: &DynamicObject) -> Option<(String, String, String)> {
     ))
 }
 
-/// Mutations that act on endpoints (a deployment, a process ended) whose input mentions `needle`.
+/// Mutations that act on endpoints (a deployment, a process ended) whose input mentions `needle` ("": all of them).
 fn acted_on(env: &Env, needle: &str) -> Vec<String> {
     env.sim
         .sim()
@@ -538,6 +536,21 @@ fn acted_on(env: &Env, needle: &str) -> Vec<String> {
         })
         .map(|e| format!("{} {}", e.operation, e.input))
         .collect()
+}
+
+/// The apiserver refused `what` as invalid (422), saying `needle`.
+fn assert_refused<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>, needle: &str) {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{what}: {s:?}");
+            assert!(
+                s.message.contains(needle),
+                "{what}: expected {needle:?} in: {}",
+                s.message
+            );
+        }
+        other => panic!("{what}: the apiserver accepted it: {other:?}"),
+    }
 }
 
 fn assert_no_user_input_in_documents(env: &Env) {
@@ -573,15 +586,7 @@ async fn hostile_manifests_are_refused_or_held_and_deploy_nothing() {
             )
             .await;
         match (&c.verdict, created) {
-            (Verdict::Refused(needle), Err(kube::Error::Api(s))) => {
-                assert_eq!(s.code, 422, "{}: {s:?}", c.name);
-                assert!(
-                    s.message.contains(needle),
-                    "{}: expected {needle:?} in: {}",
-                    c.name,
-                    s.message
-                );
-            }
+            (Verdict::Refused(needle), created) => assert_refused(c.name, created, needle),
             (Verdict::Held(..), Ok(obj)) => held.push((c, obj)),
             (verdict, other) => panic!("{}: expected {verdict:?}, got {other:?}", c.name),
         }
@@ -624,18 +629,7 @@ async fn hostile_manifests_are_refused_or_held_and_deploy_nothing() {
 
     // Held objects stay held: a few more reconciles later, still nothing reached an endpoint.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let acted: Vec<_> = env
-        .sim
-        .sim()
-        .audit()
-        .into_iter()
-        .filter(|e| {
-            matches!(
-                e.operation.as_str(),
-                "actionPerform" | "directConnectProcessTerminate" | "killProcess"
-            )
-        })
-        .collect();
+    let acted = acted_on(&env, "");
     assert!(acted.is_empty(), "something acted on endpoints: {acted:#?}");
     assert_no_user_input_in_documents(&env);
     println!(
@@ -725,16 +719,10 @@ async fn edits_to_what_was_deployed_are_refused() {
             "killProcess is carried out at most once",
         ),
     ] {
-        match api
+        let edited = api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Err(kube::Error::Api(s)) => {
-                assert_eq!(s.code, 422, "{patch}: {s:?}");
-                assert!(s.message.contains(needle), "{patch}: {}", s.message);
-            }
-            other => panic!("{patch}: the apiserver accepted it: {other:?}"),
-        }
+            .await;
+        assert_refused(&patch.to_string(), edited, needle);
     }
     // What may change does: the safety limit and the deletion policy.
     actions
@@ -765,16 +753,10 @@ async fn edits_to_what_was_deployed_are_refused() {
             "results.completed",
         ),
     ] {
-        match api
+        let written = api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-        {
-            Err(kube::Error::Api(s)) => {
-                assert_eq!(s.code, 422, "{status}: {s:?}");
-                assert!(s.message.contains(field), "{status}: {}", s.message);
-            }
-            other => panic!("{status}: the apiserver stored it: {other:?}"),
-        }
+            .await;
+        assert_refused(&status.to_string(), written, field);
     }
     env.assert_exactly_once();
 }

@@ -440,7 +440,7 @@ pub fn assert_no_token(obj: &TaniumAction) {
     );
 }
 
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
