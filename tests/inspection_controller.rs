@@ -242,7 +242,13 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
         serde_json::from_value(common::example("end-notepad")).unwrap();
     api.create(&PostParams::default(), &example).await.unwrap();
     let obj = env
-        .wait_until(&api, "end-notepad", "kill done", kill_settled)
+        // The outcome is written as soon as it is known, before the endpoint is read again: wait for that read.
+        .wait_until(
+            &api,
+            "end-notepad",
+            "kill done and endpoint read again",
+            |o| kill_settled(o) && o.status.as_ref().is_some_and(|s| s.processes.is_some()),
+        )
         .await;
     let kill = obj.status.as_ref().unwrap().kill.clone().unwrap();
     assert_eq!(kill.state, KillState::Ended, "{kill:?}");
