@@ -342,12 +342,17 @@ async fn run_as_leader(
         ctx.metrics.leader.set(1);
         let mut lost = leading.clone();
         let stop = shutdown.clone();
+        let metrics = ctx.clone();
         run_with_deadline(
             ctx.clone(),
             async move {
                 tokio::select! {
                     () = stop => {},
-                    _ = lost.wait_for(|l| !*l) => tracing::warn!("lost leadership; stopping the controllers"),
+                    _ = lost.wait_for(|l| !*l) => {
+                        // Said at once, not after the drain: another replica may lead already.
+                        metrics.metrics.leader.set(0);
+                        tracing::warn!("lost leadership; stopping the controllers");
+                    }
                 }
             },
             shutdown.clone(),

@@ -163,10 +163,13 @@ pub fn compare(op: &Op, actual: &str, expected: &str) -> bool {
     }
 }
 
+/// As numbers when both are finite numbers ("NaN" and "inf" parse as floats but are text to a person), otherwise
+/// as text, ignoring case like every other comparison.
 fn ordering(a: &str, b: &str) -> Ordering {
-    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        _ => a.cmp(b),
+    let number = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    match (number(a), number(b)) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        _ => a.to_lowercase().cmp(&b.to_lowercase()),
     }
 }
 

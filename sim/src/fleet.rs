@@ -412,7 +412,7 @@ const TAG_POOL: &[&str] = &[
 ];
 
 /// `size` endpoints in total, the fixtures first; generated ids start at 1000001.
-pub(crate) fn generate(size: usize, seed: u64) -> Vec<EndpointSpec> {
+pub fn generate(size: usize, seed: u64) -> Vec<EndpointSpec> {
     let mut out = fixtures();
     out.truncate(size.max(out.len()));
     let mut rng = StdRng::seed_from_u64(seed);

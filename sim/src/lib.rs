@@ -30,9 +30,11 @@ use tokio::task::JoinHandle;
 pub use audit::{AuditEntry, AuditOutcome, RequestRecord};
 pub use config::{Faults, FleetSource, SimConfig, TokenUser};
 pub use filter::{Filter, FilterError, GroupRef, Op, Subject, Target, compare, matches};
-pub use fleet::{AlertSpec, EndpointSpec, Platform, ProcessSpec, SSHD_MD5};
+pub use fleet::{
+    AlertSpec, EndpointSpec, Platform, ProcessSpec, SSHD_MD5, generate as generate_fleet,
+};
 pub use http::GRAPHQL_PATH;
-pub use schema::schema_sdl;
+pub use schema::{FilterInput, parse_filter, schema_sdl};
 pub use state::Sim;
 
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use crate::crd::ready_reason_is;
 use crate::crd::{
     APPROVED_PREVIEW_ANNOTATION, TaniumAction, TaniumActionStatus, condition, set_condition,
 };
-use crate::gateway::actions::{PackageRef, PerformRequest, Target, Targets as GatewayTargets};
+use crate::gateway::actions::{PackageRef, PerformRequest};
 use crate::gateway::{ActionId, GatewayError};
 
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
@@ -690,15 +690,6 @@ impl<'a> Reconciler<'a> {
             .action_name
             .clone()
             .ok_or(Error::MissingField("status.actionName"))?;
-        let target = match (&spec.targets.filter, &spec.targets.endpoints) {
-            (Some(f), _) => Target::Filter(f.clone()),
-            (None, Some(ids)) => Target::Endpoints(ids.clone()),
-            (None, None) => {
-                return Err(Error::MissingField(
-                    "spec.targets.filter or spec.targets.endpoints",
-                ));
-            }
-        };
         Ok(PerformRequest {
             name,
             comment: spec.comment.clone(),
@@ -708,11 +699,7 @@ impl<'a> Reconciler<'a> {
                 params: spec.package.params.clone(),
                 sensor_sourced_params: spec.package.sensor_sourced_params.clone(),
             },
-            targets: GatewayTargets {
-                action_group: spec.targets.action_group(),
-                target,
-                platforms: spec.targets.platforms.clone(),
-            },
+            targets: spec.targets.to_gateway().map_err(Error::MissingField)?,
             schedule: spec.schedule.clone(),
         })
     }

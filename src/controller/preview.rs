@@ -20,8 +20,10 @@ pub struct Found {
     pub unknown_ids: Vec<EndpointId>,
 }
 
-/// Ask the Gateway which endpoints the targets select: one request for a filter, one for a list of ids.
-pub async fn find(gateway: &GatewayClient, targets: &Targets) -> Result<Found, GatewayError> {
+/// What the preview asks `endpoints`: the targets' filter exactly as `actionPerform` is given it
+/// ([`Targets::to_gateway`]), AND the platforms as `OS Platform` comparisons (`actionPerform` takes them as a
+/// field of its own), or the listed ids.
+pub fn query(targets: &Targets) -> EndpointQuery {
     let platforms = (!targets.platforms.is_empty()).then(|| {
         Filter::any(
             targets
@@ -36,16 +38,22 @@ pub async fn find(gateway: &GatewayClient, targets: &Targets) -> Result<Found, G
         (f, p) => f.clone().or(p),
     };
     let ids = targets.endpoints.clone().unwrap_or_default();
-    let query = EndpointQuery {
+    EndpointQuery {
         filter,
         page_size: if ids.is_empty() {
             SAMPLE_SIZE
         } else {
             ids.len() as u32
         },
-        ids: ids.clone(),
+        ids,
         ..EndpointQuery::default()
-    };
+    }
+}
+
+/// Ask the Gateway which endpoints the targets select: one request for a filter, one for a list of ids.
+pub async fn find(gateway: &GatewayClient, targets: &Targets) -> Result<Found, GatewayError> {
+    let query = query(targets);
+    let ids = &query.ids;
     let page = gateway.endpoints_page(&query, None).await?;
     let unknown_ids = ids
         .iter()

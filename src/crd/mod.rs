@@ -15,6 +15,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::gateway;
 use crate::gateway::actions::MAX_TARGET_ENDPOINTS;
 use crate::gateway::{ActionResults, EndpointId, Filter, GroupRef, Platform};
 
@@ -61,6 +62,21 @@ impl Targets {
         self.action_group.clone().unwrap_or_else(|| GroupRef {
             id: None,
             name: Some(DEFAULT_ACTION_GROUP.into()),
+        })
+    }
+
+    /// What `actionPerform` is given: the filter exactly as written (the preview, [`crate::controller::preview::
+    /// query`], asks `endpoints` with the same filter), or the ids, within the action group and platforms.
+    pub fn to_gateway(&self) -> Result<gateway::Targets, &'static str> {
+        let target = match (&self.filter, &self.endpoints) {
+            (Some(f), _) => gateway::Target::Filter(f.clone()),
+            (None, Some(ids)) => gateway::Target::Endpoints(ids.clone()),
+            (None, None) => return Err("spec.targets.filter or spec.targets.endpoints"),
+        };
+        Ok(gateway::Targets {
+            action_group: self.action_group(),
+            target,
+            platforms: self.platforms.clone(),
         })
     }
 

@@ -453,7 +453,85 @@ type Batch = (
     Vec<(ActionId, Option<ActionState>)>,
 );
 
-fn decode_batch(raw: RawResponse, ids: &[ActionId]) -> Result<Batch, GatewayError> {
+// One decoder per operation, pure (an answer in, a value or an error out), so that `gateway::fuzzing` can feed
+// them arbitrary answers.
+
+pub(crate) fn decode_perform(raw: RawResponse) -> Result<Vec<PerformedAction>, GatewayError> {
+    let payload: WirePerformPayload = data_field("actionPerform", raw, "actionPerform")?;
+    payload_error("actionPerform", payload.error)?;
+    let created = payload.scheduled_actions.unwrap_or_default();
+    if created.is_empty() {
+        return Err(GatewayError::Decode {
+            operation: "actionPerform",
+            message: "no scheduled action and no error in the answer".into(),
+        });
+    }
+    Ok(created
+        .into_iter()
+        .map(|p| PerformedAction {
+            platforms: p.platforms.unwrap_or_default(),
+            scheduled_action_id: p.scheduled_action.id,
+            action_id: p.scheduled_action.last_action.map(|a| a.id),
+        })
+        .collect())
+}
+
+pub(crate) fn decode_now(raw: RawResponse) -> Result<jiff::Timestamp, GatewayError> {
+    let now: String = data_field("now", raw, "now")?;
+    parse_time(Some(&now)).ok_or_else(|| GatewayError::Decode {
+        operation: "now",
+        message: format!("not an RFC 3339 time: {now:?}"),
+    })
+}
+
+pub(crate) fn decode_action(raw: RawResponse) -> Result<Option<ActionState>, GatewayError> {
+    let state: Option<WireAction> = data_field("action", raw, "action")?;
+    Ok(state.map(Into::into))
+}
+
+pub(crate) fn decode_scheduled_action(
+    raw: RawResponse,
+) -> Result<Option<ScheduledActionInfo>, GatewayError> {
+    let sa: Option<WireScheduledAction> = data_field("scheduledAction", raw, "scheduledAction")?;
+    Ok(sa.map(Into::into))
+}
+
+/// One page of scheduled actions and the cursor of the next, if there is one.
+pub(crate) fn decode_scheduled_actions_page(
+    raw: RawResponse,
+) -> Result<(Vec<ScheduledActionInfo>, Option<String>), GatewayError> {
+    let conn: WireScheduledConnection =
+        data_field("scheduledActionsByName", raw, "scheduledActions")?;
+    let page = conn
+        .edges
+        .into_iter()
+        .map(|e| ScheduledActionInfo::from(e.node))
+        .collect();
+    let next = conn
+        .page_info
+        .end_cursor
+        .filter(|_| conn.page_info.has_next_page);
+    Ok((page, next))
+}
+
+pub(crate) fn decode_stop(raw: RawResponse) -> Result<(), GatewayError> {
+    let p: WireIdPayload = data_field("actionStop", raw, "actionStop")?;
+    payload_error("actionStop", p.error)
+}
+
+pub(crate) fn decode_delete(raw: RawResponse) -> Result<(), GatewayError> {
+    let p: WireIdPayload = data_field("scheduledActionDelete", raw, "scheduledActionDelete")?;
+    payload_error("scheduledActionDelete", p.error)
+}
+
+pub(crate) fn decode_approve(raw: RawResponse) -> Result<bool, GatewayError> {
+    let p: WireApprovePayload =
+        data_field("scheduledActionApprove", raw, "scheduledActionApprove")?;
+    payload_error("scheduledActionApprove", p.error)?;
+    Ok(p.approved.unwrap_or(false))
+}
+
+pub(crate) fn decode_batch(raw: RawResponse, ids: &[ActionId]) -> Result<Batch, GatewayError> {
     let Some(mut data) = raw.data.filter(|d| d.is_object()) else {
         return Err(if raw.errors.is_empty() {
             GatewayError::Decode {
@@ -494,49 +572,19 @@ impl GatewayClient {
         request.validate()?;
         let doc = Document::fixed("actionPerform", PERFORM, Repeat::AtMostOnce);
         let variables = json!({ "input": request.to_input() });
-        self.call(&doc, &variables, |raw| {
-            let payload: WirePerformPayload = data_field("actionPerform", raw, "actionPerform")?;
-            payload_error("actionPerform", payload.error)?;
-            let created = payload.scheduled_actions.unwrap_or_default();
-            if created.is_empty() {
-                return Err(GatewayError::Decode {
-                    operation: "actionPerform",
-                    message: "no scheduled action and no error in the answer".into(),
-                });
-            }
-            Ok(created
-                .into_iter()
-                .map(|p| PerformedAction {
-                    platforms: p.platforms.unwrap_or_default(),
-                    scheduled_action_id: p.scheduled_action.id,
-                    action_id: p.scheduled_action.last_action.map(|a| a.id),
-                })
-                .collect())
-        })
-        .await
+        self.call(&doc, &variables, decode_perform).await
     }
 
     /// The Gateway's current time.
     pub async fn now(&self) -> Result<jiff::Timestamp, GatewayError> {
         let doc = Document::fixed("now", NOW, Repeat::Safe);
-        let now: String = self
-            .call(&doc, &json!({}), |raw| data_field("now", raw, "now"))
-            .await?;
-        parse_time(Some(&now)).ok_or_else(|| GatewayError::Decode {
-            operation: "now",
-            message: format!("not an RFC 3339 time: {now:?}"),
-        })
+        self.call(&doc, &json!({}), decode_now).await
     }
 
     /// One action instance's status and results; `None` when the Gateway does not know the id.
     pub async fn action(&self, id: &ActionId) -> Result<Option<ActionState>, GatewayError> {
         let doc = Document::fixed("action", ACTION, Repeat::Safe);
-        let state: Option<WireAction> = self
-            .call(&doc, &json!({ "id": id }), |raw| {
-                data_field("action", raw, "action")
-            })
-            .await?;
-        Ok(state.map(Into::into))
+        self.call(&doc, &json!({ "id": id }), decode_action).await
     }
 
     /// Many actions at once, `batch` per request (aliases in one document). `batch = 1` is the naive way.
@@ -590,12 +638,8 @@ impl GatewayClient {
         id: &ScheduledActionId,
     ) -> Result<Option<ScheduledActionInfo>, GatewayError> {
         let doc = Document::fixed("scheduledAction", SCHEDULED_ACTION, Repeat::Safe);
-        let sa: Option<WireScheduledAction> = self
-            .call(&doc, &json!({ "id": id }), |raw| {
-                data_field("scheduledAction", raw, "scheduledAction")
-            })
-            .await?;
-        Ok(sa.map(Into::into))
+        self.call(&doc, &json!({ "id": id }), decode_scheduled_action)
+            .await
     }
 
     /// Every scheduled action named exactly `name` (Tanium does not make names unique; we make ours so).
@@ -608,20 +652,13 @@ impl GatewayClient {
         let mut after: Option<String> = None;
         loop {
             let variables = json!({ "name": name, "first": 100, "after": after });
-            let conn: WireScheduledConnection = self
-                .call(&doc, &variables, |raw| {
-                    data_field("scheduledActionsByName", raw, "scheduledActions")
-                })
+            let (page, next) = self
+                .call(&doc, &variables, decode_scheduled_actions_page)
                 .await?;
-            found.extend(
-                conn.edges
-                    .into_iter()
-                    .map(|e| ScheduledActionInfo::from(e.node))
-                    .filter(|sa| sa.name == name),
-            );
-            match (conn.page_info.has_next_page, conn.page_info.end_cursor) {
-                (true, Some(c)) => after = Some(c),
-                _ => return Ok(found),
+            found.extend(page.into_iter().filter(|sa| sa.name == name));
+            match next {
+                Some(c) => after = Some(c),
+                None => return Ok(found),
             }
         }
     }
@@ -629,11 +666,7 @@ impl GatewayClient {
     /// Stop an action instance. Stopping one that already ended is not an error.
     pub async fn stop_action(&self, id: &ActionId) -> Result<(), GatewayError> {
         let doc = Document::fixed("actionStop", STOP, Repeat::Safe);
-        self.call(&doc, &json!({ "id": id }), |raw| {
-            let p: WireIdPayload = data_field("actionStop", raw, "actionStop")?;
-            payload_error("actionStop", p.error)
-        })
-        .await
+        self.call(&doc, &json!({ "id": id }), decode_stop).await
     }
 
     /// Delete a scheduled action so that a recurring action is not reissued.
@@ -642,12 +675,7 @@ impl GatewayClient {
         id: &ScheduledActionId,
     ) -> Result<(), GatewayError> {
         let doc = Document::fixed("scheduledActionDelete", DELETE_SCHEDULED, Repeat::Safe);
-        self.call(&doc, &json!({ "id": id }), |raw| {
-            let p: WireIdPayload =
-                data_field("scheduledActionDelete", raw, "scheduledActionDelete")?;
-            payload_error("scheduledActionDelete", p.error)
-        })
-        .await
+        self.call(&doc, &json!({ "id": id }), decode_delete).await
     }
 
     /// Approve a scheduled action. Tanium requires a different user than the one who created it; the operator
@@ -657,13 +685,7 @@ impl GatewayClient {
         id: &ScheduledActionId,
     ) -> Result<bool, GatewayError> {
         let doc = Document::fixed("scheduledActionApprove", APPROVE, Repeat::Safe);
-        self.call(&doc, &json!({ "id": id }), |raw| {
-            let p: WireApprovePayload =
-                data_field("scheduledActionApprove", raw, "scheduledActionApprove")?;
-            payload_error("scheduledActionApprove", p.error)?;
-            Ok(p.approved.unwrap_or(false))
-        })
-        .await
+        self.call(&doc, &json!({ "id": id }), decode_approve).await
     }
 }
 

@@ -156,11 +156,11 @@ pub struct EndpointSnapshot {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireOpen {
+pub(crate) struct WireOpen {
     #[serde(rename = "connectionID")]
-    connection_id: String,
+    pub(crate) connection_id: String,
     #[serde(default)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -196,9 +196,59 @@ fn lacks_field(raw: &RawResponse, field: &str) -> bool {
     })
 }
 
-enum Opened {
+pub(crate) enum Opened {
     Current(WireOpen),
     Absent,
+}
+
+// One decoder per operation, pure, so that `gateway::fuzzing` can feed them arbitrary answers.
+
+pub(crate) fn decode_open(raw: RawResponse) -> Result<Opened, GatewayError> {
+    if lacks_field(&raw, "directConnectOpen") {
+        return Ok(Opened::Absent);
+    }
+    data_field("directConnectOpen", raw, "directConnectOpen").map(Opened::Current)
+}
+
+pub(crate) fn decode_legacy_open(raw: RawResponse) -> Result<WireOpen, GatewayError> {
+    data_field("openDirectConnection", raw, "openDirectConnection")
+}
+
+pub(crate) fn decode_status(raw: RawResponse) -> Result<String, GatewayError> {
+    let s: WireStatus = data_field(
+        "directConnectConnectionStatus",
+        raw,
+        "directConnectConnectionStatus",
+    )?;
+    Ok(s.status)
+}
+
+/// A ping, a close or a kill: `result: Boolean!`.
+pub(crate) fn decode_result(
+    op: &'static str,
+    field: &str,
+    raw: RawResponse,
+) -> Result<bool, GatewayError> {
+    let r: WireResult = data_field(op, raw, field)?;
+    Ok(r.result)
+}
+
+pub(crate) fn decode_read(
+    op: &'static str,
+    field: &str,
+    endpoint: &EndpointId,
+    raw: RawResponse,
+) -> Result<EndpointSnapshot, GatewayError> {
+    let snap: Option<WireSnapshot> = data_field(op, raw, field)?;
+    let snap = snap.ok_or_else(|| GatewayError::ConnectionFailed {
+        endpoint: endpoint.to_string(),
+        status: "the Gateway returned no data for the connection".into(),
+    })?;
+    Ok(EndpointSnapshot {
+        performance: snap.performance,
+        processes: snap.processes.map(|p| p.all.unwrap_or_default()),
+        alerts: snap.alerts.map(|a| a.all.unwrap_or_default()),
+    })
 }
 
 impl GatewayClient {
@@ -227,14 +277,7 @@ impl GatewayClient {
     pub async fn dc_open_start(&self, endpoint: &EndpointId) -> Result<Opening, GatewayError> {
         let doc = Document::fixed("directConnectOpen", OPEN, Repeat::Safe);
         let vars = json!({ "endpointID": endpoint });
-        let opened = self
-            .call(&doc, &vars, |raw| {
-                if lacks_field(&raw, "directConnectOpen") {
-                    return Ok(Opened::Absent);
-                }
-                data_field("directConnectOpen", raw, "directConnectOpen").map(Opened::Current)
-            })
-            .await?;
+        let opened = self.call(&doc, &vars, decode_open).await?;
         match opened {
             Opened::Current(open) => Ok(Opening {
                 connection: DirectConnection {
@@ -247,11 +290,7 @@ impl GatewayClient {
             Opened::Absent => {
                 tracing::info!("Gateway lacks directConnectOpen; using openDirectConnection");
                 let doc = Document::fixed("openDirectConnection", LEGACY_OPEN, Repeat::Safe);
-                let open: WireOpen = self
-                    .call(&doc, &vars, |raw| {
-                        data_field("openDirectConnection", raw, "openDirectConnection")
-                    })
-                    .await?;
+                let open = self.call(&doc, &vars, decode_legacy_open).await?;
                 // The older family has no CONNECTING state: it is usable as soon as it is opened.
                 Ok(Opening {
                     connection: DirectConnection {
@@ -335,16 +374,8 @@ impl GatewayClient {
             .into());
         }
         let doc = Document::fixed("directConnectConnectionStatus", STATUS, Repeat::Safe);
-        let s: WireStatus = self
-            .call(&doc, &json!({ "connectionID": conn.id }), |raw| {
-                data_field(
-                    "directConnectConnectionStatus",
-                    raw,
-                    "directConnectConnectionStatus",
-                )
-            })
-            .await?;
-        Ok(s.status)
+        self.call(&doc, &json!({ "connectionID": conn.id }), decode_status)
+            .await
     }
 
     /// Keep the connection from idling out. `false`: the Gateway no longer has it.
@@ -401,18 +432,10 @@ impl GatewayClient {
         });
         vars[key] = json!(id);
         let doc = Document::fixed(op, query, Repeat::Safe);
-        let snap: Option<WireSnapshot> = self
-            .call(&doc, &vars, |raw| data_field(op, raw, field))
-            .await?;
-        let snap = snap.ok_or_else(|| GatewayError::ConnectionFailed {
-            endpoint: conn.endpoint.to_string(),
-            status: "the Gateway returned no data for the connection".into(),
-        })?;
-        Ok(EndpointSnapshot {
-            performance: snap.performance,
-            processes: snap.processes.map(|p| p.all.unwrap_or_default()),
-            alerts: snap.alerts.map(|a| a.all.unwrap_or_default()),
+        self.call(&doc, &vars, |raw| {
+            decode_read(op, field, &conn.endpoint, raw)
         })
+        .await
     }
 
     /// End a process. At most once: an unknown outcome is reported, never retried.
@@ -434,10 +457,8 @@ impl GatewayClient {
         };
         let doc = Document::fixed(op, query, Repeat::AtMostOnce);
         let vars = json!({ "connectionID": conn.id, "pid": pid, "name": name, "signal": signal });
-        let r: WireResult = self
-            .call(&doc, &vars, |raw| data_field(op, raw, field))
-            .await?;
-        Ok(r.result)
+        self.call(&doc, &vars, |raw| decode_result(op, field, raw))
+            .await
     }
 
     /// Run `work` while pinging the connection `current` names every `every`, so that work that takes longer
@@ -486,9 +507,7 @@ impl GatewayClient {
         vars: Value,
     ) -> Result<bool, GatewayError> {
         let doc = Document::fixed(op, query, Repeat::Safe);
-        let r: WireResult = self
-            .call(&doc, &vars, |raw| data_field(op, raw, field))
-            .await?;
-        Ok(r.result)
+        self.call(&doc, &vars, |raw| decode_result(op, field, raw))
+            .await
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::error::{GatewayError, is_stale_cursor};
 use super::filter::{Filter, SensorParam};
-use super::transport::{Document, GatewayClient, Repeat};
+use super::transport::{Document, GatewayClient, RawResponse, Repeat};
 use super::{EndpointId, Platform, data_field};
 
 const ENDPOINTS: &str = r#"query endpoints($first: Int, $after: Cursor, $filter: EndpointFieldFilter, $source: EndpointSource, $sensors: [EndpointSensorRef!]!, $withSensors: Boolean!) {
@@ -95,7 +95,7 @@ pub struct LiveSource {
 impl EndpointQuery {
     /// The `EndpointFieldFilter` variable: the filter, AND any of the ids (by `path`, which only
     /// `EndpointFieldFilter` has, so this stays out of the shared [`Filter`] type).
-    fn wire_filter(&self) -> Option<serde_json::Value> {
+    pub fn wire_filter(&self) -> Option<serde_json::Value> {
         let ids = (!self.ids.is_empty()).then(|| {
             json!({
                 "any": true,
@@ -230,6 +230,29 @@ impl From<WireEndpoint> for Endpoint {
     }
 }
 
+/// The `endpoints` answer, pure, so that `gateway::fuzzing` can feed it arbitrary answers.
+pub(crate) fn decode_page(raw: RawResponse) -> Result<EndpointPage, GatewayError> {
+    let conn: WireConnection = data_field("endpoints", raw, "endpoints")?;
+    let endpoints: Vec<Endpoint> = conn.edges.into_iter().map(|e| e.node.into()).collect();
+    Ok(EndpointPage {
+        total: conn.total_records.unwrap_or(endpoints.len() as u64),
+        next_cursor: if conn.page_info.has_next_page {
+            conn.page_info.end_cursor
+        } else {
+            None
+        },
+        collection_complete: conn.collection_info.map(|c| {
+            !c.active
+                && c.success
+                && match (c.expected_total, c.responded_total) {
+                    (Some(e), Some(r)) => r >= e,
+                    _ => true,
+                }
+        }),
+        endpoints,
+    })
+}
+
 impl GatewayClient {
     /// One page of endpoints.
     pub async fn endpoints_page(
@@ -249,29 +272,7 @@ impl GatewayClient {
             "withSensors": !query.sensors.is_empty(),
         });
         let doc = Document::fixed("endpoints", ENDPOINTS, Repeat::Safe);
-        let conn: WireConnection = self
-            .call(&doc, &variables, |raw| {
-                data_field("endpoints", raw, "endpoints")
-            })
-            .await?;
-        let endpoints: Vec<Endpoint> = conn.edges.into_iter().map(|e| e.node.into()).collect();
-        Ok(EndpointPage {
-            total: conn.total_records.unwrap_or(endpoints.len() as u64),
-            next_cursor: if conn.page_info.has_next_page {
-                conn.page_info.end_cursor
-            } else {
-                None
-            },
-            collection_complete: conn.collection_info.map(|c| {
-                !c.active
-                    && c.success
-                    && match (c.expected_total, c.responded_total) {
-                        (Some(e), Some(r)) => r >= e,
-                        _ => true,
-                    }
-            }),
-            endpoints,
-        })
+        self.call(&doc, &variables, decode_page).await
     }
 
     /// How many endpoints match, without fetching them.

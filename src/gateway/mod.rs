@@ -9,6 +9,8 @@ pub mod direct_connect;
 pub mod endpoints;
 pub mod error;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod packages;
 pub mod transport;
 

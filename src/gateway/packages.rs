@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::data_field;
 use super::error::GatewayError;
-use super::transport::{Document, GatewayClient, Repeat};
+use super::transport::{Document, GatewayClient, RawResponse, Repeat};
 
 const PACKAGE_SPECS: &str = r#"query packageSpecs($name: String!) {
   packageSpecs(first: 2, filter: {path: "name", op: EQ, value: $name}) {
@@ -121,21 +121,21 @@ impl PackageSpec {
     }
 }
 
+/// The `packageSpecs` answer, pure, so that `gateway::fuzzing` can feed it arbitrary answers.
+pub(crate) fn decode_package_specs(raw: RawResponse) -> Result<Vec<PackageSpec>, GatewayError> {
+    let conn: Connection = data_field("packageSpecs", raw, "packageSpecs")?;
+    Ok(conn.edges.into_iter().map(|e| e.node).collect())
+}
+
 impl GatewayClient {
     /// The package called exactly `name`, if there is one.
     pub async fn package_spec(&self, name: &str) -> Result<Option<PackageSpec>, GatewayError> {
         let doc = Document::fixed("packageSpecs", PACKAGE_SPECS, Repeat::Safe);
-        let conn: Connection = self
-            .call(&doc, &json!({ "name": name }), |raw| {
-                data_field("packageSpecs", raw, "packageSpecs")
-            })
+        let found = self
+            .call(&doc, &json!({ "name": name }), decode_package_specs)
             .await?;
         // The Gateway's EQ may be case-insensitive; a package is only ours when the name is exact.
-        Ok(conn
-            .edges
-            .into_iter()
-            .map(|e| e.node)
-            .find(|p| p.name == name))
+        Ok(found.into_iter().find(|p| p.name == name))
     }
 }
 

@@ -318,39 +318,53 @@ impl GatewayClient {
             "Gateway request"
         );
 
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        read_answer(op, status.as_u16(), &content_type, &bytes)
+    }
+}
+
+/// What an HTTP answer means, from its status, content type and body alone: pure, so that it can be fuzzed.
+/// Everything the network can send reaches the operator through here and a decoder (see `gateway::fuzzing`).
+pub fn read_answer(
+    op: &'static str,
+    status: u16,
+    content_type: &str,
+    bytes: &[u8],
+) -> Result<RawResponse, GatewayError> {
+    match status {
+        401 | 403 => {
             return Err(GatewayError::TokenRejected {
                 operation: op,
-                reason: format!("HTTP {}", status.as_u16()),
+                reason: format!("HTTP {status}"),
             });
         }
-        if status.is_redirection() {
+        300..=399 => {
             return Err(GatewayError::TokenRejected {
                 operation: op,
-                reason: format!("HTTP {} redirect to a login page", status.as_u16()),
+                reason: format!("HTTP {status} redirect to a login page"),
             });
         }
-        if !status.is_success() {
+        200..=299 => {}
+        _ => {
             return Err(GatewayError::Http {
                 operation: op,
-                status: status.as_u16(),
-                body: snippet(&bytes),
+                status,
+                body: snippet(bytes),
             });
         }
-        match serde_json::from_slice::<RawResponse>(&bytes) {
-            Ok(raw) => Ok(raw),
-            // The Gateway answers JSON; an HTML page on 200 is a login or error page in front of it.
-            Err(_) if content_type.contains("html") || looks_like_html(&bytes) => {
-                Err(GatewayError::TokenRejected {
-                    operation: op,
-                    reason: "an HTML page instead of JSON".into(),
-                })
-            }
-            Err(e) => Err(GatewayError::TokenRejected {
+    }
+    match serde_json::from_slice::<RawResponse>(bytes) {
+        Ok(raw) => Ok(raw),
+        // The Gateway answers JSON; an HTML page on 200 is a login or error page in front of it.
+        Err(_) if content_type.contains("html") || looks_like_html(bytes) => {
+            Err(GatewayError::TokenRejected {
                 operation: op,
-                reason: format!("a non-JSON answer ({e})"),
-            }),
+                reason: "an HTML page instead of JSON".into(),
+            })
         }
+        Err(e) => Err(GatewayError::TokenRejected {
+            operation: op,
+            reason: format!("a non-JSON answer ({e})"),
+        }),
     }
 }
 

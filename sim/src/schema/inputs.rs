@@ -561,3 +561,29 @@ impl ActionPerformInput {
         Ok(req)
     }
 }
+
+/// The Gateway input type a filter variable is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterInput {
+    /// `endpoints(filter:)`: what a preview asks.
+    EndpointField,
+    /// `actionPerform`'s `targetGroup.filter`: what a deploy targets.
+    ComputerGroup,
+}
+
+/// A filter variable read the way the sim reads a request's: GraphQL input coercion into `input`, then the
+/// filter the sim evaluates. For tests that compare what two operations would select.
+pub fn parse_filter(input: FilterInput, json: serde_json::Value) -> Result<Filter, String> {
+    use async_graphql::InputType;
+    let value = async_graphql::Value::from_json(json).map_err(|e| e.to_string())?;
+    let coerce = |e: String| format!("not a valid {input:?} filter: {e}");
+    match input {
+        FilterInput::EndpointField => EndpointFieldFilter::parse(Some(value))
+            .map_err(|e| coerce(e.into_server_error(Default::default()).message))?
+            .to_filter(),
+        FilterInput::ComputerGroup => ComputerGroupFilter::parse(Some(value))
+            .map_err(|e| coerce(e.into_server_error(Default::default()).message))?
+            .to_filter(),
+    }
+    .map_err(|e| e.to_string())
+}

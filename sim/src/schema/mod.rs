@@ -8,6 +8,7 @@ mod scalars;
 
 use async_graphql::{EmptySubscription, Schema};
 
+pub use inputs::{FilterInput, parse_filter};
 pub use mutation::Mutation;
 pub(crate) use mutation::RequestInfo;
 pub use query::Query;
