@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use tanium_operator::cli;
 use tanium_operator::controller::{self, Config, Context, Policy, Timing};
 use tanium_operator::crd;
-use tanium_operator::gateway::{GatewayClient, GatewayConfig};
+use tanium_operator::gateway::{GatewayClient, GatewayConfig, TlsVerification};
 use tanium_operator::telemetry::{self, Readiness};
 
 #[derive(Parser)]
@@ -56,6 +56,10 @@ struct RunArgs {
     /// PEM bundle of extra CA certificates for the Gateway's TLS certificate.
     #[arg(long, env = "TANIUM_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// Do not check the Gateway's TLS certificate. A lab only: anyone on the network path could read the token
+    /// and answer for the Gateway. Warned about at start and on every object (condition GatewayTLSVerified).
+    #[arg(long, env = "TANIUM_INSECURE_SKIP_TLS_VERIFY")]
+    insecure_skip_tls_verify: bool,
     #[arg(long, env = "TANIUM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     request_timeout_seconds: u64,
     /// After an actionPerform whose answer was lost (or a crash during it), how long a look-up by name that finds
@@ -210,6 +214,24 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let token_loaded = token.clone();
     let mut gateway = GatewayConfig::new(&args.gateway_url, SecretString::from(token));
     gateway.ca_bundle_pem = args.ca_file.as_ref().map(read).transpose()?;
+    if args.insecure_skip_tls_verify {
+        gateway.tls = TlsVerification::Insecure;
+        tracing::warn!(
+            gateway = %args.gateway_url,
+            "TLS verification of the Gateway is OFF (TANIUM_INSECURE_SKIP_TLS_VERIFY): anyone on the network path can \
+             read the API token and answer for the Gateway; every object carries GatewayTLSVerified=False"
+        );
+    } else if args
+        .gateway_url
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("http://")
+    {
+        tracing::warn!(
+            gateway = %args.gateway_url,
+            "the Gateway URL is plain HTTP: the API token travels unencrypted; use https outside a lab"
+        );
+    }
     gateway.request_timeout = Duration::from_secs(args.request_timeout_seconds);
     gateway.max_concurrent_requests = args.max_concurrent_requests;
     let gateway = GatewayClient::new(gateway)?;

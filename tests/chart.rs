@@ -1,6 +1,7 @@
 //! The Helm chart: lint clean, renders, every rendered object is accepted by a real kube-apiserver, and its RBAC
-//! is exactly enough: the operator, running as the chart's ServiceAccount, does all its work and is refused what
-//! it does not need.
+//! is exactly enough: the operator, running as the chart's ServiceAccount (impersonated), does all its work and
+//! is refused what it does not need, checked request by request and as a `can-i` matrix for a cluster-wide and a
+//! one-namespace install.
 
 mod common;
 
@@ -81,6 +82,37 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     assert!(
         !refused.status.success()
             && String::from_utf8_lossy(&refused.stderr).contains("gateway.url is required")
+    );
+
+    // TLS verification off: said in the pod's environment and the install notes; never beside a CA bundle.
+    let insecure = env.helm(&[
+        "template",
+        RELEASE,
+        CHART,
+        &kube_version,
+        &gateway,
+        "--set=gateway.insecureSkipTLSVerify=true",
+    ]);
+    assert!(
+        insecure.contains("- name: TANIUM_INSECURE_SKIP_TLS_VERIFY\n              value: \"true\""),
+        "{insecure}"
+    );
+    assert!(!rendered.contains("TANIUM_INSECURE_SKIP_TLS_VERIFY"));
+    let contradiction = Command::new(&helm_bin)
+        .args([
+            "template",
+            RELEASE,
+            CHART,
+            &kube_version,
+            &gateway,
+            "--set=gateway.insecureSkipTLSVerify=true",
+            "--set=gateway.caBundle.configMapName=ca",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !contradiction.status.success()
+            && String::from_utf8_lossy(&contradiction.stderr).contains("contradict")
     );
 
     // Several replicas without leader election would all reconcile: refused too.
@@ -166,12 +198,251 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         forbidden(create.create(&PostParams::default(), &obj).await),
         "it never creates TaniumActions"
     );
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(as_operator, "team");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(as_operator.clone(), "team");
     assert!(
         forbidden(pods.list(&ListParams::default()).await),
         "no Pods"
     );
     env.assert_exactly_once();
+
+    // The whole matrix, asked as the ServiceAccount (impersonated), as `kubectl auth can-i --as` asks.
+    let mut wrong = Vec::new();
+    for check in cluster_wide_checks() {
+        if can(&as_operator, &check).await != check.allowed {
+            wrong.push(check.to_string());
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "RBAC differs from what the operator needs:\n{}",
+        wrong.join("\n")
+    );
+
+    // Installed for one namespace, its ServiceAccount reaches nothing outside it.
+    env.kubectl(&["create", "namespace", "scoped-system"]);
+    let scoped = env.helm(&[
+        "template",
+        "scoped",
+        CHART,
+        "--namespace",
+        "scoped-system",
+        &kube_version,
+        &gateway,
+        "--set=watchNamespace=team",
+    ]);
+    env.apply_yaml(&scoped);
+    let sa = Identity::service_account("scoped-system", "scoped-tanium-operator");
+    let as_scoped = env.cp.client_for(&sa).await.unwrap();
+    let checks = [
+        Check::allow("list", "tanium-operator.dev", "taniumactions", Some("team")),
+        Check::allow(
+            "patch",
+            "tanium-operator.dev",
+            "taniumactions/status",
+            Some("team"),
+        ),
+        Check::allow(
+            "patch",
+            "coordination.k8s.io",
+            "leases",
+            Some("scoped-system"),
+        ),
+        Check::deny(
+            "list",
+            "tanium-operator.dev",
+            "taniumactions",
+            Some("other"),
+        ),
+        Check::deny("list", "tanium-operator.dev", "taniumactions", None),
+        Check::deny(
+            "patch",
+            "tanium-operator.dev",
+            "taniumtags",
+            Some("default"),
+        ),
+        Check::deny("create", "events.k8s.io", "events", Some("other")),
+        Check::deny("get", "", "secrets", Some("team")),
+        Check::deny("get", "", "secrets", Some("scoped-system")),
+    ];
+    for check in checks {
+        if can(&as_scoped, &check).await != check.allowed {
+            wrong.push(check.to_string());
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "watchNamespace=team RBAC:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// One `can-i` question and the answer the operator's needs call for.
+struct Check {
+    verb: &'static str,
+    group: &'static str,
+    /// `resource` or `resource/subresource`.
+    resource: &'static str,
+    namespace: Option<&'static str>,
+    name: Option<&'static str>,
+    allowed: bool,
+}
+
+impl Check {
+    fn allow(
+        verb: &'static str,
+        group: &'static str,
+        resource: &'static str,
+        namespace: Option<&'static str>,
+    ) -> Self {
+        Self {
+            verb,
+            group,
+            resource,
+            namespace,
+            name: None,
+            allowed: true,
+        }
+    }
+
+    fn deny(
+        verb: &'static str,
+        group: &'static str,
+        resource: &'static str,
+        namespace: Option<&'static str>,
+    ) -> Self {
+        Self {
+            allowed: false,
+            ..Self::allow(verb, group, resource, namespace)
+        }
+    }
+
+    fn named(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}{}{}{} in {}: should be {}",
+            if self.allowed { "may" } else { "may not" },
+            self.verb,
+            self.resource,
+            if self.group.is_empty() { "" } else { "." },
+            self.group,
+            self.name.map(|n| format!(" {n}")).unwrap_or_default(),
+            self.namespace.unwrap_or("all namespaces"),
+            if self.allowed { "allowed" } else { "refused" },
+        )
+    }
+}
+
+/// What the operator needs cluster-wide, and what it must not be able to do: read Secrets (its token is a mounted
+/// file, so not even its own), act on Pods or ConfigMaps, create or rewrite the kinds people own, escalate.
+fn cluster_wide_checks() -> Vec<Check> {
+    const TD: &str = "tanium-operator.dev";
+    let ns = Some(NAMESPACE);
+    let team = Some("team");
+    vec![
+        Check::allow("watch", TD, "taniumactions", None),
+        Check::allow("list", TD, "taniumendpointinspections", None),
+        Check::allow("patch", TD, "taniumtags", team),
+        Check::allow("patch", TD, "taniumactions/status", team),
+        Check::allow("patch", TD, "taniumendpointinspections/status", team),
+        Check::allow("delete", TD, "taniumactions", team),
+        Check::allow("create", "events.k8s.io", "events", team),
+        Check::allow("get", "coordination.k8s.io", "leases", ns).named("tanium-operator"),
+        Check::allow("patch", "coordination.k8s.io", "leases", ns).named("tanium-operator"),
+        // Secrets: none, anywhere, not even the token's own.
+        Check::deny("get", "", "secrets", ns).named("tanium-api-token"),
+        Check::deny("list", "", "secrets", ns),
+        Check::deny("watch", "", "secrets", None),
+        Check::deny("get", "", "secrets", team),
+        Check::deny("create", "", "secrets", ns),
+        Check::deny("update", "", "secrets", ns).named("tanium-api-token"),
+        Check::deny("create", "", "serviceaccounts/token", ns).named("tanium-operator"),
+        // Workloads and configuration of other teams.
+        Check::deny("list", "", "pods", team),
+        Check::deny("create", "", "pods/exec", team),
+        Check::deny("get", "", "configmaps", team),
+        Check::deny("list", "", "configmaps", ns),
+        Check::deny("create", "apps", "deployments", team),
+        Check::deny("list", "", "namespaces", None),
+        // The kinds people own: created, replaced and deleted by them (TaniumActions past their TTL excepted).
+        Check::deny("create", TD, "taniumactions", team),
+        Check::deny("update", TD, "taniumactions", team),
+        Check::deny("update", TD, "taniumactions/status", team),
+        Check::deny("create", TD, "taniumtags", team),
+        Check::deny("delete", TD, "taniumtags", team),
+        Check::deny("delete", TD, "taniumendpointinspections", team),
+        Check::deny("deletecollection", TD, "taniumactions", team),
+        Check::deny(
+            "update",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+        ),
+        Check::deny(
+            "delete",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+        ),
+        // Leases: its own namespace only, never deleted; events only through events.k8s.io, never read.
+        Check::deny("get", "coordination.k8s.io", "leases", team),
+        Check::deny("delete", "coordination.k8s.io", "leases", ns).named("tanium-operator"),
+        Check::deny("list", "events.k8s.io", "events", team),
+        Check::deny("create", "", "events", team),
+        // No way to grant itself more.
+        Check::deny("create", "rbac.authorization.k8s.io", "rolebindings", team),
+        Check::deny(
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None,
+        ),
+        Check::deny(
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            None,
+        ),
+        Check::deny("bind", "rbac.authorization.k8s.io", "clusterroles", None),
+        Check::deny("impersonate", "", "serviceaccounts", ns),
+    ]
+}
+
+/// Asked by the identity itself (SelfSubjectAccessReview): the apiserver's authorizer answers.
+async fn can(client: &kube::Client, check: &Check) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let (resource, subresource) = match check.resource.split_once('/') {
+        Some((r, s)) => (r, Some(s.to_string())),
+        None => (check.resource, None),
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(check.verb.into()),
+                group: Some(check.group.into()),
+                resource: Some(resource.into()),
+                subresource,
+                namespace: check.namespace.map(Into::into),
+                name: check.name.map(Into::into),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"));
+    answer.status.is_some_and(|s| s.allowed)
 }
 
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {

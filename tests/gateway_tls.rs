@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use secrecy::SecretString;
-use tanium_operator::gateway::{GatewayClient, GatewayConfig, GatewayError, RetryPolicy};
+use tanium_operator::gateway::{
+    GatewayClient, GatewayConfig, GatewayError, RetryPolicy, TlsVerification,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -86,18 +88,27 @@ async fn https_server(
 }
 
 fn client(url: &str, ca: Option<Vec<u8>>) -> GatewayClient {
+    client_with(url, ca, TlsVerification::Verify).unwrap()
+}
+
+fn client_with(
+    url: &str,
+    ca: Option<Vec<u8>>,
+    tls: TlsVerification,
+) -> Result<GatewayClient, GatewayError> {
     let mut config = GatewayConfig::new(url, SecretString::from(TOKEN.to_owned()));
     config.ca_bundle_pem = ca;
+    config.tls = tls;
     config.retry = RetryPolicy {
         max_attempts: 1,
         base: Duration::from_millis(1),
         cap: Duration::from_millis(1),
     };
-    GatewayClient::new(config).unwrap()
+    GatewayClient::new(config)
 }
 
-#[tokio::test]
-async fn private_ca_is_trusted_only_when_configured() {
+/// A server whose certificate a private CA signed, and that CA's PEM.
+async fn private_ca_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -108,11 +119,17 @@ async fn private_ca_is_trusted_only_when_configured() {
         .unwrap()
         .signed_by(&server_key, &issuer)
         .unwrap();
-    let (url, mut requests) = https_server(
+    let (url, requests) = https_server(
         server_cert.der().clone(),
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
     )
     .await;
+    (url, requests, ca_cert.pem())
+}
+
+#[tokio::test]
+async fn private_ca_is_trusted_only_when_configured() {
+    let (url, mut requests, ca_pem) = private_ca_server().await;
 
     let untrusted = client(&url, None).count_endpoints(None).await.unwrap_err();
     assert!(
@@ -120,7 +137,7 @@ async fn private_ca_is_trusted_only_when_configured() {
         "{untrusted:?}"
     );
 
-    let trusted = client(&url, Some(ca_cert.pem().into_bytes()));
+    let trusted = client(&url, Some(ca_pem.into_bytes()));
     assert_eq!(trusted.count_endpoints(None).await.unwrap(), 7);
     let request = requests.recv().await.unwrap();
     let lower = request.to_ascii_lowercase();
@@ -139,4 +156,23 @@ async fn private_ca_is_trusted_only_when_configured() {
     // Only in the header: the body carries the query and its variables, never the token.
     let body = &request[request.find("\r\n\r\n").unwrap()..];
     assert!(!body.contains(TOKEN));
+}
+
+/// Verification is on unless turned off by name; off, any certificate is accepted, and a CA bundle beside it
+/// is refused as a contradiction rather than silently ignored.
+#[tokio::test]
+async fn verification_is_off_only_when_asked_and_never_beside_a_ca_bundle() {
+    let (url, _requests, ca_pem) = private_ca_server().await;
+    assert_eq!(
+        GatewayConfig::new(&url, SecretString::from(TOKEN.to_owned())).tls,
+        TlsVerification::Verify
+    );
+    let insecure = client_with(&url, None, TlsVerification::Insecure).unwrap();
+    assert_eq!(insecure.tls(), TlsVerification::Insecure);
+    assert_eq!(insecure.count_endpoints(None).await.unwrap(), 7);
+    let both = client_with(&url, Some(ca_pem.into_bytes()), TlsVerification::Insecure).unwrap_err();
+    assert!(
+        matches!(&both, GatewayError::Config(m) if m.contains("contradict")),
+        "{both:?}"
+    );
 }

@@ -6,9 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, OperatorProcess, TOKEN, phase, ready_reason};
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, PostParams};
 use tanium_operator::controller::Policy;
-use tanium_operator::crd::TaniumAction;
+use tanium_operator::crd::{self, TaniumAction, TaniumTag};
 
 const OLD_TOKEN: &str = "token-expired-5e1f0c";
 
@@ -155,4 +156,65 @@ async fn operator_process_metrics_health_and_token_rotation() {
         !objects.contains(TOKEN) && !objects.contains(OLD_TOKEN),
         "a token appeared in status or events"
     );
+}
+
+/// TLS verification off is a deliberate act that stays visible: the start log says so, and every object carries
+/// `GatewayTLSVerified=False` for as long as it is off; started again with verification on, the condition goes.
+#[tokio::test]
+async fn tls_verification_off_is_warned_at_start_and_on_every_object() {
+    let Some(env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    env.namespace("tls").await;
+    let mut insecure = OperatorProcess::spawn(
+        &env,
+        env.cp.kubeconfig_path(),
+        dir.path(),
+        "insecure",
+        &[("TANIUM_INSECURE_SKIP_TLS_VERIFY", "true")],
+    );
+    let tags: Api<TaniumTag> = Api::namespaced(env.client.clone(), "tls");
+    let tag: TaniumTag = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag", "metadata": {"name": "pinned"},
+        "spec": {"tags": ["pinned"], "targets": {"endpoints": ["274177"]}, "interval": "2s"}
+    }))
+    .unwrap();
+    tags.create(&PostParams::default(), &tag).await.unwrap();
+    let actions: Api<TaniumAction> = Api::namespaced(env.client.clone(), "tls");
+    env.create(&actions, common::example("tag-by-endpoint-id"))
+        .await;
+    let unverified = |conditions: &[Condition]| {
+        crd::condition(conditions, crd::condition::GATEWAY_TLS_VERIFIED)
+            .is_some_and(|c| c.status == "False" && c.reason == "VerificationDisabled")
+    };
+    env.wait_for(
+        &actions,
+        "tag-by-endpoint-id",
+        "GatewayTLSVerified=False",
+        |o| o.status.as_ref().is_some_and(|s| unverified(&s.conditions)),
+    )
+    .await;
+    env.wait_until(&tags, "pinned", "GatewayTLSVerified=False", |t| {
+        t.status.as_ref().is_some_and(|s| unverified(&s.conditions))
+    })
+    .await;
+    insecure.kill();
+    let log = std::fs::read_to_string(&insecure.log).unwrap();
+    assert!(
+        log.contains("TLS verification of the Gateway is OFF"),
+        "{log}"
+    );
+
+    let _verifying =
+        OperatorProcess::spawn(&env, env.cp.kubeconfig_path(), dir.path(), "verifying", &[]);
+    env.wait_until(&tags, "pinned", "no GatewayTLSVerified", |t| {
+        t.status.as_ref().is_some_and(|s| {
+            crd::condition(&s.conditions, crd::condition::GATEWAY_TLS_VERIFIED).is_none()
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == crd::condition::READY)
+        })
+    })
+    .await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::gateway::{GatewayClient, GatewayConfig, GatewayError};
+use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, TlsVerification};
 
 /// Where the token may come from, besides `TANIUM_TOKEN_FILE`. Deliberately not a flag: a token typed on the
 /// command line lands in shell history and in every `ps` listing.
@@ -34,6 +34,10 @@ pub struct GatewayArgs {
     /// PEM bundle of extra CA certificates for the Gateway's TLS certificate.
     #[arg(long, env = "TANIUM_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Do not check the Gateway's TLS certificate (a lab only: anyone on the network path could read the
+    /// token and answer for the Gateway).
+    #[arg(long, env = "TANIUM_INSECURE_SKIP_TLS_VERIFY")]
+    pub insecure_skip_tls_verify: bool,
     #[arg(long, env = "TANIUM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
 }
@@ -108,6 +112,13 @@ impl GatewayArgs {
         let token = self.token()?;
         let mut config = GatewayConfig::new(url, token);
         config.ca_bundle_pem = self.ca_file.as_deref().map(read_file).transpose()?;
+        if self.insecure_skip_tls_verify {
+            config.tls = TlsVerification::Insecure;
+            eprintln!(
+                "WARNING: not checking the Gateway's TLS certificate (--insecure-skip-tls-verify): anyone on the \
+                 network path could read the API token and answer for the Gateway"
+            );
+        }
         config.request_timeout = Duration::from_secs(self.request_timeout_seconds.max(1));
         Ok(GatewayClient::new(config)?)
     }
@@ -184,6 +195,7 @@ mod tests {
             gateway_url: Some("http://127.0.0.1:1".into()),
             token_file: Some(PathBuf::from("/nonexistent/token")),
             ca_file: None,
+            insecure_skip_tls_verify: false,
             request_timeout_seconds: 1,
         };
         let e = args.client().map(|_| ()).unwrap_err().to_string();

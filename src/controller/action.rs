@@ -83,6 +83,11 @@ impl<'a> Reconciler<'a> {
             phase.as_deref(),
         );
         status.observed_generation = obj.metadata.generation;
+        super::mark_gateway_tls(
+            &mut status.conditions,
+            ctx.gateway.tls(),
+            obj.metadata.generation,
+        );
         Self {
             obj,
             ctx,

@@ -136,6 +136,11 @@ impl<'a> Inspector<'a> {
         let reason = condition_reason(&status);
         ctx.metrics.phase(KIND, &uid, reason.as_deref());
         status.observed_generation = obj.metadata.generation;
+        super::mark_gateway_tls(
+            &mut status.conditions,
+            ctx.gateway.tls(),
+            obj.metadata.generation,
+        );
         Self {
             obj,
             ctx,

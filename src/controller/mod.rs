@@ -20,7 +20,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::gateway::{GatewayClient, GatewayError};
+use crate::crd::{condition, set_condition};
+use crate::gateway::{GatewayClient, GatewayError, TlsVerification};
 
 pub use packages::PackageCache;
 
@@ -585,6 +586,29 @@ where
         )
         .await?;
     Ok(Arc::new(patched))
+}
+
+/// While the Gateway's certificate is not checked, every object says so: what it reports came over a connection
+/// anyone on the path could have answered. The condition goes once verification is back on.
+pub(crate) fn mark_gateway_tls(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    tls: TlsVerification,
+    generation: Option<i64>,
+) {
+    match tls {
+        TlsVerification::Insecure => set_condition(
+            conditions,
+            condition::GATEWAY_TLS_VERIFIED,
+            false,
+            "VerificationDisabled",
+            "the operator runs with TANIUM_INSECURE_SKIP_TLS_VERIFY: it does not check the Gateway's certificate, so \
+             anyone on the network path could read the API token and answer for the Gateway",
+            generation,
+        ),
+        TlsVerification::Verify => {
+            conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
+        }
+    }
 }
 
 /// The one way status is written: server-side apply of the whole status as this operator's field manager,

@@ -93,6 +93,11 @@ impl<'a> Tagger<'a> {
             phase.as_deref(),
         );
         status.observed_generation = obj.metadata.generation;
+        super::mark_gateway_tls(
+            &mut status.conditions,
+            ctx.gateway.tls(),
+            obj.metadata.generation,
+        );
         Self {
             obj,
             ctx,

@@ -223,6 +223,8 @@ pub mod condition {
     pub const PREVIEWED: &str = "Previewed";
     pub const DEPLOYED: &str = "Deployed";
     pub const COMPLETED: &str = "Completed";
+    /// Present (False) only while the operator runs with the Gateway's TLS verification off.
+    pub const GATEWAY_TLS_VERIFIED: &str = "GatewayTLSVerified";
 }
 
 const MAX_CONDITION_MESSAGE: usize = 2048;

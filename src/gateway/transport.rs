@@ -25,6 +25,7 @@ pub struct GatewayConfig {
     pub token: SecretString,
     /// Extra trusted CA certificates (PEM, may hold several) for a Gateway behind a private CA.
     pub ca_bundle_pem: Option<Vec<u8>>,
+    pub tls: TlsVerification,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
@@ -38,12 +39,23 @@ impl GatewayConfig {
             url: url.into(),
             token,
             ca_bundle_pem: None,
+            tls: TlsVerification::Verify,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             max_concurrent_requests: 16,
         }
     }
+}
+
+/// Whether the Gateway's certificate is checked. Off, anyone on the network path can read the token and answer
+/// for the Gateway: for a lab only, never the default, and said on every object (see `controller`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVerification {
+    #[default]
+    Verify,
+    /// Accept any certificate for any name.
+    Insecure,
 }
 
 /// Capped exponential backoff with full jitter.
@@ -124,6 +136,7 @@ struct Inner {
     permits: Semaphore,
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
+    tls: TlsVerification,
 }
 
 impl std::fmt::Debug for Inner {
@@ -159,6 +172,17 @@ impl GatewayClient {
             // A redirect means a login page: the token was not accepted. Never follow it with the token.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tanium-operator/", env!("CARGO_PKG_VERSION")));
+        match (config.tls, &config.ca_bundle_pem) {
+            (TlsVerification::Insecure, Some(_)) => {
+                return Err(GatewayError::Config(
+                    "a CA bundle and TLS verification off contradict each other: drop one".into(),
+                ));
+            }
+            (TlsVerification::Insecure, None) => {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            (TlsVerification::Verify, _) => {}
+        }
         if let Some(pem) = &config.ca_bundle_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| GatewayError::Config(format!("CA bundle: {e}")))?;
@@ -182,8 +206,13 @@ impl GatewayClient {
                 permits: Semaphore::new(config.max_concurrent_requests.max(1)),
                 retry: config.retry,
                 observer: std::sync::OnceLock::new(),
+                tls: config.tls,
             }),
         })
+    }
+
+    pub fn tls(&self) -> TlsVerification {
+        self.inner.tls
     }
 
     /// The GraphQL URL this client posts to.

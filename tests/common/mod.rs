@@ -372,9 +372,14 @@ impl Env {
 
     /// Render the chart and apply every object to the apiserver (server-side); returns kubectl's output.
     pub fn apply_chart(&self) -> String {
-        use std::io::Write as _;
         self.kubectl(&["create", "namespace", CHART_NAMESPACE]);
         let rendered = self.render_chart();
+        self.apply_yaml(&rendered)
+    }
+
+    /// Apply every object of a YAML stream (server-side); returns kubectl's output.
+    pub fn apply_yaml(&self, yaml: &str) -> String {
+        use std::io::Write as _;
         let kubectl = self.cp.binaries().kubectl().expect("pinned kubectl");
         let mut apply = std::process::Command::new(kubectl)
             .arg("--kubeconfig")
@@ -389,7 +394,7 @@ impl Env {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(rendered.as_bytes())
+            .write_all(yaml.as_bytes())
             .expect("writes");
         let out = apply.wait_with_output().expect("kubectl exits");
         assert!(
