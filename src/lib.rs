@@ -2,4 +2,5 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod gateway;
+pub mod plugin;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::output::{Table, human_bytes, percent, print, print_json};
+use super::output::{Table, human_bytes, percent, print, print_data};
 use super::{CliError, Format, GatewayArgs, Interrupt, OutputArgs};
 use crate::crd::parse_duration;
 use crate::gateway::{
@@ -238,7 +238,7 @@ async fn cpu(args: CpuArgs) -> Result<ExitCode, CliError> {
         memory_used_percent: perf.memory_used_percent,
     };
     match format {
-        Format::Json => print_json(&report)?,
+        format @ (Format::Json | Format::Yaml) => print_data(format, &report)?,
         Format::Table => {
             let mut t = Table::new(vec!["ENDPOINT", "COMPUTER NAME", "CPU%", "MEMORY%"]);
             t.row(vec![
@@ -291,7 +291,7 @@ async fn processes(args: ProcessesArgs) -> Result<ExitCode, CliError> {
         processes,
     };
     match format {
-        Format::Json => print_json(&report)?,
+        format @ (Format::Json | Format::Yaml) => print_data(format, &report)?,
         Format::Table => {
             let mut t = Table::new(vec!["PID", "PPID", "NAME", "USER", "MEMORY", "CPU%"]);
             for p in &report.processes {
@@ -344,7 +344,7 @@ async fn alerts(args: AlertsArgs) -> Result<ExitCode, CliError> {
         alerts,
     };
     match format {
-        Format::Json => print_json(&report)?,
+        format @ (Format::Json | Format::Yaml) => print_data(format, &report)?,
         Format::Table => {
             let dash = || "-".to_owned();
             let mut t = Table::new(vec![
@@ -420,7 +420,7 @@ async fn kill(args: KillArgs) -> Result<ExitCode, CliError> {
         outcome: if ended { "ended" } else { "noSuchProcess" },
     };
     match format {
-        Format::Json => print_json(&report)?,
+        format @ (Format::Json | Format::Yaml) => print_data(format, &report)?,
         Format::Table if ended => print(&format!(
             "ended: process {} {:?} on endpoint {} ({}) with {}\n",
             report.pid,

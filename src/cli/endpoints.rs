@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::output::{Table, print, print_json};
+use super::output::{Table, print, print_data};
 use super::{CliError, Format, GatewayArgs, OutputArgs};
 use crate::gateway::endpoints::EndpointQuery;
 use crate::gateway::{Endpoint, Filter};
@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> Result<std::process::ExitCode, CliError> {
         endpoints: endpoints.into_iter().map(Row::from).collect(),
     };
     match args.output.format {
-        Format::Json => print_json(&listing)?,
+        format @ (Format::Json | Format::Yaml) => print_data(format, &listing)?,
         Format::Table => {
             let mut table = Table::new(vec!["ID", "COMPUTER NAME", "PLATFORM", "IP"]);
             for e in &listing.endpoints {

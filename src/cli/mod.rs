@@ -49,6 +49,8 @@ pub enum Format {
     Table,
     /// One JSON document on stdout; field names are camelCase and stable.
     Json,
+    /// The same document as YAML.
+    Yaml,
 }
 
 #[derive(clap::Args, Debug, Clone, Copy)]
@@ -79,6 +81,8 @@ pub enum CliError {
     Interrupted(String),
     #[error("cannot write the output: {0}")]
     Output(String),
+    #[error("Kubernetes: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 impl CliError {

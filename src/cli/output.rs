@@ -4,7 +4,7 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use super::CliError;
+use super::{CliError, Format};
 
 /// Columns aligned to their widest cell; the last column is not padded, so lines carry no trailing blanks.
 pub struct Table {
@@ -76,10 +76,19 @@ pub fn print(text: &str) -> Result<(), CliError> {
     }
 }
 
-pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
-    text.push('\n');
+/// JSON or YAML of the same document (field names camelCase and stable); a table is each command's own.
+pub fn print_data(format: Format, value: &impl Serialize) -> Result<(), CliError> {
+    let text = match format {
+        Format::Yaml => {
+            serde_yaml_ng::to_string(value).map_err(|e| CliError::Output(e.to_string()))?
+        }
+        Format::Json | Format::Table => {
+            let mut text =
+                serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
+            text.push('\n');
+            text
+        }
+    };
     print(&text)
 }
 

@@ -2,12 +2,12 @@
 //! without deploying anything. It runs the controller's own checks in the controller's order (targets, package,
 //! parameters, preview, safety gates) and its digest function, so the digest printed is the one to approve.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::{Deserialize as _, Serialize};
 
-use super::output::{Table, print, print_json};
+use super::output::{Table, print, print_data};
 use super::{CliError, Format, GatewayArgs, OutputArgs};
 use crate::controller::preview;
 use crate::crd::{APPROVED_PREVIEW_ANNOTATION, EndpointSample, GROUP, TaniumAction};
@@ -217,17 +217,27 @@ fn documents(
 }
 
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (text, origin) = if args.file.as_os_str() == "-" {
+    let client = args.gateway.client()?;
+    run_with(&client, &args.file, args.output.format).await
+}
+
+/// The preview of `file` against `client`'s Gateway, printed as `format`.
+pub async fn run_with(
+    client: &GatewayClient,
+    file: &Path,
+    format: Format,
+) -> Result<ExitCode, CliError> {
+    let (text, origin) = if file.as_os_str() == "-" {
         let text = std::io::read_to_string(std::io::stdin()).map_err(|source| CliError::File {
             path: "stdin".into(),
             source,
         })?;
         (text, "stdin".to_owned())
     } else {
-        let bytes = super::read_file(&args.file)?;
+        let bytes = super::read_file(file)?;
         (
             String::from_utf8_lossy(&bytes).into_owned(),
-            args.file.display().to_string(),
+            file.display().to_string(),
         )
     };
     let docs = documents(&text, &origin)?;
@@ -236,11 +246,10 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "{origin}: no TaniumAction in the file"
         )));
     }
-    let client = args.gateway.client()?;
     let mut actions = Vec::new();
     for doc in docs {
         actions.push(match doc {
-            Ok(obj) => evaluate(&client, &obj).await?,
+            Ok(obj) => evaluate(client, &obj).await?,
             Err(invalid) => invalid,
         });
     }
@@ -248,8 +257,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         all_would_deploy: actions.iter().all(|a| a.would_deploy),
         actions,
     };
-    match args.output.format {
-        Format::Json => print_json(&report)?,
+    match format {
+        format @ (Format::Json | Format::Yaml) => print_data(format, &report)?,
         Format::Table => print(&render(&report))?,
     }
     Ok(if report.all_would_deploy {

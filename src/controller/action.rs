@@ -382,7 +382,7 @@ impl<'a> Reconciler<'a> {
         }
         if recurring && !ended_schedule {
             // Tanium reissues it until its end time; there is nothing to decide before then.
-            let message = self.progress_message();
+            let message = self.status.results.unwrap_or_default().summary();
             return self.running(Phase::Running, "Running", message).await;
         }
         let all_finished = targeted > 0 && finished >= targeted;
@@ -407,7 +407,7 @@ impl<'a> Reconciler<'a> {
             let (phase, reason) = outcome(&progress.results, false);
             return self.finish(phase, reason, progress.open.clone()).await;
         }
-        let message = self.progress_message();
+        let message = self.status.results.unwrap_or_default().summary();
         self.running(Phase::Running, "Running", message).await
     }
 
@@ -498,7 +498,7 @@ impl<'a> Reconciler<'a> {
         }
         self.status.completed_at = Some(now);
         self.status.phase = Some(phase);
-        let mut message = self.progress_message();
+        let mut message = self.status.results.unwrap_or_default().summary();
         if !to_stop.is_empty() {
             let ids: Vec<String> = to_stop.iter().map(ToString::to_string).collect();
             message.push_str(&format!(
@@ -653,20 +653,6 @@ impl<'a> Reconciler<'a> {
             self.event(true, e.reason(), message);
         }
         super::after_gateway_error(self.ctx, e)
-    }
-
-    fn progress_message(&self) -> String {
-        let r = self.status.results.unwrap_or_default();
-        format!(
-            "{} of {} targeted endpoint(s) finished: {} completed, {} failed, {} expired; {} waiting, {} running",
-            r.counts.finished(),
-            r.targeted,
-            r.counts.completed + r.counts.verified,
-            r.counts.failed + r.counts.failed_verification,
-            r.counts.expired,
-            r.counts.waiting + r.counts.waiting_to_retry,
-            r.counts.downloading + r.counts.running + r.counts.pending_verification,
-        )
     }
 
     /// Unique per object: the uid makes it findable after a crash, the prefix makes it readable in Tanium.

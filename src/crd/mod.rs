@@ -152,6 +152,23 @@ pub struct ResultCounts {
     pub counts: ActionResults,
 }
 
+impl ResultCounts {
+    /// One line for a condition message or a terminal.
+    pub fn summary(&self) -> String {
+        let r = &self.counts;
+        format!(
+            "{} of {} targeted endpoint(s) finished: {} completed, {} failed, {} expired; {} waiting, {} running",
+            r.finished(),
+            self.targeted,
+            r.completed + r.verified,
+            r.failed + r.failed_verification,
+            r.expired,
+            r.waiting + r.waiting_to_retry,
+            r.downloading + r.running + r.pending_verification,
+        )
+    }
+}
+
 /// One deployment through `actionPerform` and what it created: the record that makes it happen at most once.
 /// Shared by every kind that deploys.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

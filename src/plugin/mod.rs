@@ -1,0 +1,88 @@
+//! `kubectl tanium` (the `kubectl-tanium` binary): the operator's objects and the Gateway, for a person at a
+//! terminal. `preview` and `endpoints` are the operator binary's ad-hoc commands (against the Gateway in
+//! `TANIUM_GATEWAY_URL`, or with `--from-cluster` the one the cluster's operator uses); `approve` and `status`
+//! work on TaniumActions in the cluster of the current kubeconfig context.
+//!
+//! Exit codes as the ad-hoc CLI's ([`crate::cli`]): 0 success; 1 an error or a held action (`preview`); 2 a
+//! refused command line; 130 interrupted.
+
+mod approve;
+mod cluster;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::{self, CliError, GatewayArgs, OutputArgs};
+
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "kubectl-tanium",
+    bin_name = "kubectl tanium",
+    version,
+    about = "Preview, approve and follow Tanium actions driven by tanium-operator"
+)]
+pub struct Plugin {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+// Parsed once at start-up; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    /// What the TaniumActions in a manifest would target and whether they would deploy now, deploying nothing.
+    Preview(PreviewArgs),
+    /// Approve a TaniumAction's preview (shows its count, sample and digest and asks first, unless --yes).
+    Approve(approve::Args),
+    /// A TaniumAction's scheduled actions, per-platform ids and result counts; -w follows it to the end.
+    Status(status::Args),
+    /// The endpoints a filter selects.
+    Endpoints(cli::endpoints::Args),
+}
+
+#[derive(clap::Args, Debug)]
+struct PreviewArgs {
+    /// Manifest with TaniumAction documents (multi-document YAML); `-` reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Use the Gateway, CA bundle and token of the operator installed in the cluster (read from its Deployment and
+    /// its token Secret, which your kubeconfig must be allowed to read), instead of TANIUM_GATEWAY_URL.
+    #[arg(long)]
+    from_cluster: bool,
+    #[command(flatten)]
+    operator: cluster::OperatorRef,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub async fn run(plugin: Plugin) -> Result<ExitCode, CliError> {
+    match plugin.command {
+        Command::Preview(args) => {
+            let gateway = if args.from_cluster {
+                cluster::gateway(&kube_client().await?, &args.operator).await?
+            } else {
+                args.gateway.client()?
+            };
+            cli::preview::run_with(&gateway, &args.file, args.output.format).await
+        }
+        Command::Approve(args) => approve::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Endpoints(args) => cli::endpoints::run(args).await,
+    }
+}
+
+async fn kube_client() -> Result<kube::Client, CliError> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| CliError::Config(format!("no cluster to talk to (KUBECONFIG): {e}")))
+}
+
+/// `-n`, else the current context's namespace, as kubectl chooses.
+async fn namespace(given: Option<String>) -> Result<(kube::Client, String), CliError> {
+    let client = kube_client().await?;
+    let ns = given.unwrap_or_else(|| client.default_namespace().to_owned());
+    Ok((client, ns))
+}

@@ -1,0 +1,250 @@
+//! `kubectl tanium` as a process, against the local control plane with the operator running and tanium-sim:
+//! `status` (tree, JSON, YAML, `-w` to the end), `approve` (refused by a "no", written on a "yes", refused when
+//! there is nothing to approve), `preview` against the Gateway and with the cluster's operator config, and
+//! `endpoints`.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{CHART_NAMESPACE, Env, TOKEN};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::APPROVED_PREVIEW_ANNOTATION;
+use tokio::io::AsyncWriteExt as _;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `kubectl tanium <args>` as kubectl runs a plugin: the binary on its own, with KUBECONFIG; `stdin` is typed in.
+async fn plugin(env: &Env, args: &[&str], stdin: &str) -> Run {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-tanium"))
+        .args(args)
+        .env("KUBECONFIG", env.cp.kubeconfig_path())
+        .env("TANIUM_GATEWAY_URL", env.sim.url())
+        .env("TANIUM_TOKEN", TOKEN)
+        .env_remove("TANIUM_TOKEN_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl-tanium starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("typed");
+    drop(input);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("kubectl-tanium ends within 2 minutes")
+    .expect("kubectl-tanium runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn example_path(name: &str) -> String {
+    format!("{}/examples/{name}.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn status_approve_preview_and_endpoints() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("plugin").await;
+    env.create(&api, common::example("needs-preview-approval"))
+        .await;
+    let held = env
+        .wait_for(
+            &api,
+            "needs-preview-approval",
+            "AwaitingPreviewApproval",
+            |o| common::phase(o).as_deref() == Some("AwaitingPreviewApproval"),
+        )
+        .await;
+    let preview = held
+        .status
+        .as_ref()
+        .and_then(|s| s.preview.clone())
+        .unwrap();
+    let name = ["-n", "plugin", "needs-preview-approval"];
+
+    // status: the tree says what it waits for.
+    let run = plugin(&env, &[&["status"][..], &name].concat(), "").await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .starts_with("TaniumAction plugin/needs-preview-approval: AwaitingPreviewApproval\n"),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "preview    {} endpoint(s), digest {}",
+            preview.count, preview.digest
+        )),
+        "{run}"
+    );
+
+    // approve: a "no" approves nothing; a "yes" writes the digest shown.
+    let run = plugin(&env, &[&["approve"][..], &name].concat(), "n\n").await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("Preview digest: {}", preview.digest)),
+        "{run}"
+    );
+    assert!(run.stdout.contains("Not approved."), "{run}");
+    for e in &preview.sample {
+        assert!(run.stdout.contains(&e.name), "the sample is shown: {run}");
+    }
+    let obj = api.get("needs-preview-approval").await.unwrap();
+    assert!(
+        !obj.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(APPROVED_PREVIEW_ANNOTATION)
+    );
+    let run = plugin(&env, &[&["approve"][..], &name].concat(), "y\n").await;
+    assert_eq!(run.code, 0, "{run}");
+    let obj = api.get("needs-preview-approval").await.unwrap();
+    assert_eq!(
+        obj.metadata
+            .annotations
+            .unwrap_or_default()
+            .get(APPROVED_PREVIEW_ANNOTATION),
+        Some(&preview.digest)
+    );
+
+    // status -w -o json: one document per change, to the end.
+    let run = plugin(
+        &env,
+        &[&["status", "-w", "-o", "json"][..], &name].concat(),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run}");
+    let views: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = views.last().expect("at least one view");
+    assert_eq!(last["phase"], "Completed", "{run}");
+    let done = api.get("needs-preview-approval").await.unwrap();
+    let deployment = &done.status.as_ref().unwrap().deployment;
+    assert_eq!(
+        last["scheduledActions"][0]["id"],
+        json!(deployment.scheduled_actions[0].id),
+        "{run}"
+    );
+    assert_eq!(env.performs_for(&done), 1);
+
+    // The tree of the finished action: its scheduled action, action instance and a full bar; the same as YAML.
+    let run = plugin(&env, &[&["status"][..], &name].concat(), "").await;
+    println!("{}", run.stdout);
+    let sa = &deployment.scheduled_actions[0];
+    assert!(
+        run.stdout
+            .contains(&format!("├─ scheduled action {}   Linux", sa.id)),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "│  └─ action {}",
+            sa.last_action_id.as_deref().unwrap()
+        )),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains(&format!("[{}]", "#".repeat(30))),
+        "{run}"
+    );
+    let run = plugin(&env, &[&["status", "-o", "yaml"][..], &name].concat(), "").await;
+    let yaml: Value = serde_yaml_ng::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    assert_eq!(yaml["phase"], "Completed");
+    assert_eq!(
+        yaml["results"]["targeted"],
+        json!(done.status.as_ref().unwrap().results.unwrap().targeted)
+    );
+
+    // Nothing left to approve.
+    let run = plugin(&env, &[&["approve", "--yes"][..], &name].concat(), "").await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("not AwaitingPreviewApproval"), "{run}");
+    let run = plugin(&env, &["status", "-n", "plugin", "no-such-action"], "").await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("no-such-action"), "{run}");
+
+    // preview against the Gateway, and with the cluster's operator config (its Deployment, its token Secret).
+    let direct = plugin(
+        &env,
+        &["preview", "-f", &example_path("tag-by-computer-name")],
+        "",
+    )
+    .await;
+    assert!(direct.stdout.contains("Matches:"), "{direct}");
+    env.apply_chart();
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), CHART_NAMESPACE);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tanium-api-token"}, "stringData": {"token": TOKEN}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    // No Gateway in the environment: the Deployment's URL and the Secret its token file is mounted from.
+    let from_cluster = {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-tanium"));
+        child
+            .args([
+                "preview",
+                "--from-cluster",
+                "-f",
+                &example_path("tag-by-computer-name"),
+            ])
+            .env("KUBECONFIG", env.cp.kubeconfig_path())
+            .env_remove("TANIUM_GATEWAY_URL")
+            .env_remove("TANIUM_TOKEN");
+        let out = child.output().await.unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    assert_eq!(from_cluster.code, direct.code, "{from_cluster}");
+    assert_eq!(from_cluster.stdout, direct.stdout, "{from_cluster}");
+
+    // endpoints, as a table and as JSON.
+    let filter =
+        r#"{"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "tanium-server-01"}"#;
+    let run = plugin(&env, &["endpoints", "--filter", filter], "").await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("tanium-server-01"), "{run}");
+    let run = plugin(&env, &["endpoints", "--filter", filter, "-o", "json"], "").await;
+    let listing: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    assert_eq!(listing["total"], 1, "{run}");
+    env.stop_controller();
+}
