@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use kube_lease_manager::LeaseManagerBuilder;
 use secrecy::SecretString;
 use tanium_operator::cli;
+use tanium_operator::controller::rotation::RotationConfig;
 use tanium_operator::controller::{self, Config, Context, Policy, Timing};
 use tanium_operator::crd;
 use tanium_operator::gateway::{GatewayClient, GatewayConfig, TlsVerification};
@@ -125,6 +126,21 @@ struct RunArgs {
     /// How often to re-read the token file (a rotated Secret is picked up without a restart).
     #[arg(long, env = "TANIUM_TOKEN_RELOAD_SECONDS", default_value_t = 10)]
     token_reload_seconds: u64,
+    /// Rotate the Gateway token with apiTokenRotate before it expires, writing the new one into the token Secret
+    /// (TANIUM_TOKEN_SECRET in POD_NAMESPACE; the leader does it).
+    #[arg(long, env = "TANIUM_TOKEN_ROTATION")]
+    token_rotation: bool,
+    /// The Secret the token file is mounted from (needed with TANIUM_TOKEN_ROTATION).
+    #[arg(long, env = "TANIUM_TOKEN_SECRET")]
+    token_secret: Option<String>,
+    #[arg(long, env = "TANIUM_TOKEN_SECRET_KEY", default_value = "token")]
+    token_secret_key: String,
+    /// How long before the token expires it is rotated, e.g. 72h.
+    #[arg(long, env = "TANIUM_TOKEN_ROTATION_LEAD", default_value = "72h", value_parser = crd::parse_duration)]
+    token_rotation_lead: Duration,
+    /// How often rotation looks at the Secret and the Gateway's clock, at most.
+    #[arg(long, env = "TANIUM_TOKEN_CHECK_INTERVAL", default_value = "10m", value_parser = crd::parse_duration)]
+    token_check_interval: Duration,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -142,6 +158,8 @@ enum MainError {
     Yaml(#[from] serde_yaml_ng::Error),
     #[error("leader election: {0}")]
     Lease(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 #[tokio::main]
@@ -258,6 +276,19 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         namespace: args.namespace,
         concurrency: args.concurrency,
         poll_batch: usize::from(args.poll_batch),
+        token_rotation: match (args.token_rotation, args.token_secret) {
+            (false, _) => None,
+            (true, Some(secret)) => Some(RotationConfig {
+                namespace: args.lease_namespace.clone(),
+                secret,
+                key: args.token_secret_key,
+                lead: args.token_rotation_lead,
+                check_every: args.token_check_interval.max(Duration::from_secs(1)),
+            }),
+            (true, None) => return Err(MainError::Config(
+                "TANIUM_TOKEN_ROTATION needs TANIUM_TOKEN_SECRET: the Secret the token is mounted from".into(),
+            )),
+        },
     };
     tracing::info!(gateway = %gateway.endpoint(), policy = ?config.policy, "starting tanium-operator");
     let client_for_lease = client.clone();

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_seconds: HistogramFamily<OperationLabels>,
     pub leader: Gauge,
+    /// Days until the Gateway token expires, as last seen by token rotation.
+    pub token_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub objects: Family<PhaseLabels, Gauge>,
     /// The phase last counted for each object (kind, uid), so that gauges move by transitions.
     phases: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
@@ -103,6 +105,12 @@ impl Default for Metrics {
             "1 while this replica reconciles (holds the lease)",
             leader.clone(),
         );
+        let token_expiry_days = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "gateway_token_expiry_days",
+            "Days until the Gateway API token expires (with token rotation on; the leader reports it)",
+            token_expiry_days.clone(),
+        );
         let objects = Family::<PhaseLabels, Gauge>::default();
         registry.register(
             "objects",
@@ -116,6 +124,7 @@ impl Default for Metrics {
             gateway_requests,
             gateway_seconds,
             leader,
+            token_expiry_days,
             objects,
             phases: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
@@ -123,6 +132,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn token_expiry(&self, left: Duration) {
+        self.token_expiry_days.set(left.as_secs_f64() / 86_400.0);
+    }
+
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
         self.reconciles
             .get_or_create(&ReconcileLabels {

@@ -218,7 +218,8 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         wrong.join("\n")
     );
 
-    // Installed for one namespace, its ServiceAccount reaches nothing outside it.
+    // Installed for one namespace (and with token rotation), its ServiceAccount reaches nothing outside it, and of
+    // Secrets only the token's, by name.
     env.kubectl(&["create", "namespace", "scoped-system"]);
     let scoped = env.helm(&[
         "template",
@@ -229,7 +230,9 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         &kube_version,
         &gateway,
         "--set=watchNamespace=team",
+        "--set=gateway.tokenRotation.enabled=true",
     ]);
+    assert!(scoped.contains("name: TANIUM_TOKEN_ROTATION"), "{scoped}");
     env.apply_yaml(&scoped);
     let sa = Identity::service_account("scoped-system", "scoped-tanium-operator");
     let as_scoped = env.cp.client_for(&sa).await.unwrap();
@@ -262,7 +265,12 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         ),
         Check::deny("create", "events.k8s.io", "events", Some("other")),
         Check::deny("get", "", "secrets", Some("team")),
-        Check::deny("get", "", "secrets", Some("scoped-system")),
+        Check::allow("get", "", "secrets", Some("scoped-system")).named("tanium-api-token"),
+        Check::allow("patch", "", "secrets", Some("scoped-system")).named("tanium-api-token"),
+        Check::deny("get", "", "secrets", Some("scoped-system")).named("another-secret"),
+        Check::deny("list", "", "secrets", Some("scoped-system")),
+        Check::deny("watch", "", "secrets", Some("scoped-system")),
+        Check::deny("delete", "", "secrets", Some("scoped-system")).named("tanium-api-token"),
     ];
     for check in checks {
         if can(&as_scoped, &check).await != check.allowed {

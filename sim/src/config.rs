@@ -21,6 +21,8 @@ pub enum FleetSource {
 pub struct TokenUser {
     pub token: String,
     pub user: String,
+    /// Sim time after which the token is refused (HTTP 401, as an expired token is); `None`: never.
+    pub expires_at: Option<jiff::Timestamp>,
 }
 
 impl TokenUser {
@@ -28,7 +30,13 @@ impl TokenUser {
         Self {
             token: token.into(),
             user: user.into(),
+            expires_at: None,
         }
+    }
+
+    pub fn expiring_at(mut self, at: jiff::Timestamp) -> Self {
+        self.expires_at = Some(at);
+        self
     }
 }
 
@@ -38,6 +46,7 @@ impl fmt::Debug for TokenUser {
         f.debug_struct("TokenUser")
             .field("token", &"<redacted>")
             .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
@@ -55,6 +64,8 @@ pub struct SimConfig {
     /// Probability that one endpoint fails one action instance; deterministic from the fleet seed.
     pub action_failure_rate: f64,
     pub faults: Faults,
+    /// How long a token made by `apiTokenRotate` is valid, in simulated time (Tanium advises two weeks or less).
+    pub token_lifetime: Duration,
 }
 
 impl Default for SimConfig {
@@ -68,6 +79,7 @@ impl Default for SimConfig {
             dc_idle_timeout: Duration::from_secs(120),
             action_failure_rate: 0.0,
             faults: Faults::default(),
+            token_lifetime: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }

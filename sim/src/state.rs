@@ -31,6 +31,7 @@ pub(crate) struct State {
     pub dc_idle_timeout: Duration,
     pub failure_rate: f64,
     pub tokens: Vec<TokenUser>,
+    pub token_lifetime: Duration,
     pub endpoints: Vec<Endpoint>,
     pub index: HashMap<String, usize>,
     pub next_endpoint_id: u64,
@@ -61,6 +62,7 @@ impl State {
             dc_idle_timeout: config.dc_idle_timeout,
             failure_rate: config.action_failure_rate,
             tokens: config.tokens.clone(),
+            token_lifetime: config.token_lifetime,
             endpoints: Vec::new(),
             index: HashMap::new(),
             next_endpoint_id: 2_000_001,
@@ -146,18 +148,31 @@ impl State {
         id
     }
 
-    /// Replaces a token with a fresh one for the same user; returns (token id, new token).
-    pub(crate) fn rotate_token(&mut self, old: &str) -> Option<(String, String)> {
-        let pos = self.tokens.iter().position(|t| t.token == old)?;
+    /// Replaces a valid token with a fresh one for the same user, valid for the token lifetime; the old one is
+    /// refused from now on. Returns (token id, new token, its expiry).
+    pub(crate) fn rotate_token(&mut self, old: &str) -> Option<(String, String, Timestamp)> {
+        let now = self.clock.now();
+        let pos = self
+            .tokens
+            .iter()
+            .position(|t| t.token == old && t.expires_at.is_none_or(|at| now < at))?;
         let fresh = format!("token-{:032x}", rand::random::<u128>());
+        let expires_at = crate::clock::add(
+            now,
+            jiff::SignedDuration::try_from(self.token_lifetime)
+                .unwrap_or(jiff::SignedDuration::MAX),
+        );
         self.tokens[pos].token = fresh.clone();
-        Some(((pos + 1).to_string(), fresh))
+        self.tokens[pos].expires_at = Some(expires_at);
+        Some(((pos + 1).to_string(), fresh, expires_at))
     }
 
+    /// The user a token authenticates, unless it is unknown or expired.
     pub(crate) fn user_for(&self, token: &str) -> Option<String> {
+        let now = self.clock.now();
         self.tokens
             .iter()
-            .find(|t| t.token == token)
+            .find(|t| t.token == token && t.expires_at.is_none_or(|at| now < at))
             .map(|t| t.user.clone())
     }
 
@@ -209,6 +224,25 @@ impl Sim {
     /// Locks the state without moving time, so one response reads one consistent instant.
     pub(crate) fn peek(&self) -> MutexGuard<'_, State> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Does the sim accept this token now (known and not expired)?
+    pub fn accepts_token(&self, token: &str) -> bool {
+        self.peek().user_for(token).is_some()
+    }
+
+    /// Issue another token (what a person does in the Tanium console).
+    pub fn add_token(&self, token: TokenUser) {
+        self.lock().tokens.push(token);
+    }
+
+    /// When a token expires (sim time); `None` if unknown or without expiry.
+    pub fn token_expiry(&self, token: &str) -> Option<Timestamp> {
+        self.peek()
+            .tokens
+            .iter()
+            .find(|t| t.token == token)
+            .and_then(|t| t.expires_at)
     }
 
     pub fn audit(&self) -> Vec<AuditEntry> {

@@ -7,6 +7,7 @@ pub mod inspection;
 mod packages;
 pub mod poller;
 pub mod preview;
+pub mod rotation;
 pub mod tag;
 mod tracking;
 
@@ -131,6 +132,8 @@ pub struct Config {
     /// Actions per results-poll request (GraphQL aliases in one document, at most 50). 1 polls the way scripts
     /// do, one request per action: only for comparison.
     pub poll_batch: usize,
+    /// Rotate the Gateway token before it expires (leader only); `None`: off.
+    pub token_rotation: Option<rotation::RotationConfig>,
 }
 
 impl Default for Config {
@@ -141,6 +144,7 @@ impl Default for Config {
             namespace: None,
             concurrency: 8,
             poll_batch: crate::gateway::actions::POLL_BATCH,
+            token_rotation: None,
         }
     }
 }
@@ -155,6 +159,10 @@ pub struct FailPoints {
     /// After a Direct Connect process termination answered and before its outcome reaches status: wait while
     /// set (the test edits the object meanwhile, or kills the controller).
     pub hang_after_kill: AtomicBool,
+    /// After `apiTokenRotate` answered and before the new token reaches the Secret: wait while set.
+    pub hang_after_rotate: AtomicBool,
+    /// After the new token reached the Secret and before it is confirmed: wait while set.
+    pub hang_after_token_write: AtomicBool,
 }
 
 pub struct Context {
@@ -175,6 +183,8 @@ pub struct Context {
     pub caches_synced: std::sync::atomic::AtomicUsize,
     #[doc(hidden)]
     pub fail_points: FailPoints,
+    /// Set by token rotation while the token needs a person; every object says so (`GatewayToken`).
+    pub token_trouble: Mutex<Option<rotation::TokenTrouble>>,
 }
 
 impl Context {
@@ -203,6 +213,7 @@ impl Context {
             poller: poller::Poller::new(batch),
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
+            token_trouble: Mutex::new(None),
         }
     }
 
@@ -233,6 +244,17 @@ impl Context {
         if self.fail_points.hang_after_perform.load(Ordering::SeqCst) {
             tracing::warn!("fail point: hanging after actionPerform");
             std::future::pending::<()>().await;
+        }
+    }
+
+    /// Wait while `point` is set (a test kills the controller there, as a crash at that line would).
+    #[doc(hidden)]
+    pub async fn fail_point(&self, name: &str, point: &AtomicBool) {
+        if point.load(Ordering::SeqCst) {
+            tracing::warn!(name, "fail point: holding");
+        }
+        while point.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -347,6 +369,7 @@ pub async fn run(
             Some(tags_woken)
         ),
         run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
+        rotation::run(ctx.clone(), shutdown.clone()),
         ctx.poller
             .run(&ctx.gateway, &ctx.config.timing, shutdown.clone()),
     );
@@ -588,14 +611,15 @@ where
     Ok(Arc::new(patched))
 }
 
-/// While the Gateway's certificate is not checked, every object says so: what it reports came over a connection
-/// anyone on the path could have answered. The condition goes once verification is back on.
-pub(crate) fn mark_gateway_tls(
+/// What every object says about the operator itself, present only while a person should act:
+/// `GatewayTLSVerified=False` while the Gateway's certificate is not checked (what the object reports came over a
+/// connection anyone on the path could have answered), `GatewayToken=False` while token rotation needs a person.
+pub(crate) fn mark_operator_conditions(
     conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    tls: TlsVerification,
+    ctx: &Context,
     generation: Option<i64>,
 ) {
-    match tls {
+    match ctx.gateway.tls() {
         TlsVerification::Insecure => set_condition(
             conditions,
             condition::GATEWAY_TLS_VERIFIED,
@@ -609,11 +633,20 @@ pub(crate) fn mark_gateway_tls(
             conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
         }
     }
+    let trouble = ctx.token_trouble.lock().ok().and_then(|t| t.clone());
+    match trouble {
+        Some(t) => set_condition(
+            conditions,
+            condition::GATEWAY_TOKEN,
+            false,
+            t.reason,
+            t.message,
+            generation,
+        ),
+        None => conditions.retain(|c| c.type_ != condition::GATEWAY_TOKEN),
+    }
 }
 
-/// The one way status is written: server-side apply of the whole status as this operator's field manager,
-/// conditional on `resource_version` (the version the reconcile read, then each write's result), so that a
-/// reconcile that started from a stale copy fails with a conflict instead of acting on old state.
 async fn write_status<K>(
     api: &kube::Api<K>,
     name: &str,

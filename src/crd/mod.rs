@@ -242,6 +242,8 @@ pub mod condition {
     pub const COMPLETED: &str = "Completed";
     /// Present (False) only while the operator runs with the Gateway's TLS verification off.
     pub const GATEWAY_TLS_VERIFIED: &str = "GatewayTLSVerified";
+    /// Present (False) only while token rotation needs a person (see `controller::rotation`).
+    pub const GATEWAY_TOKEN: &str = "GatewayToken";
 }
 
 const MAX_CONDITION_MESSAGE: usize = 2048;

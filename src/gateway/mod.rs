@@ -12,6 +12,7 @@ pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod packages;
+pub mod tokens;
 pub mod transport;
 
 use serde::de::DeserializeOwned;
@@ -118,6 +119,7 @@ pub fn documents() -> Vec<(&'static str, &'static str)> {
     all.extend(packages::DOCUMENTS);
     all.extend(actions::DOCUMENTS);
     all.extend(direct_connect::DOCUMENTS);
+    all.extend(tokens::DOCUMENTS);
     all
 }
 
@@ -151,7 +153,7 @@ fn decode<T: DeserializeOwned>(operation: &'static str, value: Value) -> Result<
 /// A mutation payload's `error: SystemError`, if it carries one.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SystemError {
+pub(crate) struct SystemError {
     message: Option<String>,
     retryable: Option<bool>,
     timed_out: Option<bool>,

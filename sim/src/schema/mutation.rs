@@ -305,11 +305,10 @@ impl Mutation {
         input: ApiTokenRotateInput,
     ) -> Result<ApiTokenRotatePayload> {
         run(ctx, "apiTokenRotate", |st, _| {
-            let (id, token) = st
+            let (id, token, expiration) = st
                 .rotate_token(&input.token_string)
-                .ok_or_else(|| MutError::Payload("token not found".into()))?;
+                .ok_or_else(|| MutError::Payload("token not found or expired".into()))?;
             let now = st.synced_at;
-            let expiration = crate::clock::add(now, jiff::SignedDuration::from_hours(24 * 14));
             Ok((
                 ApiTokenRotatePayload {
                     token: Some(ApiToken {

@@ -1,0 +1,431 @@
+//! Tanium API token rotation (`tokenRotation.enabled`). The token lives in a Secret (key `token`), mounted into
+//! the pod as a file; with rotation on, the leader also reads the Secret through the API, and before the token
+//! expires (`lead` ahead) calls `apiTokenRotate` and writes the new token back.
+//!
+//! `apiTokenRotate` makes the old token useless at once, so the order is what keeps a valid token durable:
+//! 1. the intent (`token-rotation-started-at`) is written on the version read, so that a restart knows a rotation
+//!    may have happened;
+//! 2. `apiTokenRotate`, at most once;
+//! 3. at once, the new token under `token` and the old one under `token.previous`, conflicts redone on the fresh
+//!    version (the new token exists nowhere else yet);
+//! 4. a request with the new token confirms it; then `token.previous` and the intent go.
+//!
+//! A restart finding the intent resumes: with `token.previous` present it confirms (4); without it, it asks the
+//! Gateway whether the token in the Secret still works: yes means the rotation never committed (the intent goes),
+//! no means the operator stopped between 2 and 3 and the new token is lost. That is said everywhere a person
+//! looks (objects' `GatewayToken` condition, an event on the Secret, the log), and nothing is rotated again until
+//! a person puts a valid token into the Secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource as _};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::json;
+
+use super::Context;
+use crate::crd::MANAGER;
+use crate::gateway::GatewayError;
+use crate::gateway::tokens::RotatedToken;
+
+pub const EXPIRES_AT: &str = "tanium-operator.dev/token-expires-at";
+pub const ROTATED_AT: &str = "tanium-operator.dev/token-rotated-at";
+pub const ROTATION_STARTED_AT: &str = "tanium-operator.dev/token-rotation-started-at";
+
+/// Where the token is and when to rotate it.
+#[derive(Debug, Clone)]
+pub struct RotationConfig {
+    pub namespace: String,
+    pub secret: String,
+    pub key: String,
+    /// Rotate this long before the token expires.
+    pub lead: Duration,
+    /// Look at the Secret and the clock at least this often.
+    pub check_every: Duration,
+}
+
+impl RotationConfig {
+    fn previous_key(&self) -> String {
+        format!("{}.previous", self.key)
+    }
+}
+
+/// What the objects' `GatewayToken` condition says while something needs a person (see `mark_operator_conditions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenTrouble {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("token Secret {0}: {1}")]
+    Secret(String, String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// Keep the token valid until `shutdown`. Run by the leader only (with the controllers): two replicas rotating
+/// the same token would lock each other out.
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()>) {
+    let Some(cfg) = ctx.config.token_rotation.clone() else {
+        return;
+    };
+    tracing::info!(secret = %format!("{}/{}", cfg.namespace, cfg.secret), lead = ?cfg.lead, "token rotation on");
+    tokio::pin!(shutdown);
+    // A new token the Secret has not taken yet: it exists nowhere else, so it is written before anything else.
+    let mut unsaved: Option<Unsaved> = None;
+    loop {
+        let wait = match step(&ctx, &cfg, &mut unsaved).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::warn!(error = %e, "token rotation: will try again");
+                cfg.check_every
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return,
+        }
+    }
+}
+
+/// A rotated token not yet in the Secret, and the one it replaced.
+struct Unsaved {
+    rotated: RotatedToken,
+    old: SecretString,
+}
+
+/// One look; returns how long until the next.
+async fn step(
+    ctx: &Context,
+    cfg: &RotationConfig,
+    unsaved: &mut Option<Unsaved>,
+) -> Result<Duration, RotationError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
+    if let Some(u) = unsaved.take() {
+        if let Err(e) = write_new(ctx, cfg, &api, &u).await {
+            *unsaved = Some(u);
+            return Err(e);
+        }
+        return confirm(ctx, cfg, &api, u.rotated.expires_at).await;
+    }
+    let secret = api.get(&cfg.secret).await?;
+    let current = token_in(&secret, &cfg.key, cfg)?;
+    // The Secret is the truth: the mounted file lags a write by up to a minute (kubelet sync).
+    ctx.gateway.set_token(current.clone());
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    if annotations.contains_key(ROTATION_STARTED_AT) {
+        return resume(ctx, cfg, &api, &secret).await;
+    }
+    let now = ctx.gateway.now().await?;
+    match annotations
+        .get(EXPIRES_AT)
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+    {
+        Some(expires) => {
+            let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
+            ctx.metrics.token_expiry(left);
+            if left > cfg.lead {
+                set_trouble(ctx, None);
+                return Ok((left - cfg.lead).min(cfg.check_every));
+            }
+            tracing::info!(expires = %expires, "the Gateway token expires within the lead time: rotating");
+        }
+        None => tracing::info!(
+            "the Gateway token's expiry is not known (no {EXPIRES_AT} annotation): rotating to learn it"
+        ),
+    }
+    rotate(ctx, cfg, &api, secret, current, unsaved).await
+}
+
+async fn rotate(
+    ctx: &Context,
+    cfg: &RotationConfig,
+    api: &Api<Secret>,
+    secret: Secret,
+    current: SecretString,
+    unsaved: &mut Option<Unsaved>,
+) -> Result<Duration, RotationError> {
+    // 1. The intent, on the version read.
+    let started = jiff::Timestamp::now().to_string();
+    patch(
+        api,
+        cfg,
+        json!({"metadata": {
+            "resourceVersion": secret.metadata.resource_version,
+            "annotations": {ROTATION_STARTED_AT: started},
+        }}),
+    )
+    .await?;
+    // 2. At most once.
+    let rotated = match ctx.gateway.rotate_token(&current).await {
+        Ok(rotated) => rotated,
+        Err(e) => {
+            if e.certainly_not_applied() {
+                patch(
+                    api,
+                    cfg,
+                    json!({"metadata": {"annotations": {ROTATION_STARTED_AT: null}}}),
+                )
+                .await?;
+            }
+            // Otherwise the intent stays: the next step asks the Gateway whether the old token still works.
+            set_trouble(
+                ctx,
+                Some(TokenTrouble {
+                    reason: "TokenRotationFailed",
+                    message: format!("apiTokenRotate failed: {e}"),
+                }),
+            );
+            return Err(e.into());
+        }
+    };
+    ctx.gateway.set_token(rotated.token.clone());
+    ctx.fail_point("hang_after_rotate", &ctx.fail_points.hang_after_rotate)
+        .await;
+    // 3. At once (the new token exists nowhere else); until it is written, every step tries again first.
+    let u = Unsaved {
+        rotated,
+        old: current,
+    };
+    if let Err(e) = write_new(ctx, cfg, api, &u).await {
+        *unsaved = Some(u);
+        return Err(e);
+    }
+    ctx.fail_point(
+        "hang_after_token_write",
+        &ctx.fail_points.hang_after_token_write,
+    )
+    .await;
+    // 4. Confirmed, then the old one goes.
+    confirm(ctx, cfg, api, u.rotated.expires_at).await
+}
+
+/// The new token under the key and the old one beside it, on the Secret's current version: a conflict (someone
+/// labelled the Secret meanwhile) or a passing error is redone on the fresh version, a few times, then left to
+/// the next step.
+async fn write_new(
+    ctx: &Context,
+    cfg: &RotationConfig,
+    api: &Api<Secret>,
+    u: &Unsaved,
+) -> Result<(), RotationError> {
+    let mut attempt = 0u32;
+    loop {
+        let written = match api.get(&cfg.secret).await {
+            Ok(secret) => {
+                let write = json!({
+                    "metadata": {
+                        "resourceVersion": secret.metadata.resource_version,
+                        "annotations": {
+                            EXPIRES_AT: u.rotated.expires_at.to_string(),
+                            ROTATED_AT: jiff::Timestamp::now().to_string(),
+                        },
+                    },
+                    "data": {
+                        cfg.key.as_str(): ByteString(u.rotated.token.expose_secret().as_bytes().to_vec()),
+                        cfg.previous_key(): ByteString(u.old.expose_secret().as_bytes().to_vec()),
+                    },
+                });
+                patch(api, cfg, write).await.map(|_| ())
+            }
+            Err(e) => Err(e.into()),
+        };
+        match written {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 10 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "writing the new token into the Secret; trying again");
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+            }
+            Err(e) => {
+                set_trouble(
+                    ctx,
+                    Some(TokenTrouble {
+                        reason: "TokenNotSaved",
+                        message: format!(
+                            "the token was rotated but the new one is not yet in Secret {}/{} ({e}); the operator \
+                             holds it and keeps trying: do not restart it",
+                            cfg.namespace, cfg.secret
+                        ),
+                    }),
+                );
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A request with the token now in the Secret; on success the old token and the intent go.
+async fn confirm(
+    ctx: &Context,
+    cfg: &RotationConfig,
+    api: &Api<Secret>,
+    expires: jiff::Timestamp,
+) -> Result<Duration, RotationError> {
+    let now = ctx.gateway.now().await?;
+    let done = patch(
+        api,
+        cfg,
+        json!({
+            "metadata": {"annotations": {ROTATION_STARTED_AT: null}},
+            "data": {cfg.previous_key(): null},
+        }),
+    )
+    .await?;
+    let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
+    ctx.metrics.token_expiry(left);
+    set_trouble(ctx, None);
+    tracing::info!(expires = %expires, "Gateway token rotated and confirmed");
+    event(
+        ctx,
+        &done,
+        false,
+        "TokenRotated",
+        format!("rotated; the new token expires at {expires}"),
+    )
+    .await;
+    Ok(left.saturating_sub(cfg.lead).min(cfg.check_every))
+}
+
+/// A rotation was started and did not finish.
+async fn resume(
+    ctx: &Context,
+    cfg: &RotationConfig,
+    api: &Api<Secret>,
+    secret: &Secret,
+) -> Result<Duration, RotationError> {
+    let has_previous = secret
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(&cfg.previous_key()));
+    let expires = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EXPIRES_AT))
+        .and_then(|s| s.parse().ok());
+    if has_previous && let Some(expires) = expires {
+        tracing::info!("resuming a token rotation: the new token was written; confirming it");
+        return confirm(ctx, cfg, api, expires).await;
+    }
+    match ctx.gateway.now().await {
+        Ok(_) => {
+            tracing::info!(
+                "a token rotation had started but not committed: the token in the Secret still works"
+            );
+            patch(
+                api,
+                cfg,
+                json!({"metadata": {"annotations": {ROTATION_STARTED_AT: null}}}),
+            )
+            .await?;
+            Ok(Duration::ZERO)
+        }
+        Err(GatewayError::TokenRejected { .. }) => {
+            let message = format!(
+                "the Gateway refuses the token in Secret {}/{} and the rotation started at {} did not finish: the \
+                 operator stopped after apiTokenRotate and before writing the new token, which is lost. Create a \
+                 new API token in Tanium and put it into the Secret (key {}); rotation resumes by itself",
+                cfg.namespace,
+                cfg.secret,
+                secret
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ROTATION_STARTED_AT))
+                    .map_or("?", String::as_str),
+                cfg.key
+            );
+            let fresh = ctx
+                .token_trouble
+                .lock()
+                .ok()
+                .and_then(|t| t.clone())
+                .map(|t| t.reason)
+                != Some("TokenRotationLost");
+            if fresh {
+                tracing::error!("{message}");
+                event(ctx, secret, true, "TokenRotationLost", message.clone()).await;
+            }
+            set_trouble(
+                ctx,
+                Some(TokenTrouble {
+                    reason: "TokenRotationLost",
+                    message,
+                }),
+            );
+            Ok(cfg.check_every.min(Duration::from_secs(30)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn token_in(
+    secret: &Secret,
+    key: &str,
+    cfg: &RotationConfig,
+) -> Result<SecretString, RotationError> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| RotationError::Secret(cfg.secret.clone(), format!("no key {key:?}")))?;
+    let token = String::from_utf8_lossy(&bytes.0).trim().to_owned();
+    if token.is_empty() {
+        return Err(RotationError::Secret(
+            cfg.secret.clone(),
+            format!("key {key:?} is empty"),
+        ));
+    }
+    Ok(SecretString::from(token))
+}
+
+/// A merge patch; with `metadata.resourceVersion` in it, the write happens only on that version.
+async fn patch(
+    api: &Api<Secret>,
+    cfg: &RotationConfig,
+    body: serde_json::Value,
+) -> Result<Secret, RotationError> {
+    Ok(api
+        .patch(
+            &cfg.secret,
+            &PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&body),
+        )
+        .await?)
+}
+
+fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
+    if let Ok(mut t) = ctx.token_trouble.lock() {
+        *t = trouble;
+    }
+}
+
+async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: &str, note: String) {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &secret.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
+    }
+}
