@@ -43,6 +43,11 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub kind: String,
     pub phase: String,
@@ -65,6 +70,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Days until the Gateway token expires, as last seen by token rotation.
     pub token_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// 1 for what the Gateway offers, 0 for what it lacks, once detected.
+    pub gateway_features: Family<FeatureLabels, Gauge>,
     pub objects: Family<PhaseLabels, Gauge>,
     /// The phase last counted for each object (kind, uid), so that gauges move by transitions.
     phases: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
@@ -111,6 +118,12 @@ impl Default for Metrics {
             "Days until the Gateway API token expires (with token rotation on; the leader reports it)",
             token_expiry_days.clone(),
         );
+        let gateway_features = Family::<FeatureLabels, Gauge>::default();
+        registry.register(
+            "gateway_feature",
+            "What the Gateway offers (1) or lacks (0), detected by introspection at start",
+            gateway_features.clone(),
+        );
         let objects = Family::<PhaseLabels, Gauge>::default();
         registry.register(
             "objects",
@@ -125,6 +138,7 @@ impl Default for Metrics {
             gateway_seconds,
             leader,
             token_expiry_days,
+            gateway_features,
             objects,
             phases: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
@@ -132,6 +146,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn gateway_features(&self, f: &crate::gateway::features::Features) {
+        for (feature, present) in [
+            ("directConnect", f.direct_connect),
+            ("directConnectLegacy", f.direct_connect_legacy),
+            ("actionsQuery", f.actions_query),
+            ("closedStatus", f.closed_status),
+        ] {
+            self.gateway_features
+                .get_or_create(&FeatureLabels {
+                    feature: feature.into(),
+                })
+                .set(i64::from(present));
+        }
+    }
+
     pub fn token_expiry(&self, left: Duration) {
         self.token_expiry_days.set(left.as_secs_f64() / 86_400.0);
     }

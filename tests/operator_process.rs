@@ -205,6 +205,12 @@ async fn tls_verification_off_is_warned_at_start_and_on_every_object() {
         log.contains("TLS verification of the Gateway is OFF"),
         "{log}"
     );
+    // What the Gateway offers, said once at start.
+    assert!(
+        log.contains("Gateway features detected")
+            && log.contains("Direct Connect: current and older families"),
+        "{log}"
+    );
 
     let _verifying =
         OperatorProcess::spawn(&env, env.cp.kubeconfig_path(), dir.path(), "verifying", &[]);

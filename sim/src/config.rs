@@ -16,6 +16,17 @@ pub enum FleetSource {
     File(PathBuf),
 }
 
+/// Which Gateway the sim plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generation {
+    /// The reference schema's Gateway: both Direct Connect families, `CLOSED` among action statuses.
+    #[default]
+    Current,
+    /// An older Gateway: only the older Direct Connect family (`openDirectConnection` …) and no `CLOSED`; the
+    /// newer fields are absent from introspection and refused as unknown.
+    Legacy,
+}
+
 /// One accepted `session` token and the user it authenticates.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenUser {
@@ -66,6 +77,7 @@ pub struct SimConfig {
     pub faults: Faults,
     /// How long a token made by `apiTokenRotate` is valid, in simulated time (Tanium advises two weeks or less).
     pub token_lifetime: Duration,
+    pub generation: Generation,
 }
 
 impl Default for SimConfig {
@@ -80,6 +92,7 @@ impl Default for SimConfig {
             action_failure_rate: 0.0,
             faults: Faults::default(),
             token_lifetime: Duration::from_secs(14 * 24 * 3600),
+            generation: Generation::Current,
         }
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use audit::{AuditEntry, AuditOutcome, RequestRecord};
-pub use config::{Faults, FleetSource, SimConfig, TokenUser};
+pub use config::{Faults, FleetSource, Generation, SimConfig, TokenUser};
 pub use filter::{Filter, FilterError, GroupRef, Op, Subject, Target, compare, matches};
 pub use fleet::{
     AlertSpec, EndpointSpec, Platform, ProcessSpec, SSHD_MD5, generate as generate_fleet,
@@ -103,7 +103,7 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
         FleetSource::File(path) => fleet::load_file(path)?,
     };
     let sim = Sim::new(state::State::new(&config, fleet));
-    let schema = schema::build(sim.clone());
+    let schema = schema::build(sim.clone(), config.generation);
     let app = http::router(sim.clone(), schema);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

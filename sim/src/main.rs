@@ -34,6 +34,10 @@ struct Args {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Which Gateway to play: `current` (both Direct Connect families, CLOSED) or `legacy` (an older Gateway: only
+    /// openDirectConnection and its family, no CLOSED).
+    #[arg(long, default_value = "current", value_parser = ["current", "legacy"])]
+    generation: String,
     /// Actions wait for a different user's approval.
     #[arg(long)]
     approval_required: bool,
@@ -93,6 +97,11 @@ async fn main() -> std::process::ExitCode {
             },
         },
         time_scale: args.time_scale,
+        generation: if args.generation == "legacy" {
+            tanium_sim::Generation::Legacy
+        } else {
+            tanium_sim::Generation::Current
+        },
         approval_required: args.approval_required,
         dc_idle_timeout: Duration::try_from_secs_f64(args.dc_idle_timeout)
             .unwrap_or(Duration::from_secs(120)),

@@ -370,11 +370,38 @@ pub async fn run(
         ),
         run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
         rotation::run(ctx.clone(), shutdown.clone()),
+        detect_gateway_features(&ctx, shutdown.clone()),
         ctx.poller
             .run(&ctx.gateway, &ctx.config.timing, shutdown.clone()),
     );
     // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
     ctx.sessions.close_all(&ctx.gateway).await;
+}
+
+/// Ask the Gateway once what it offers (see `gateway::features`), until it answers; say what was found.
+async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Future<Output = ()>) {
+    if ctx.gateway.features().is_some() {
+        return;
+    }
+    tokio::pin!(shutdown);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match ctx.gateway.detect_features().await {
+            Ok(features) => {
+                tracing::info!(%features, "Gateway features detected");
+                ctx.metrics.gateway_features(&features);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot detect the Gateway's features yet; trying again")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut shutdown => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
 }
 
 /// Run one kind's controller until `shutdown`. It wakes on what a person changes (spec, annotations such as the

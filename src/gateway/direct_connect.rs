@@ -275,9 +275,23 @@ impl GatewayClient {
     /// Only the open request: the caller holds the connection id before waiting, so that it can close the
     /// connection on every path, an interrupted wait included. Follow with [`Self::dc_wait_ready`].
     pub async fn dc_open_start(&self, endpoint: &EndpointId) -> Result<Opening, GatewayError> {
-        let doc = Document::fixed("directConnectOpen", OPEN, Repeat::Safe);
         let vars = json!({ "endpointID": endpoint });
-        let opened = self.call(&doc, &vars, decode_open).await?;
+        // By what the Gateway was found to offer; not yet known: the current family, falling back to the older.
+        let opened = match self.features() {
+            Some(f) if !f.direct_connect && f.direct_connect_legacy => Opened::Absent,
+            Some(f) if !f.direct_connect => {
+                return Err(GatewayError::ConnectionFailed {
+                    endpoint: endpoint.to_string(),
+                    status: "this Gateway offers no Direct Connect (neither directConnectOpen nor \
+                             openDirectConnection, by introspection)"
+                        .into(),
+                });
+            }
+            _ => {
+                let doc = Document::fixed("directConnectOpen", OPEN, Repeat::Safe);
+                self.call(&doc, &vars, decode_open).await?
+            }
+        };
         match opened {
             Opened::Current(open) => Ok(Opening {
                 connection: DirectConnection {
@@ -288,7 +302,9 @@ impl GatewayClient {
                 status: open.status.unwrap_or_else(|| "UNKNOWN".into()),
             }),
             Opened::Absent => {
-                tracing::info!("Gateway lacks directConnectOpen; using openDirectConnection");
+                if self.features().is_none() {
+                    tracing::info!("Gateway lacks directConnectOpen; using openDirectConnection");
+                }
                 let doc = Document::fixed("openDirectConnection", LEGACY_OPEN, Repeat::Safe);
                 let open = self.call(&doc, &vars, decode_legacy_open).await?;
                 // The older family has no CONNECTING state: it is usable as soon as it is opened.

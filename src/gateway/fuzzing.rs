@@ -11,7 +11,7 @@ use super::actions::{PackageRef, PerformRequest, Schedule};
 use super::error::GatewayError;
 use super::filter::Filter;
 use super::{ActionId, EndpointId, Platform};
-use super::{actions, direct_connect, endpoints, packages, tokens, transport};
+use super::{actions, direct_connect, endpoints, features, packages, tokens, transport};
 
 /// Every operation whose answer the operator decodes, by the name its document carries.
 pub const OPERATIONS: &[&str] = &[
@@ -33,6 +33,7 @@ pub const OPERATIONS: &[&str] = &[
     "directConnectEndpoint",
     "directConnectProcessTerminate",
     "apiTokenRotate",
+    "gatewayFeatures",
 ];
 
 /// Decode `body` (sent with `status` and `content_type`) as the answer to `operation` (one of
@@ -82,6 +83,7 @@ pub fn answer(
             direct_connect::decode_read(op, op, &EndpointId::from("1"), raw)?
         ),
         "apiTokenRotate" => format!("{:?}", tokens::decode_rotate(raw)?),
+        "gatewayFeatures" => format!("{:?}", features::decode_features(raw)?),
         // The ping, close and kill answers share one shape.
         _ => format!("{:?}", direct_connect::decode_result(op, op, raw)?),
     };

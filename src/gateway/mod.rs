@@ -8,6 +8,7 @@ pub mod actions;
 pub mod direct_connect;
 pub mod endpoints;
 pub mod error;
+pub mod features;
 pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -120,6 +121,7 @@ pub fn documents() -> Vec<(&'static str, &'static str)> {
     all.extend(actions::DOCUMENTS);
     all.extend(direct_connect::DOCUMENTS);
     all.extend(tokens::DOCUMENTS);
+    all.extend(features::DOCUMENTS);
     all
 }
 

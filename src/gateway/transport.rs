@@ -137,6 +137,8 @@ struct Inner {
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
     tls: TlsVerification,
+    /// What the Gateway offers, once detected (`features::detect_features`).
+    features: RwLock<Option<super::features::Features>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -207,12 +209,28 @@ impl GatewayClient {
                 retry: config.retry,
                 observer: std::sync::OnceLock::new(),
                 tls: config.tls,
+                features: RwLock::new(None),
             }),
         })
     }
 
     pub fn tls(&self) -> TlsVerification {
         self.inner.tls
+    }
+
+    /// What the Gateway offers, if it was detected.
+    pub fn features(&self) -> Option<super::features::Features> {
+        match self.inner.features.read() {
+            Ok(f) => *f,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    pub(crate) fn remember_features(&self, features: super::features::Features) {
+        match self.inner.features.write() {
+            Ok(mut f) => *f = Some(features),
+            Err(poisoned) => *poisoned.into_inner() = Some(features),
+        }
     }
 
     /// The GraphQL URL this client posts to.

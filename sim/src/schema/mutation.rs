@@ -327,12 +327,15 @@ impl Mutation {
         })
     }
 
-    #[graphql(name = "directConnectOpen")]
+    #[graphql(name = "directConnectOpen", visible = "super::newer")]
     async fn direct_connect_open(
         &self,
         ctx: &Context<'_>,
         input: DirectConnectOpenInput,
     ) -> Result<DirectConnectOpenPayload> {
+        if !super::newer(ctx) {
+            return Err(super::absent("directConnectOpen", "Mutation"));
+        }
         run(ctx, "directConnectOpen", |st, _| {
             let (id, status) = st.dc_open(&input.endpoint_id, false);
             Ok((
@@ -345,12 +348,15 @@ impl Mutation {
         })
     }
 
-    #[graphql(name = "directConnectClose")]
+    #[graphql(name = "directConnectClose", visible = "super::newer")]
     async fn direct_connect_close(
         &self,
         ctx: &Context<'_>,
         input: DirectConnectCloseInput,
     ) -> Result<DirectConnectClosePayload> {
+        if !super::newer(ctx) {
+            return Err(super::absent("directConnectClose", "Mutation"));
+        }
         run(ctx, "directConnectClose", |st, _| {
             let result = st.dc_close(&input.connection_id)?;
             Ok((
@@ -360,12 +366,15 @@ impl Mutation {
         })
     }
 
-    #[graphql(name = "directConnectPing")]
+    #[graphql(name = "directConnectPing", visible = "super::newer")]
     async fn direct_connect_ping(
         &self,
         ctx: &Context<'_>,
         input: DirectConnectPingInput,
     ) -> Result<DirectConnectPingPayload> {
+        if !super::newer(ctx) {
+            return Err(super::absent("directConnectPing", "Mutation"));
+        }
         run(ctx, "directConnectPing", |st, _| {
             let result = st.dc_ping(&input.connection_id)?;
             Ok((
@@ -375,12 +384,15 @@ impl Mutation {
         })
     }
 
-    #[graphql(name = "directConnectProcessTerminate")]
+    #[graphql(name = "directConnectProcessTerminate", visible = "super::newer")]
     async fn direct_connect_process_terminate(
         &self,
         ctx: &Context<'_>,
         input: DirectConnectProcessTerminateInput,
     ) -> Result<DirectConnectProcessTerminatePayload> {
+        if !super::newer(ctx) {
+            return Err(super::absent("directConnectProcessTerminate", "Mutation"));
+        }
         run(ctx, "directConnectProcessTerminate", |st, _| {
             let ep = st.dc_use(&input.connection_id)?;
             let result = st.dc_terminate(&ep, i64::from(input.pid), &input.name);

@@ -468,6 +468,7 @@ pub enum ActionStatus {
     Active,
     Stopped,
     Expired,
+    #[graphql(visible = "super::newer")]
     Closed,
 }
 

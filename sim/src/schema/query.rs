@@ -216,23 +216,29 @@ impl Query {
         }))
     }
 
-    #[graphql(name = "directConnectEndpoint")]
+    #[graphql(name = "directConnectEndpoint", visible = "super::newer")]
     async fn direct_connect_endpoint(
         &self,
         ctx: &Context<'_>,
         input: DirectConnectEndpointInput,
     ) -> Result<Option<DirectConnect>> {
+        if !super::newer(ctx) {
+            return Err(super::absent("directConnectEndpoint", "Query"));
+        }
         let mut st = ctx.data::<Sim>()?.peek();
         let ep = st.dc_use(&input.connection_id)?;
         Ok(st.endpoint(&ep).map(|e| DirectConnect(e.spec.clone())))
     }
 
-    #[graphql(name = "directConnectConnectionStatus")]
+    #[graphql(name = "directConnectConnectionStatus", visible = "super::newer")]
     async fn direct_connect_connection_status(
         &self,
         ctx: &Context<'_>,
         input: DirectConnectConnectionStatusInput,
     ) -> Result<DirectConnectConnectionStatusPayload> {
+        if !super::newer(ctx) {
+            return Err(super::absent("directConnectConnectionStatus", "Query"));
+        }
         let mut st = ctx.data::<Sim>()?.peek();
         Ok(DirectConnectConnectionStatusPayload {
             status: st.dc_status(&input.connection_id).into(),
