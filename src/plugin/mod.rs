@@ -7,6 +7,7 @@
 //! refused command line; 130 interrupted.
 
 mod approve;
+pub mod argocd;
 mod cluster;
 mod status;
 
@@ -39,6 +40,9 @@ enum Command {
     Status(status::Args),
     /// The endpoints a filter selects.
     Endpoints(cli::endpoints::Args),
+    /// Argo CD health checks for the three kinds, as a patch for the argocd-cm ConfigMap.
+    #[command(name = "argocd-health")]
+    ArgocdHealth(argocd::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +75,7 @@ pub async fn run(plugin: Plugin) -> Result<ExitCode, CliError> {
         Command::Approve(args) => approve::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Endpoints(args) => cli::endpoints::run(args).await,
+        Command::ArgocdHealth(args) => argocd::run(args),
     }
 }
 

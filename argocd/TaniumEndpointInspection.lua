@@ -1,0 +1,54 @@
+-- Argo CD health check for tanium-operator.dev/TaniumEndpointInspection
+-- (argocd-cm key: resource.customizations.health.tanium-operator.dev_TaniumEndpointInspection;
+-- `kubectl tanium argocd-health`). Healthy: the endpoint was read (Ready). Degraded: it cannot be (unknown or
+-- offline endpoint, connection failure), a requested process kill failed or its outcome is unknown, or the
+-- operator's token trouble. Progressing: not read yet, or a kill is in flight. A kill that found no such process
+-- is Healthy and says so.
+local function condition(kind)
+  if obj.status == nil or obj.status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(obj.status.conditions) do
+    if c.type == kind then
+      return c
+    end
+  end
+  return nil
+end
+
+local hs = {}
+local ready = condition("Ready")
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for tanium-operator"
+  return hs
+end
+hs.message = ready.message
+if ready.status == "True" then
+  hs.status = "Healthy"
+else
+  hs.status = "Degraded"
+end
+
+local kill = obj.status.kill
+if kill ~= nil then
+  if kill.state == "Requested" then
+    hs.status = "Progressing"
+    hs.message = "Ending process " .. tostring(kill.pid)
+  elseif kill.state == "Failed" or kill.state == "Unknown" then
+    hs.status = "Degraded"
+    if kill.message ~= nil then
+      hs.message = kill.message
+    end
+  elseif kill.state == "NotFound" and kill.message ~= nil then
+    -- Nothing to end is not a fault, but it is what a person asked about.
+    hs.message = kill.message
+  end
+end
+
+local token = condition("GatewayToken")
+if token ~= nil and token.status == "False" then
+  hs.status = "Degraded"
+  hs.message = token.message
+end
+return hs

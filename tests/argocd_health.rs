@@ -1,0 +1,245 @@
+//! The Argo CD health checks (`argocd/<Kind>.lua`), run by a Lua 5.1 interpreter (Argo CD's gopher-lua speaks
+//! 5.1) against real objects: each kind taken through its states by the operator on the local control plane and
+//! tanium-sim, read back from the apiserver, and judged. Also: `kubectl tanium argocd-health` prints exactly those
+//! scripts under the keys Argo CD reads.
+
+mod common;
+
+use common::Env;
+use kube::api::{Api, PostParams};
+use mlua::{Lua, LuaSerdeExt as _, SerializeOptions};
+use serde_json::{Value, json};
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::tag::TagPhase;
+use tanium_operator::crd::{TaniumEndpointInspection, TaniumTag};
+use tanium_operator::plugin::argocd::{HEALTH_CHECKS, key};
+
+/// (status, message) the kind's script gives `obj`.
+fn health(kind: &str, obj: &Value) -> (String, String) {
+    let script = HEALTH_CHECKS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, lua)| *lua)
+        .expect("a script for the kind");
+    let lua = Lua::new();
+    // JSON null is Lua nil, as Argo CD hands objects to its scripts.
+    let options = SerializeOptions::new()
+        .serialize_none_to_null(false)
+        .serialize_unit_to_null(false);
+    let table = lua
+        .to_value_with(obj, options)
+        .expect("object as a Lua table");
+    lua.globals().set("obj", table).expect("obj set");
+    let hs: mlua::Table = lua
+        .load(script)
+        .set_name(kind)
+        .eval()
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    (
+        hs.get::<String>("status").expect("status"),
+        hs.get::<Option<String>>("message")
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    )
+}
+
+fn as_json(obj: &impl serde::Serialize) -> Value {
+    serde_json::to_value(obj).expect("an object")
+}
+
+#[tokio::test]
+async fn each_kind_is_judged_in_each_state_it_reaches() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    // Before the operator has seen it.
+    let fresh = common::example("tag-by-endpoint-id");
+    assert_eq!(health("TaniumAction", &fresh).0, "Progressing");
+    assert_eq!(
+        health("TaniumTag", &common::example("tag-linux-servers")).0,
+        "Progressing"
+    );
+    assert_eq!(
+        health(
+            "TaniumEndpointInspection",
+            &common::example("inspect-tanium-server")
+        )
+        .0,
+        "Progressing"
+    );
+
+    env.start_controller();
+    let actions = env.namespace("argo").await;
+    let phase_is = |p: &'static str| {
+        move |o: &tanium_operator::crd::TaniumAction| common::phase(o).as_deref() == Some(p)
+    };
+    let mut seen = Vec::new();
+    for (example, patch, phase, expected) in [
+        ("tag-by-endpoint-id", json!({}), "Completed", "Healthy"),
+        (
+            "needs-preview-approval",
+            json!({}),
+            "AwaitingPreviewApproval",
+            "Suspended",
+        ),
+        ("blocked-by-max-targets", json!({}), "Blocked", "Degraded"),
+        ("recurring-until-end", json!({}), "Running", "Progressing"),
+        (
+            "tag-by-computer-name",
+            json!({"spec": {"suspend": true}}),
+            "Suspended",
+            "Suspended",
+        ),
+    ] {
+        let mut manifest = common::example(example);
+        json_patch::merge(&mut manifest, &patch);
+        let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
+        env.create(&actions, manifest).await;
+        let obj = env.wait_for(&actions, &name, phase, phase_is(phase)).await;
+        let (status, message) = health("TaniumAction", &as_json(&obj));
+        assert_eq!(status, expected, "{name} ({phase}): {message}");
+        assert!(!message.is_empty(), "{name}: a message");
+        seen.push(format!("TaniumAction {name} {phase}: {status}: {message}"));
+    }
+
+    let tags: Api<TaniumTag> = Api::namespaced(env.client.clone(), "argo");
+    for (name, suspend, expected) in [("in-sync", false, "Healthy"), ("paused", true, "Suspended")]
+    {
+        let tag: TaniumTag = serde_json::from_value(json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag", "metadata": {"name": name},
+            "spec": {"tags": [name], "targets": {"endpoints": ["274177"]}, "interval": "2s", "suspend": suspend}
+        }))
+        .unwrap();
+        tags.create(&PostParams::default(), &tag).await.unwrap();
+        let want = if suspend {
+            TagPhase::Suspended
+        } else {
+            TagPhase::InSync
+        };
+        let obj = env
+            .wait_until(&tags, name, "its phase", |t| {
+                t.status.as_ref().is_some_and(|s| s.phase == Some(want))
+            })
+            .await;
+        let (status, message) = health("TaniumTag", &as_json(&obj));
+        assert_eq!(status, expected, "{name}: {message}");
+        seen.push(format!("TaniumTag {name}: {status}: {message}"));
+    }
+    let blocked: TaniumTag = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag", "metadata": {"name": "too-many"},
+        "spec": {"tags": ["x"], "targets": {"filter": {"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Windows"}},
+                 "interval": "2s", "safety": {"maxTargets": 1}}
+    }))
+    .unwrap();
+    tags.create(&PostParams::default(), &blocked).await.unwrap();
+    let obj = env
+        .wait_until(&tags, "too-many", "Blocked", |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.phase == Some(TagPhase::Blocked))
+        })
+        .await;
+    assert_eq!(health("TaniumTag", &as_json(&obj)).0, "Degraded");
+
+    let inspections: Api<TaniumEndpointInspection> = Api::namespaced(env.client.clone(), "argo");
+    for (name, spec, expected) in [
+        (
+            "reads",
+            json!({"endpoint": {"id": "12323"}, "collect": {"performance": true}}),
+            "Healthy",
+        ),
+        (
+            "nobody",
+            json!({"endpoint": {"id": "999999"}, "collect": {"performance": true}}),
+            "Degraded",
+        ),
+        (
+            "ends-notepad",
+            json!({"endpoint": {"id": "12323"}, "collect": {"processes": {}}, "killProcess": {"pid": 7056, "name": "notepad.exe"}}),
+            "Healthy",
+        ),
+        (
+            "ends-nothing",
+            json!({"endpoint": {"id": "21212"}, "killProcess": {"pid": 999999, "name": "ghost"}}),
+            "Healthy",
+        ),
+    ] {
+        let obj: TaniumEndpointInspection = serde_json::from_value(json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumEndpointInspection",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap();
+        inspections
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+        let obj = env
+            .wait_until(&inspections, name, "read or refused", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| c.type_ == "Ready")
+                        && s.kill.as_ref().is_none_or(|k| {
+                            k.state != tanium_operator::crd::inspection::KillState::Requested
+                        })
+                })
+            })
+            .await;
+        let (status, message) = health("TaniumEndpointInspection", &as_json(&obj));
+        assert_eq!(status, expected, "{name}: {message}");
+        if name == "ends-nothing" {
+            let kill = obj.status.as_ref().and_then(|s| s.kill.clone()).unwrap();
+            assert_eq!(Some(message.clone()), kill.message, "a kill that found nothing says so");
+        }
+        seen.push(format!(
+            "TaniumEndpointInspection {name}: {status}: {message}"
+        ));
+    }
+    // A kill whose outcome is unknown: Degraded whatever Ready says (the state comes from the same status shape).
+    let mut unknown = as_json(&inspections.get("ends-notepad").await.unwrap());
+    unknown["status"]["kill"]["state"] = json!("Unknown");
+    unknown["status"]["kill"]["message"] = json!("may or may not have been ended");
+    assert_eq!(
+        health("TaniumEndpointInspection", &unknown),
+        ("Degraded".into(), "may or may not have been ended".into())
+    );
+    println!("{}", seen.join("\n"));
+    env.stop_controller();
+}
+
+/// The operator's token trouble shows on every kind as Degraded, with its message.
+#[test]
+fn token_trouble_is_degraded_for_every_kind() {
+    for (kind, _) in HEALTH_CHECKS {
+        let obj = json!({
+            "metadata": {"name": "x", "generation": 1},
+            "status": {"phase": "Running", "observedGeneration": 1, "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Inspected", "message": "fine"},
+                {"type": "GatewayToken", "status": "False", "reason": "TokenRotationLost", "message": "put a token in"}
+            ]}
+        });
+        assert_eq!(
+            health(kind, &obj),
+            ("Degraded".into(), "put a token in".into()),
+            "{kind}"
+        );
+    }
+}
+
+/// `kubectl tanium argocd-health` prints the scripts under the keys Argo CD reads.
+#[test]
+fn the_plugin_prints_the_argocd_cm_patch() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-tanium"))
+        .arg("argocd-health")
+        .env_remove("TANIUM_TOKEN")
+        .output()
+        .expect("kubectl-tanium runs");
+    assert!(out.status.success());
+    let patch: Value = serde_yaml_ng::from_slice(&out.stdout).expect("YAML");
+    for (kind, lua) in HEALTH_CHECKS {
+        assert_eq!(patch["data"][key(kind)], json!(lua), "{kind}");
+    }
+    assert_eq!(
+        key("TaniumTag"),
+        "resource.customizations.health.tanium-operator.dev_TaniumTag"
+    );
+}
