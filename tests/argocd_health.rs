@@ -188,7 +188,11 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         assert_eq!(status, expected, "{name}: {message}");
         if name == "ends-nothing" {
             let kill = obj.status.as_ref().and_then(|s| s.kill.clone()).unwrap();
-            assert_eq!(Some(message.clone()), kill.message, "a kill that found nothing says so");
+            assert_eq!(
+                Some(message.clone()),
+                kill.message,
+                "a kill that found nothing says so"
+            );
         }
         seen.push(format!(
             "TaniumEndpointInspection {name}: {status}: {message}"

@@ -456,3 +456,151 @@ async fn can(client: &kube::Client, check: &Check) -> bool {
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(ref s)) if s.code == 403)
 }
+
+/// The dashboard and the alerts ship in the chart, lint clean, apply (the dashboard's ConfigMap), parse as PromQL,
+/// and name only metrics and labels the operator exports: a renamed metric or label fails here, not on a
+/// dashboard at 3 a.m.
+#[tokio::test]
+async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
+    let Some(env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let gateway = format!("--set=gateway.url={}", env.sim.url());
+    let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
+    let on = [
+        "--set=metrics.dashboard.enabled=true",
+        "--set=metrics.prometheusRule.enabled=true",
+        "--set=metrics.serviceMonitor.enabled=true",
+    ];
+    let lint = env.helm(&[&["lint", CHART, "--strict", &gateway][..], &on].concat());
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+    let rendered = env.helm(
+        &[
+            &[
+                "template",
+                RELEASE,
+                CHART,
+                "--namespace",
+                NAMESPACE,
+                &kube_version,
+                &gateway,
+            ][..],
+            &on,
+        ]
+        .concat(),
+    );
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &serde_json::Value| !v.is_null())
+        .collect();
+    let of_kind = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("the chart renders a {kind}"))
+            .clone()
+    };
+    let dashboard_cm = of_kind("ConfigMap");
+    assert_eq!(dashboard_cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        dashboard_cm["data"]["tanium-operator.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push((
+                format!("panel {:?}", panel["title"]),
+                // Grafana's variables, as Grafana fills them.
+                target["expr"].as_str().unwrap().replace("$job", ".*"),
+            ));
+        }
+    }
+    let rule = of_kind("PrometheusRule");
+    let mut alerts = Vec::new();
+    for r in rule["spec"]["groups"][0]["rules"].as_array().unwrap() {
+        alerts.push(r["alert"].as_str().unwrap().to_owned());
+        exprs.push((
+            format!("alert {}", r["alert"]),
+            r["expr"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for wanted in [
+        "TaniumGatewayUnreachable",
+        "TaniumGatewayTokenRejected",
+        "TaniumGatewayTokenExpiring",
+        "TaniumActionsStuck",
+        "TaniumReconcileErrors",
+        "TaniumOperatorNoLeader",
+    ] {
+        assert!(alerts.iter().any(|a| a == wanted), "{wanted} in {alerts:?}");
+    }
+
+    // What the operator exports: every recorder used once, then the exposition read back.
+    let metrics = tanium_operator::telemetry::Metrics::default();
+    metrics.reconciled("TaniumAction", "ok", std::time::Duration::from_millis(1));
+    metrics.gateway_request("actionPerform", "ok", std::time::Duration::from_millis(1));
+    metrics.phase("TaniumAction", "uid", Some("Running"));
+    metrics.token_expiry(std::time::Duration::from_secs(86_400));
+    metrics.gateway_features(&tanium_operator::gateway::features::Features {
+        direct_connect: true,
+        direct_connect_legacy: true,
+        actions_query: false,
+        closed_status: true,
+    });
+    metrics.leader.set(1);
+    let mut exported: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let sample = regex::Regex::new(r#"^(tanium_operator_[a-z_]+)(\{([^}]*)\})? "#).unwrap();
+    let label = regex::Regex::new(r#"([a-z_]+)=""#).unwrap();
+    for line in metrics.encode().lines() {
+        if let Some(c) = sample.captures(line) {
+            let labels = exported.entry(c[1].to_owned()).or_default();
+            if let Some(l) = c.get(3) {
+                labels.extend(label.captures_iter(l.as_str()).map(|m| m[1].to_owned()));
+            }
+        }
+    }
+    let used = regex::Regex::new(r#"(tanium_operator_[a-z_]+)(\{([^}]*)\})?"#).unwrap();
+    let grouped = regex::Regex::new(r"by \(([a-z_, ]+)\)").unwrap();
+    for (what, expr) in &exprs {
+        promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{what}: {e}\n{expr}"));
+        let mut labels_here: std::collections::BTreeSet<String> =
+            ["job", "le", "instance"].map(String::from).into();
+        for c in used.captures_iter(expr) {
+            let name = &c[1];
+            let known = exported.get(name).unwrap_or_else(|| {
+                panic!(
+                    "{what}: {name} is not exported; exported: {:?}",
+                    exported.keys()
+                )
+            });
+            labels_here.extend(known.iter().cloned());
+            if let Some(m) = c.get(3) {
+                for l in
+                    label.captures_iter(&m.as_str().replace("=~\"", "=\"").replace("!=\"", "=\""))
+                {
+                    assert!(
+                        l[1].eq("job") || known.contains(&l[1]),
+                        "{what}: {name} has no label {}",
+                        &l[1]
+                    );
+                }
+            }
+        }
+        for c in grouped.captures_iter(expr) {
+            for l in c[1].split(',').map(str::trim) {
+                assert!(
+                    labels_here.contains(l),
+                    "{what}: grouped by {l}, which no metric in it has"
+                );
+            }
+        }
+    }
+    println!("{} expressions checked", exprs.len());
+    // The dashboard's ConfigMap is a valid object (and small enough) for the apiserver.
+    env.kubectl(&["create", "namespace", NAMESPACE]);
+    let cm_yaml = serde_yaml_ng::to_string(&dashboard_cm).unwrap();
+    env.apply_yaml(&cm_yaml);
+}
