@@ -206,12 +206,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     env.assert_exactly_once();
 
     // The whole matrix, asked as the ServiceAccount (impersonated), as `kubectl auth can-i --as` asks.
-    let mut wrong = Vec::new();
-    for check in cluster_wide_checks() {
-        if can(&as_operator, &check).await != check.allowed {
-            wrong.push(check.to_string());
-        }
-    }
+    let wrong = wrong_answers(&as_operator, cluster_wide_checks()).await;
     assert!(
         wrong.is_empty(),
         "RBAC differs from what the operator needs:\n{}",
@@ -272,11 +267,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         Check::deny("watch", "", "secrets", Some("scoped-system")),
         Check::deny("delete", "", "secrets", Some("scoped-system")).named("tanium-api-token"),
     ];
-    for check in checks {
-        if can(&as_scoped, &check).await != check.allowed {
-            wrong.push(check.to_string());
-        }
-    }
+    let wrong = wrong_answers(&as_scoped, checks).await;
     assert!(
         wrong.is_empty(),
         "watchNamespace=team RBAC:\n{}",
@@ -420,6 +411,20 @@ fn cluster_wide_checks() -> Vec<Check> {
         Check::deny("bind", "rbac.authorization.k8s.io", "clusterroles", None),
         Check::deny("impersonate", "", "serviceaccounts", ns),
     ]
+}
+
+/// The checks the apiserver answers otherwise than expected, as sentences.
+async fn wrong_answers(
+    client: &kube::Client,
+    checks: impl IntoIterator<Item = Check>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for check in checks {
+        if can(client, &check).await != check.allowed {
+            wrong.push(check.to_string());
+        }
+    }
+    wrong
 }
 
 /// Asked by the identity itself (SelfSubjectAccessReview): the apiserver's authorizer answers.

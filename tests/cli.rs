@@ -1,10 +1,13 @@
 //! The ad-hoc CLI (`endpoints`, `preview`, `dec`) as a process against tanium-sim over real HTTP: real output,
 //! real exit codes, checked against the simulator's own state and audit.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::Run;
 use serde_json::Value;
 use tanium_operator::controller::preview::action_digest;
 use tanium_operator::crd::TaniumAction;
@@ -28,22 +31,6 @@ async fn sim(fleet: usize, time_scale: f64) -> SimServer {
     })
     .await
     .expect("sim starts")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 fn command(sim: &SimServer, token: &str, args: &[&str]) -> tokio::process::Command {
@@ -70,11 +57,7 @@ async fn cli_as(sim: &SimServer, token: &str, args: &[&str]) -> Run {
         .await
         .expect("the command finishes within 60 s")
         .expect("the binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 fn json(run: &Run) -> Value {

@@ -7,29 +7,13 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{CHART_NAMESPACE, Env, TOKEN};
+use common::{CHART_NAMESPACE, Env, Run, TOKEN};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
 use tanium_operator::crd::APPROVED_PREVIEW_ANNOTATION;
 use tokio::io::AsyncWriteExt as _;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// `kubectl tanium <args>` as kubectl runs a plugin: the binary on its own, with KUBECONFIG; `stdin` is typed in.
 async fn plugin(env: &Env, args: &[&str], stdin: &str) -> Run {
@@ -55,11 +39,7 @@ async fn plugin(env: &Env, args: &[&str], stdin: &str) -> Run {
     .await
     .expect("kubectl-tanium ends within 2 minutes")
     .expect("kubectl-tanium runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 fn example_path(name: &str) -> String {
@@ -227,12 +207,7 @@ async fn status_approve_preview_and_endpoints() {
             .env("KUBECONFIG", env.cp.kubeconfig_path())
             .env_remove("TANIUM_GATEWAY_URL")
             .env_remove("TANIUM_TOKEN");
-        let out = child.output().await.unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(child.output().await.unwrap())
     };
     assert_eq!(from_cluster.code, direct.code, "{from_cluster}");
     assert_eq!(from_cluster.stdout, direct.stdout, "{from_cluster}");

@@ -95,6 +95,15 @@ fn rotations(env: &Env) -> usize {
         .count()
 }
 
+/// Wait until the sim saw the first `apiTokenRotate`.
+async fn rotated(env: &Env) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while rotations(env) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never rotated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Settled: the token is not the first one, no old token kept, no rotation in flight.
 fn settled(s: &Secret) -> bool {
     token_in(s, "token").is_some_and(|t| t != TOKEN)
@@ -165,11 +174,7 @@ async fn a_crash_after_the_write_is_finished_on_restart_and_an_edit_meanwhile_lo
     ctx.fail_points
         .hang_after_token_write
         .store(true, Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while rotations(&env) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never rotated");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rotated(&env).await;
     // A person labels the Secret while the new token is only in memory: the write is redone on that version.
     secrets
         .patch(
@@ -222,11 +227,7 @@ async fn a_crash_between_rotate_and_write_is_reported_and_not_repeated() {
     ctx.fail_points
         .hang_after_rotate
         .store(true, Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while rotations(&env) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never rotated");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rotated(&env).await;
     env.stop_controller();
     // The new token died with the process; the Secret holds the old one, which the Gateway refuses.
     let ctx = env.start_controller_with(client.clone(), TOKEN, |c| {

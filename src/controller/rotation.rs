@@ -22,7 +22,6 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -413,19 +412,9 @@ fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
 }
 
 async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: &str, note: String) {
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &secret.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "cannot publish event");
-    }
+    let events = super::Events::default();
+    events.raise(warning, reason, note);
+    events
+        .publish(&ctx.client, &ctx.reporter, &secret.object_ref(&()))
+        .await;
 }
