@@ -1,6 +1,7 @@
 -- Argo CD health check for tanium-operator.dev/TaniumAction
 -- (argocd-cm key: resource.customizations.health.tanium-operator.dev_TaniumAction; `kubectl tanium argocd-health`).
--- Healthy: completed cleanly. Progressing: on its way. Suspended: waiting for a person (preview approval, approval
+-- Healthy: completed (CompletedPartially too: the targets that never ran were offline until expiry; the message
+-- says how many), or a recurring action running. Progressing: on its way. Suspended: waiting for a person (preview approval, approval
 -- in Tanium, spec.suspend). Degraded: needs a person (held by a gate or bad input, failed, expired without running,
 -- stopped, finished with failures, or the operator's token trouble).
 local function condition(kind)
@@ -42,6 +43,10 @@ if phase == "Completed" then
   else
     hs.status = "Healthy"
   end
+elseif phase == "Running" and obj.spec ~= nil and obj.spec.schedule ~= nil
+    and obj.spec.schedule.reissueSeconds ~= nil then
+  -- A recurring action runs until its end time: that is its steady state, not a sync still in progress.
+  hs.status = "Healthy"
 elseif phase == "Pending" or phase == "Deploying" or phase == "Running" then
   hs.status = "Progressing"
 elseif phase == "AwaitingPreviewApproval" or phase == "AwaitingApproval" or phase == "Suspended" then

@@ -17,6 +17,12 @@ local function condition(kind)
 end
 
 local hs = {}
+if obj.status ~= nil and obj.metadata.generation ~= nil and obj.status.observedGeneration ~= nil
+    and obj.status.observedGeneration < obj.metadata.generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for tanium-operator to see the latest spec"
+  return hs
+end
 local ready = condition("Ready")
 if ready == nil then
   hs.status = "Progressing"

@@ -113,6 +113,7 @@ impl Default for Metrics {
             leader.clone(),
         );
         let token_expiry_days = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        token_expiry_days.set(f64::NAN);
         registry.register(
             "gateway_token_expiry_days",
             "Days until the Gateway API token expires (with token rotation on; the leader reports it)",
@@ -163,6 +164,11 @@ impl Metrics {
 
     pub fn token_expiry(&self, left: Duration) {
         self.token_expiry_days.set(left.as_secs_f64() / 86_400.0);
+    }
+
+    /// Not known here (rotation off, or another replica leads): NaN, which no alert threshold matches.
+    pub fn token_expiry_unknown(&self) {
+        self.token_expiry_days.set(f64::NAN);
     }
 
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {

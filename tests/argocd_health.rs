@@ -84,7 +84,7 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
             "Suspended",
         ),
         ("blocked-by-max-targets", json!({}), "Blocked", "Degraded"),
-        ("recurring-until-end", json!({}), "Running", "Progressing"),
+        ("recurring-until-end", json!({}), "Running", "Healthy"),
         (
             "tag-by-computer-name",
             json!({"spec": {"suspend": true}}),

@@ -12,9 +12,12 @@ use std::time::Duration;
 use common::{Env, TOKEN};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use secrecy::SecretString;
 use serde_json::json;
 use tanium_operator::controller::Policy;
-use tanium_operator::controller::rotation::{EXPIRES_AT, ROTATION_STARTED_AT, RotationConfig};
+use tanium_operator::controller::rotation::{
+    EXPIRES_AT, ROTATION_STARTED_AT, RotationConfig, TOKEN_FINGERPRINT, fingerprint,
+};
 use tanium_operator::crd;
 use tanium_sim::TokenUser;
 
@@ -127,6 +130,11 @@ async fn rotated_before_expiry_written_back_and_used() {
     assert!(env.sim.sim().accepts_token(&new));
     let expires: jiff::Timestamp = annotation(&secret, EXPIRES_AT).unwrap().parse().unwrap();
     assert_eq!(Some(expires), env.sim.sim().token_expiry(&new));
+    assert_eq!(
+        annotation(&secret, TOKEN_FINGERPRINT),
+        Some(&fingerprint(&SecretString::from(new.clone()))),
+        "the expiry says which token it belongs to"
+    );
     assert_eq!(rotations(&env), 1);
     let days = ctx.metrics.token_expiry_days.get();
     assert!((13.0..=14.0).contains(&days), "{days} days");
@@ -288,6 +296,14 @@ async fn a_crash_between_rotate_and_write_is_reported_and_not_repeated() {
         })
         .await;
     assert_eq!(env.performs_for(&done), 1);
+    assert!(
+        crd::condition(
+            &done.status.as_ref().unwrap().conditions,
+            crd::condition::GATEWAY_TOKEN
+        )
+        .is_none(),
+        "a finished action keeps no operator condition"
+    );
     let secret = wait_secret(&secrets, "rotation resumed", |s| {
         annotation(s, ROTATION_STARTED_AT).is_none()
     })

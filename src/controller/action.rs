@@ -693,6 +693,9 @@ impl<'a> Reconciler<'a> {
 
     /// The one place status is written: server-side apply of the whole status, as this operator's field manager.
     async fn save(&mut self) -> Result<(), Error> {
+        if self.phase().is_terminal() || self.phase() == Phase::Suspended {
+            super::clear_operator_conditions(&mut self.status.conditions);
+        }
         // A reconcile that learned nothing new writes nothing (the object as read already says it).
         if self.obj.status.as_ref() == Some(&self.status)
             && self.resource_version == self.obj.metadata.resource_version

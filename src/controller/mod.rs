@@ -183,8 +183,8 @@ pub struct Context {
     pub caches_synced: std::sync::atomic::AtomicUsize,
     #[doc(hidden)]
     pub fail_points: FailPoints,
-    /// Set by token rotation while the token needs a person; every object says so (`GatewayToken`).
-    pub token_trouble: Mutex<Option<rotation::TokenTrouble>>,
+    /// Token rotation's state, kept across changes of leader within the process.
+    pub rotation: rotation::RotationState,
 }
 
 impl Context {
@@ -213,7 +213,7 @@ impl Context {
             poller: poller::Poller::new(batch),
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
-            token_trouble: Mutex::new(None),
+            rotation: rotation::RotationState::default(),
         }
     }
 
@@ -390,6 +390,11 @@ async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Futu
             Ok(features) => {
                 tracing::info!(%features, "Gateway features detected");
                 ctx.metrics.gateway_features(&features);
+                return;
+            }
+            // Introspection refused or partial: the Gateway will not say; the current-then-older fallback stays.
+            Err(e @ (GatewayError::GraphQl { .. } | GatewayError::Decode { .. })) => {
+                tracing::info!(error = %e, "cannot detect the Gateway's features by introspection; trying the current Direct Connect family first, then the older");
                 return;
             }
             Err(e) => {
@@ -638,6 +643,16 @@ where
     Ok(Arc::new(patched))
 }
 
+/// Remove what `mark_operator_conditions` adds: an object the operator no longer acts for (a finished or suspended
+/// TaniumAction) does not depend on its Gateway access, and would otherwise keep a stale `GatewayToken` for ever.
+pub(crate) fn clear_operator_conditions(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+) {
+    conditions.retain(|c| {
+        c.type_ != condition::GATEWAY_TLS_VERIFIED && c.type_ != condition::GATEWAY_TOKEN
+    });
+}
+
 /// What every object says about the operator itself, present only while a person should act:
 /// `GatewayTLSVerified=False` while the Gateway's certificate is not checked (what the object reports came over a
 /// connection anyone on the path could have answered), `GatewayToken=False` while token rotation needs a person.
@@ -660,7 +675,7 @@ pub(crate) fn mark_operator_conditions(
             conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
         }
     }
-    let trouble = ctx.token_trouble.lock().ok().and_then(|t| t.clone());
+    let trouble = ctx.rotation.trouble();
     match trouble {
         Some(t) => set_condition(
             conditions,

@@ -17,6 +17,7 @@
 //! a person puts a valid token into the Secret.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -34,6 +35,15 @@ use crate::gateway::tokens::RotatedToken;
 pub const EXPIRES_AT: &str = "tanium-operator.dev/token-expires-at";
 pub const ROTATED_AT: &str = "tanium-operator.dev/token-rotated-at";
 pub const ROTATION_STARTED_AT: &str = "tanium-operator.dev/token-rotation-started-at";
+/// Which token `token-expires-at` belongs to: the start of its SHA-256, so that a token a person put in later is
+/// not timed by its predecessor's expiry.
+pub const TOKEN_FINGERPRINT: &str = "tanium-operator.dev/token-sha256-prefix";
+
+pub fn fingerprint(token: &SecretString) -> String {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(token.expose_secret().as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
 
 /// Where the token is and when to rotate it.
 #[derive(Debug, Clone)]
@@ -53,6 +63,23 @@ impl RotationConfig {
     }
 }
 
+/// What rotation knows between steps and across changes of leader within the process.
+#[derive(Default)]
+pub struct RotationState {
+    /// While set, every object carries `GatewayToken=False` with it.
+    trouble: std::sync::Mutex<Option<TokenTrouble>>,
+    /// A rotated token the Secret has not taken yet: it exists nowhere else.
+    unsaved: std::sync::Mutex<Option<Unsaved>>,
+    /// Rotations that failed in a row (a rotation not due, or one that succeeded, resets it).
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl RotationState {
+    pub fn trouble(&self) -> Option<TokenTrouble> {
+        self.trouble.lock().ok().and_then(|t| t.clone())
+    }
+}
+
 /// What the objects' `GatewayToken` condition says while something needs a person (see `mark_operator_conditions`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenTrouble {
@@ -68,6 +95,9 @@ pub enum RotationError {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// Only the reason: the request held the token, and its answer may hold the new one.
+    #[error("apiTokenRotate failed ({0})")]
+    Rotate(&'static str),
 }
 
 /// Keep the token valid until `shutdown`. Run by the leader only (with the controllers): two replicas rotating
@@ -78,39 +108,89 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     };
     tracing::info!(secret = %format!("{}/{}", cfg.namespace, cfg.secret), lead = ?cfg.lead, "token rotation on");
     tokio::pin!(shutdown);
-    // A new token the Secret has not taken yet: it exists nowhere else, so it is written before anything else.
-    let mut unsaved: Option<Unsaved> = None;
     loop {
-        let wait = match step(&ctx, &cfg, &mut unsaved).await {
+        let wait = match step(&ctx, &cfg).await {
             Ok(wait) => wait,
             Err(e) => {
-                tracing::warn!(error = %e, "token rotation: will try again");
-                cfg.check_every
+                let failures = ctx.rotation.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                tracing::warn!(error = %e, failures, "token rotation: will try again");
+                // One passing failure with days of lead left is not a person's problem; a run of them is.
+                if failures >= FAILURES_BEFORE_TROUBLE && !holds_unsaved(&ctx) {
+                    set_trouble(
+                        &ctx,
+                        Some(TokenTrouble {
+                            reason: "TokenRotationFailing",
+                            message: format!(
+                                "token rotation failed {failures} times in a row; the last time: {e}"
+                            ),
+                        }),
+                    );
+                }
+                cfg.check_every.min(Duration::from_secs(60))
             }
+        };
+        // A new token only this process holds is written again every few seconds, not every check.
+        let wait = if holds_unsaved(&ctx) {
+            UNSAVED_RETRY
+        } else {
+            wait
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
         }
+    }
+    // Stopping (SIGTERM, or leadership lost): a new token only this process holds is written before it goes; the
+    // write is conditional on the Secret's version, so it is safe whoever leads.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
+    while holds_unsaved(&ctx) && tokio::time::Instant::now() < deadline {
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
+        let Some(u) = take_unsaved(&ctx) else { break };
+        match write_new(&ctx, &cfg, &api, &u).await {
+            Ok(()) => tracing::info!("stopping: the new token was written to the Secret first"),
+            Err(e) => {
+                tracing::warn!(error = %e, "stopping: the new token is not in the Secret yet; trying again");
+                keep_unsaved(&ctx, u);
+                tokio::time::sleep(UNSAVED_RETRY).await;
+            }
+        }
+    }
+    // No stale figure from a replica that no longer looks.
+    ctx.metrics.token_expiry_unknown();
+}
+
+const FAILURES_BEFORE_TROUBLE: u32 = 3;
+const UNSAVED_RETRY: Duration = Duration::from_secs(2);
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
+
+fn holds_unsaved(ctx: &Context) -> bool {
+    ctx.rotation.unsaved.lock().is_ok_and(|u| u.is_some())
+}
+
+fn take_unsaved(ctx: &Context) -> Option<Unsaved> {
+    ctx.rotation.unsaved.lock().ok().and_then(|mut u| u.take())
+}
+
+fn keep_unsaved(ctx: &Context, u: Unsaved) {
+    if let Ok(mut slot) = ctx.rotation.unsaved.lock() {
+        *slot = Some(u);
     }
 }
 
-/// A rotated token not yet in the Secret, and the one it replaced.
-struct Unsaved {
+/// A rotated token not yet in the Secret, and the one it replaced. Held in the `Context`, so that it outlives a
+/// change of leader within the process.
+pub struct Unsaved {
     rotated: RotatedToken,
     old: SecretString,
 }
 
 /// One look; returns how long until the next.
-async fn step(
-    ctx: &Context,
-    cfg: &RotationConfig,
-    unsaved: &mut Option<Unsaved>,
-) -> Result<Duration, RotationError> {
+async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
-    if let Some(u) = unsaved.take() {
+    if let Some(u) = take_unsaved(ctx) {
+        // The client keeps the new token meanwhile: the Secret's (old) one is not put back.
         if let Err(e) = write_new(ctx, cfg, &api, &u).await {
-            *unsaved = Some(u);
+            keep_unsaved(ctx, u);
             return Err(e);
         }
         return confirm(ctx, cfg, &api, u.rotated.expires_at).await;
@@ -124,24 +204,30 @@ async fn step(
         return resume(ctx, cfg, &api, &secret).await;
     }
     let now = ctx.gateway.now().await?;
+    // The expiry is the token's only if the fingerprint beside it is this token's (or a person set it alone).
+    let same_token = annotations
+        .get(TOKEN_FINGERPRINT)
+        .is_none_or(|f| *f == fingerprint(&current));
     match annotations
         .get(EXPIRES_AT)
+        .filter(|_| same_token)
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
     {
         Some(expires) => {
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
             ctx.metrics.token_expiry(left);
             if left > cfg.lead {
+                ctx.rotation.failures.store(0, Ordering::SeqCst);
                 set_trouble(ctx, None);
                 return Ok((left - cfg.lead).min(cfg.check_every));
             }
             tracing::info!(expires = %expires, "the Gateway token expires within the lead time: rotating");
         }
         None => tracing::info!(
-            "the Gateway token's expiry is not known (no {EXPIRES_AT} annotation): rotating to learn it"
+            "the Gateway token's expiry is not known (no {EXPIRES_AT} annotation for this token): rotating to learn it"
         ),
     }
-    rotate(ctx, cfg, &api, secret, current, unsaved).await
+    rotate(ctx, cfg, &api, secret, current).await
 }
 
 async fn rotate(
@@ -150,7 +236,6 @@ async fn rotate(
     api: &Api<Secret>,
     secret: Secret,
     current: SecretString,
-    unsaved: &mut Option<Unsaved>,
 ) -> Result<Duration, RotationError> {
     // 1. The intent, on the version read.
     let started = jiff::Timestamp::now().to_string();
@@ -163,27 +248,13 @@ async fn rotate(
         }}),
     )
     .await?;
-    // 2. At most once.
+    // 2. At most once. On any failure the intent stays: the next step asks the Gateway whether the token in the
+    // Secret still works, which tells a rotation that did not happen from one whose answer was lost.
     let rotated = match ctx.gateway.rotate_token(&current).await {
         Ok(rotated) => rotated,
         Err(e) => {
-            if e.certainly_not_applied() {
-                patch(
-                    api,
-                    cfg,
-                    json!({"metadata": {"annotations": {ROTATION_STARTED_AT: null}}}),
-                )
-                .await?;
-            }
-            // Otherwise the intent stays: the next step asks the Gateway whether the old token still works.
-            set_trouble(
-                ctx,
-                Some(TokenTrouble {
-                    reason: "TokenRotationFailed",
-                    message: format!("apiTokenRotate failed: {e}"),
-                }),
-            );
-            return Err(e.into());
+            // The request carried the token and the answer may carry a new one: only the reason is repeated.
+            return Err(RotationError::Rotate(e.reason()));
         }
     };
     ctx.gateway.set_token(rotated.token.clone());
@@ -195,7 +266,7 @@ async fn rotate(
         old: current,
     };
     if let Err(e) = write_new(ctx, cfg, api, &u).await {
-        *unsaved = Some(u);
+        keep_unsaved(ctx, u);
         return Err(e);
     }
     ctx.fail_point(
@@ -225,6 +296,7 @@ async fn write_new(
                         "resourceVersion": secret.metadata.resource_version,
                         "annotations": {
                             EXPIRES_AT: u.rotated.expires_at.to_string(),
+                            TOKEN_FINGERPRINT: fingerprint(&u.rotated.token),
                             ROTATED_AT: jiff::Timestamp::now().to_string(),
                         },
                     },
@@ -281,6 +353,7 @@ async fn confirm(
     .await?;
     let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
     ctx.metrics.token_expiry(left);
+    ctx.rotation.failures.store(0, Ordering::SeqCst);
     set_trouble(ctx, None);
     tracing::info!(expires = %expires, "Gateway token rotated and confirmed");
     event(
@@ -343,13 +416,7 @@ async fn resume(
                     .map_or("?", String::as_str),
                 cfg.key
             );
-            let fresh = ctx
-                .token_trouble
-                .lock()
-                .ok()
-                .and_then(|t| t.clone())
-                .map(|t| t.reason)
-                != Some("TokenRotationLost");
+            let fresh = ctx.rotation.trouble().map(|t| t.reason) != Some("TokenRotationLost");
             if fresh {
                 tracing::error!("{message}");
                 event(ctx, secret, true, "TokenRotationLost", message.clone()).await;
@@ -406,7 +473,7 @@ async fn patch(
 }
 
 fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
-    if let Ok(mut t) = ctx.token_trouble.lock() {
+    if let Ok(mut t) = ctx.rotation.trouble.lock() {
         *t = trouble;
     }
 }

@@ -615,6 +615,7 @@ impl GatewayClient {
                 operation: "pollActions",
                 query: batch_poll_document(chunk.len()).into(),
                 repeat: Repeat::Safe,
+                carries_token: false,
             };
             let variables: serde_json::Map<String, Value> = chunk
                 .iter()

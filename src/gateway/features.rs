@@ -94,6 +94,14 @@ pub(crate) fn decode_features(raw: RawResponse) -> Result<Features, GatewayError
     }
     let query = names(&raw, "query", false)?;
     let mutation = names(&raw, "mutation", false)?;
+    // A partial answer (introspection limited, errors beside data) tells nothing for sure: not detected, so
+    // nothing is remembered and every call keeps trying the current family first.
+    if !raw.errors.is_empty() || query.is_empty() || mutation.is_empty() {
+        return Err(GatewayError::Decode {
+            operation: op,
+            message: "introspection answered only in part".into(),
+        });
+    }
     let statuses = names(&raw, "actionStatus", true)?;
     let has = |list: &[String], name: &str| list.iter().any(|n| n == name);
     Ok(Features {

@@ -48,6 +48,16 @@ struct WireToken {
 
 pub(crate) fn decode_rotate(raw: RawResponse) -> Result<RotatedToken, GatewayError> {
     let op = "apiTokenRotate";
+    // A new token in the answer is the only copy there will ever be: taken even beside GraphQL errors.
+    let mut raw = raw;
+    if raw
+        .data
+        .as_ref()
+        .and_then(|d| d.pointer("/apiTokenRotate/token/tokenString"))
+        .is_some_and(serde_json::Value::is_string)
+    {
+        raw.errors.clear();
+    }
     let p: WirePayload = data_field(op, raw, op)?;
     payload_error(op, p.error)?;
     let missing = |what: &str| GatewayError::Decode {
@@ -71,7 +81,7 @@ impl GatewayClient {
     /// Rotate `current`. At most once: the old token is refused once this commits, so an unknown outcome is
     /// reported, never retried.
     pub async fn rotate_token(&self, current: &SecretString) -> Result<RotatedToken, GatewayError> {
-        let doc = Document::fixed("apiTokenRotate", ROTATE, Repeat::AtMostOnce);
+        let doc = Document::fixed("apiTokenRotate", ROTATE, Repeat::AtMostOnce).carrying_a_token();
         let variables = json!({ "tokenString": current.expose_secret() });
         self.call(&doc, &variables, decode_rotate).await
     }

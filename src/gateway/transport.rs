@@ -2,6 +2,7 @@
 //! classification of failures and a retry loop that never repeats a mutation which may already have run.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,9 @@ pub struct Document<'a> {
     pub operation: &'static str,
     pub query: Cow<'a, str>,
     pub repeat: Repeat,
+    /// Its variables or its answer hold an API token: errors about it are logged by reason only, and an error
+    /// page's body is not quoted (a proxy may echo the request).
+    pub carries_token: bool,
 }
 
 impl Document<'static> {
@@ -113,7 +117,13 @@ impl Document<'static> {
             operation,
             query: Cow::Borrowed(query),
             repeat,
+            carries_token: false,
         }
+    }
+
+    pub const fn carrying_a_token(mut self) -> Self {
+        self.carries_token = true;
+        self
     }
 }
 
@@ -133,6 +143,8 @@ struct Inner {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     token: RwLock<SecretString>,
+    /// Bumped whenever the token changes, so that a request refused for the old token is sent again once.
+    token_generation: AtomicU64,
     permits: Semaphore,
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
@@ -205,6 +217,7 @@ impl GatewayClient {
                 http,
                 endpoint,
                 token: RwLock::new(config.token),
+                token_generation: AtomicU64::new(0),
                 permits: Semaphore::new(config.max_concurrent_requests.max(1)),
                 retry: config.retry,
                 observer: std::sync::OnceLock::new(),
@@ -245,9 +258,13 @@ impl GatewayClient {
 
     /// Swap the token (rotation, a re-read Secret file) without rebuilding the client.
     pub fn set_token(&self, token: SecretString) {
-        match self.inner.token.write() {
-            Ok(mut guard) => *guard = token,
-            Err(poisoned) => *poisoned.into_inner() = token,
+        let mut guard = match self.inner.token.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.expose_secret() != token.expose_secret() {
+            *guard = token;
+            self.inner.token_generation.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -275,7 +292,9 @@ impl GatewayClient {
     ) -> Result<T, GatewayError> {
         let policy = self.inner.retry;
         let mut attempt = 1;
+        let mut retried_with_new_token = false;
         loop {
+            let token_generation = self.inner.token_generation.load(Ordering::SeqCst);
             let outcome = match self.send_once(doc, variables).await {
                 Ok(raw) => decode(raw),
                 Err(e) => Err(e),
@@ -284,8 +303,21 @@ impl GatewayClient {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            // Sent just before a rotated token was put in: once more with the new one (refused, it took no effect).
+            if matches!(err, GatewayError::TokenRejected { .. })
+                && !retried_with_new_token
+                && self.inner.token_generation.load(Ordering::SeqCst) != token_generation
+            {
+                retried_with_new_token = true;
+                continue;
+            }
+            let shown = if doc.carries_token {
+                err.reason().to_owned()
+            } else {
+                err.to_string()
+            };
             if doc.repeat == Repeat::AtMostOnce && !err.certainly_not_applied() {
-                tracing::warn!(operation = doc.operation, error = %err, "outcome of a once-only mutation is unknown; not retrying");
+                tracing::warn!(operation = doc.operation, error = %shown, "outcome of a once-only mutation is unknown; not retrying");
                 return Err(GatewayError::OutcomeUnknown {
                     operation: doc.operation,
                     source: Box::new(err),
@@ -295,7 +327,7 @@ impl GatewayClient {
                 return Err(err);
             }
             let pause = policy.delay(attempt);
-            tracing::debug!(operation = doc.operation, attempt, ?pause, error = %err, "retrying Gateway request");
+            tracing::debug!(operation = doc.operation, attempt, ?pause, error = %shown, "retrying Gateway request");
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
@@ -365,7 +397,21 @@ impl GatewayClient {
             "Gateway request"
         );
 
-        read_answer(op, status.as_u16(), &content_type, &bytes)
+        let body_shown: &[u8] = if doc.carries_token {
+            b"(not quoted: the request carried an API token)"
+        } else {
+            &bytes
+        };
+        match read_answer(op, status.as_u16(), &content_type, &bytes) {
+            Err(GatewayError::Http {
+                operation, status, ..
+            }) => Err(GatewayError::Http {
+                operation,
+                status,
+                body: snippet(body_shown),
+            }),
+            other => other,
+        }
     }
 }
 

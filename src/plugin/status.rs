@@ -219,7 +219,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = watcher::Config::default().fields(&format!("metadata.name={}", args.name));
-    let mut changes = watcher(api.clone(), config).applied_objects().boxed();
+    // Actions run for hours: a dropped watch is resumed (with backoff), not the end of `-w`.
+    let mut changes = watcher(api.clone(), config).default_backoff().boxed();
     // The object must exist now: a typo would otherwise wait forever.
     api.get(&args.name).await?;
     let mut last: Option<View> = None;
@@ -229,13 +230,16 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted(String::new())),
         };
         let obj = match next {
-            Ok(Some(obj)) => obj,
+            Ok(Some(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => obj,
+            Ok(Some(watcher::Event::Delete(_))) => {
+                eprintln!("taniumaction {ns}/{} was deleted", args.name);
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(Some(watcher::Event::Init | watcher::Event::InitDone)) => continue,
             Ok(None) => return Ok(ExitCode::FAILURE),
             Err(e) => {
-                return Err(CliError::Config(format!(
-                    "watching {ns}/{}: {e}",
-                    args.name
-                )));
+                eprintln!("watching {ns}/{}: {e}; resuming", args.name);
+                continue;
             }
         };
         let view = View::of(&obj, &ns);
