@@ -24,8 +24,9 @@ use tanium_sim::{FleetSource, SimConfig, SimServer, TokenUser};
 use tanium_testenv::ControlPlane;
 
 const TOKEN: &str = "token-bench-0123456789abcdef";
-/// The operator's readiness probe asks the Gateway for `now`; it is not work for any object.
-const READINESS_OPERATION: &str = "now";
+/// The process's own requests, not work for any object: the readiness probe's `now`, and the one introspection
+/// at start that tells what the Gateway offers.
+const PROCESS_OPERATIONS: [&str; 2] = ["now", "gatewayFeatures"];
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -632,8 +633,11 @@ async fn run(
         std::fs::write(launch.dir.join("deploys.tsv"), timeline)?;
     }
     let is_poll = |r: &tanium_sim::RequestRecord| r.fields.contains_key("action");
-    let is_readiness =
-        |r: &tanium_sim::RequestRecord| r.operation_name.as_deref() == Some(READINESS_OPERATION);
+    let is_readiness = |r: &tanium_sim::RequestRecord| {
+        r.operation_name
+            .as_deref()
+            .is_some_and(|op| PROCESS_OPERATIONS.contains(&op))
+    };
     let polls: Vec<&tanium_sim::RequestRecord> = requests.iter().filter(|r| is_poll(r)).collect();
     let actions_polled: u64 = polls
         .iter()
