@@ -236,8 +236,9 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         gateway.tls = TlsVerification::Insecure;
         tracing::warn!(
             gateway = %args.gateway_url,
-            "TLS verification of the Gateway is OFF (TANIUM_INSECURE_SKIP_TLS_VERIFY): anyone on the network path can \
-             read the API token and answer for the Gateway; every object carries GatewayTLSVerified=False"
+            "TLS verification of the Gateway is OFF (TANIUM_INSECURE_SKIP_TLS_VERIFY): {}; every object carries \
+             GatewayTLSVerified=False",
+            TlsVerification::INSECURE_RISK
         );
     } else if args
         .gateway_url

@@ -49,6 +49,11 @@ impl TokenUser {
         self.expires_at = Some(at);
         self
     }
+
+    /// Is this the token presented, and still valid at `now`?
+    pub(crate) fn accepts(&self, presented: &str, now: jiff::Timestamp) -> bool {
+        self.token == presented && self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 // Tokens are credentials: a Debug that printed them would leak them into logs and test output.

@@ -152,10 +152,7 @@ impl State {
     /// refused from now on. Returns (token id, new token, its expiry).
     pub(crate) fn rotate_token(&mut self, old: &str) -> Option<(String, String, Timestamp)> {
         let now = self.clock.now();
-        let pos = self
-            .tokens
-            .iter()
-            .position(|t| t.token == old && t.expires_at.is_none_or(|at| now < at))?;
+        let pos = self.tokens.iter().position(|t| t.accepts(old, now))?;
         let fresh = format!("token-{:032x}", rand::random::<u128>());
         let expires_at = crate::clock::add(
             now,
@@ -172,7 +169,7 @@ impl State {
         let now = self.clock.now();
         self.tokens
             .iter()
-            .find(|t| t.token == token && t.expires_at.is_none_or(|at| now < at))
+            .find(|t| t.accepts(token, now))
             .map(|t| t.user.clone())
     }
 

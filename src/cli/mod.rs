@@ -119,8 +119,8 @@ impl GatewayArgs {
         if self.insecure_skip_tls_verify {
             config.tls = TlsVerification::Insecure;
             eprintln!(
-                "WARNING: not checking the Gateway's TLS certificate (--insecure-skip-tls-verify): anyone on the \
-                 network path could read the API token and answer for the Gateway"
+                "WARNING: not checking the Gateway's TLS certificate (--insecure-skip-tls-verify): {}",
+                TlsVerification::INSECURE_RISK
             );
         }
         config.request_timeout = Duration::from_secs(self.request_timeout_seconds.max(1));

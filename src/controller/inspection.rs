@@ -350,7 +350,12 @@ impl<'a> Inspector<'a> {
                 status: "no open connection".into(),
             }),
         };
-        self.ctx.fail_point_after_kill().await;
+        self.ctx
+            .fail_point(
+                "after a process termination",
+                &self.ctx.fail_points.hang_after_kill,
+            )
+            .await;
         let (state, message, warning) = match sent {
             Ok(true) => (
                 KillState::Ended,

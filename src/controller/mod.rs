@@ -257,16 +257,6 @@ impl Context {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
-    #[doc(hidden)]
-    pub async fn fail_point_after_kill(&self) {
-        if self.fail_points.hang_after_kill.load(Ordering::SeqCst) {
-            tracing::warn!("fail point: holding after a process termination");
-        }
-        while self.fail_points.hang_after_kill.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -667,8 +657,11 @@ pub(crate) fn mark_operator_conditions(
             condition::GATEWAY_TLS_VERIFIED,
             false,
             "VerificationDisabled",
-            "the operator runs with TANIUM_INSECURE_SKIP_TLS_VERIFY: it does not check the Gateway's certificate, so \
-             anyone on the network path could read the API token and answer for the Gateway",
+            format!(
+                "the operator runs with TANIUM_INSECURE_SKIP_TLS_VERIFY: it does not check the Gateway's certificate, \
+                 so {}",
+                TlsVerification::INSECURE_RISK
+            ),
             generation,
         ),
         TlsVerification::Verify => {

@@ -196,23 +196,17 @@ async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationE
         return confirm(ctx, cfg, &api, u.rotated.expires_at).await;
     }
     let secret = api.get(&cfg.secret).await?;
-    let current = token_in(&secret, &cfg.key, cfg)?;
+    let current = token_in(&secret, cfg)?;
     // The Secret is the truth: the mounted file lags a write by up to a minute (kubelet sync).
     ctx.gateway.set_token(current.clone());
-    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    if annotations.contains_key(ROTATION_STARTED_AT) {
+    if annotation(&secret, ROTATION_STARTED_AT).is_some() {
         return resume(ctx, cfg, &api, &secret).await;
     }
     let now = ctx.gateway.now().await?;
     // The expiry is the token's only if the fingerprint beside it is this token's (or a person set it alone).
-    let same_token = annotations
-        .get(TOKEN_FINGERPRINT)
-        .is_none_or(|f| *f == fingerprint(&current));
-    match annotations
-        .get(EXPIRES_AT)
-        .filter(|_| same_token)
-        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-    {
+    let same_token =
+        annotation(&secret, TOKEN_FINGERPRINT).is_none_or(|f| *f == fingerprint(&current));
+    match expiry(&secret).filter(|_| same_token) {
         Some(expires) => {
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
             ctx.metrics.token_expiry(left);
@@ -378,13 +372,7 @@ async fn resume(
         .data
         .as_ref()
         .is_some_and(|d| d.contains_key(&cfg.previous_key()));
-    let expires = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(EXPIRES_AT))
-        .and_then(|s| s.parse().ok());
-    if has_previous && let Some(expires) = expires {
+    if has_previous && let Some(expires) = expiry(secret) {
         tracing::info!("resuming a token rotation: the new token was written; confirming it");
         return confirm(ctx, cfg, api, expires).await;
     }
@@ -408,12 +396,7 @@ async fn resume(
                  new API token in Tanium and put it into the Secret (key {}); rotation resumes by itself",
                 cfg.namespace,
                 cfg.secret,
-                secret
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(ROTATION_STARTED_AT))
-                    .map_or("?", String::as_str),
+                annotation(secret, ROTATION_STARTED_AT).map_or("?", String::as_str),
                 cfg.key
             );
             let fresh = ctx.rotation.trouble().map(|t| t.reason) != Some("TokenRotationLost");
@@ -434,11 +417,17 @@ async fn resume(
     }
 }
 
-fn token_in(
-    secret: &Secret,
-    key: &str,
-    cfg: &RotationConfig,
-) -> Result<SecretString, RotationError> {
+fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a String> {
+    secret.metadata.annotations.as_ref()?.get(key)
+}
+
+/// When the token the annotation names expires, as written by the last rotation (or a person).
+fn expiry(secret: &Secret) -> Option<jiff::Timestamp> {
+    annotation(secret, EXPIRES_AT)?.parse().ok()
+}
+
+fn token_in(secret: &Secret, cfg: &RotationConfig) -> Result<SecretString, RotationError> {
+    let key = &cfg.key;
     let bytes = secret
         .data
         .as_ref()

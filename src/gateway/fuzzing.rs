@@ -49,7 +49,7 @@ pub fn answer(
             "no operation {operation:?}"
         )));
     };
-    let raw = transport::read_answer(op, status, content_type, body)?;
+    let raw = transport::read_answer(op, status, content_type, body, true)?;
     let shown = match op {
         "endpoints" => format!("{:?}", endpoints::decode_page(raw)?),
         "packageSpecs" => format!("{:?}", packages::decode_package_specs(raw)?),

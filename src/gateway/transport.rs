@@ -59,6 +59,12 @@ pub enum TlsVerification {
     Insecure,
 }
 
+impl TlsVerification {
+    /// What verification off risks, in the words every warning about it uses (start log, CLI, objects).
+    pub const INSECURE_RISK: &str =
+        "anyone on the network path could read the API token and answer for the Gateway";
+}
+
 /// Capped exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -397,31 +403,26 @@ impl GatewayClient {
             "Gateway request"
         );
 
-        let body_shown: &[u8] = if doc.carries_token {
-            b"(not quoted: the request carried an API token)"
-        } else {
-            &bytes
-        };
-        match read_answer(op, status.as_u16(), &content_type, &bytes) {
-            Err(GatewayError::Http {
-                operation, status, ..
-            }) => Err(GatewayError::Http {
-                operation,
-                status,
-                body: snippet(body_shown),
-            }),
-            other => other,
-        }
+        read_answer(
+            op,
+            status.as_u16(),
+            &content_type,
+            &bytes,
+            !doc.carries_token,
+        )
     }
 }
 
 /// What an HTTP answer means, from its status, content type and body alone: pure, so that it can be fuzzed.
 /// Everything the network can send reaches the operator through here and a decoder (see `gateway::fuzzing`).
+/// `quote_body`: an error page's start goes into the error (not when the request carried a token: a proxy may
+/// echo it).
 pub fn read_answer(
     op: &'static str,
     status: u16,
     content_type: &str,
     bytes: &[u8],
+    quote_body: bool,
 ) -> Result<RawResponse, GatewayError> {
     match status {
         401 | 403 => {
@@ -441,7 +442,11 @@ pub fn read_answer(
             return Err(GatewayError::Http {
                 operation: op,
                 status,
-                body: snippet(bytes),
+                body: if quote_body {
+                    snippet(bytes)
+                } else {
+                    "(not quoted: the request carried an API token)".into()
+                },
             });
         }
     }
