@@ -9,7 +9,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use secrecy::SecretString;
 use tanium_operator::cli;
 use tanium_operator::controller::rotation::RotationConfig;
-use tanium_operator::controller::{self, Config, Context, Policy, Timing};
+use tanium_operator::controller::{self, Config, Context, Policy, Shard, Timing};
 use tanium_operator::crd;
 use tanium_operator::gateway::{GatewayClient, GatewayConfig, TlsVerification};
 use tanium_operator::telemetry::{self, Readiness};
@@ -71,9 +71,21 @@ struct RunArgs {
     /// Gateway requests in flight at once, across all objects.
     #[arg(long, env = "TANIUM_MAX_CONCURRENT_REQUESTS", default_value_t = 16)]
     max_concurrent_requests: usize,
-    /// Watch only this namespace (default: all).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Reconcile only the objects in these namespaces (comma separated; default: all). With one, only that
+    /// namespace is watched (a namespaced Role is enough); with several, the watch is cluster-wide and the other
+    /// namespaces' objects are dropped before anything is cached.
+    #[arg(
+        long = "watch-namespaces",
+        alias = "namespace",
+        env = "WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
+    watch_namespaces: Vec<String>,
+    /// Reconcile only the objects whose labels match this Kubernetes label selector: one shard of the objects,
+    /// each shard with its own Lease (README "Sharding"), e.g. `tanium-operator.dev/shard=blue`, or for the rest
+    /// `tanium-operator.dev/shard notin (blue)`.
+    #[arg(long, env = "TANIUM_SHARD_SELECTOR")]
+    shard_selector: Option<String>,
     /// Namespaces whose objects may deploy (comma separated; default: all).
     #[arg(long, env = "TANIUM_ALLOWED_NAMESPACES", value_delimiter = ',')]
     allowed_namespaces: Vec<String>,
@@ -274,7 +286,18 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             dc_idle_timeout: Duration::from_secs(args.dc_idle_timeout_seconds.max(3)),
             ..Timing::default()
         },
-        namespace: args.namespace,
+        shard: Shard {
+            namespaces: args
+                .watch_namespaces
+                .into_iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            label_selector: args
+                .shard_selector
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        },
         concurrency: args.concurrency,
         poll_batch: usize::from(args.poll_batch),
         token_rotation: match (args.token_rotation, args.token_secret) {
@@ -291,7 +314,12 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             )),
         },
     };
-    tracing::info!(gateway = %gateway.endpoint(), policy = ?config.policy, "starting tanium-operator");
+    config
+        .shard
+        .check(&client)
+        .await
+        .map_err(MainError::Config)?;
+    tracing::info!(gateway = %gateway.endpoint(), policy = ?config.policy, shard = %config.shard, lease = args.leader_elect.then_some(args.lease_name.as_str()), "starting tanium-operator");
     let client_for_lease = client.clone();
     let ctx = Arc::new(Context::new(client.clone(), gateway.clone(), config));
     let ready = Arc::new(Readiness::default());

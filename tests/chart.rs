@@ -476,6 +476,8 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
         "--set=metrics.dashboard.enabled=true",
         "--set=metrics.prometheusRule.enabled=true",
         "--set=metrics.serviceMonitor.enabled=true",
+        // Shards add an alert expression per shard.
+        "--set=sharding.shards={blue}",
     ];
     let lint = env.helm(&[&["lint", CHART, "--strict", &gateway][..], &on].concat());
     assert!(lint.contains("0 chart(s) failed"), "{lint}");
@@ -567,14 +569,24 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
             }
         }
     }
+    // Labels Prometheus adds to every series: the scrape's, and the pod's shard label the ServiceMonitor copies.
+    let monitor = of_kind("ServiceMonitor");
+    assert_eq!(
+        monitor["spec"]["podTargetLabels"],
+        serde_json::json!(["tanium-operator.dev/shard"])
+    );
+    let target_labels = ["job", "le", "instance", "tanium_operator_dev_shard"];
     let used = regex::Regex::new(r#"(tanium_operator_[a-z_]+)(\{([^}]*)\})?"#).unwrap();
     let grouped = regex::Regex::new(r"by \(([a-z_, ]+)\)").unwrap();
     for (what, expr) in &exprs {
         promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{what}: {e}\n{expr}"));
         let mut labels_here: std::collections::BTreeSet<String> =
-            ["job", "le", "instance"].map(String::from).into();
+            target_labels.map(String::from).into();
         for c in used.captures_iter(expr) {
             let name = &c[1];
+            if target_labels.contains(&name) {
+                continue;
+            }
             let known = exported.get(name).unwrap_or_else(|| {
                 panic!(
                     "{what}: {name} is not exported; exported: {:?}",
@@ -587,7 +599,7 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
                     label.captures_iter(&m.as_str().replace("=~\"", "=\"").replace("!=\"", "=\""))
                 {
                     assert!(
-                        l[1].eq("job") || known.contains(&l[1]),
+                        target_labels.contains(&&l[1]) || known.contains(&l[1]),
                         "{what}: {name} has no label {}",
                         &l[1]
                     );
@@ -604,8 +616,146 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
         }
     }
     println!("{} expressions checked", exprs.len());
+    let no_leader = &exprs
+        .iter()
+        .find(|(what, _)| what.contains("TaniumOperatorNoLeader"))
+        .expect("the no-leader alert")
+        .1;
+    assert!(
+        no_leader.contains(r#"tanium_operator_dev_shard="blue""#)
+            && no_leader.contains(r#"tanium_operator_dev_shard="""#),
+        "one leader per Lease: {no_leader}"
+    );
     // The dashboard's ConfigMap is a valid object (and small enough) for the apiserver.
     env.kubectl(&["create", "namespace", NAMESPACE]);
     let cm_yaml = serde_yaml_ng::to_string(&dashboard_cm).unwrap();
     env.apply_yaml(&cm_yaml);
+}
+
+#[tokio::test]
+async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() {
+    let Some(env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let gateway = format!("--set=gateway.url={}", env.sim.url());
+    let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
+    let template = |extra: &str| -> Vec<String> {
+        [
+            "template",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            &kube_version,
+            &gateway,
+            "--set=gateway.tokenRotation.enabled=true",
+            extra,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let helm = |args: Vec<String>| env.helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let rendered = helm(template("--set=sharding.shards={blue,green}"));
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &serde_json::Value| !v.is_null())
+        .collect();
+    let deployments: Vec<&serde_json::Value> =
+        docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    let env_of = |d: &serde_json::Value, name: &str| -> Option<String> {
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str().map(String::from))
+    };
+    let layout: Vec<(String, Option<String>, Option<String>, bool)> = deployments
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                env_of(d, "TANIUM_SHARD_SELECTOR"),
+                env_of(d, "LEASE_NAME"),
+                env_of(d, "TANIUM_TOKEN_ROTATION").is_some(),
+            )
+        })
+        .collect();
+    let owned = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        layout,
+        vec![
+            (
+                "tanium-operator".into(),
+                owned("tanium-operator.dev/shard notin (blue,green)"),
+                owned("tanium-operator"),
+                true
+            ),
+            (
+                "tanium-operator-shard-blue".into(),
+                owned("tanium-operator.dev/shard=blue"),
+                owned("tanium-operator-shard-blue"),
+                false
+            ),
+            (
+                "tanium-operator-shard-green".into(),
+                owned("tanium-operator.dev/shard=green"),
+                owned("tanium-operator-shard-green"),
+                false
+            ),
+        ],
+        "each shard its own selector and Lease; only the main Deployment rotates the token"
+    );
+    // No Deployment's selector matches another's pods; the metrics Service selects them all.
+    let matches = |selector: &serde_json::Value, labels: &serde_json::Value| {
+        selector
+            .as_object()
+            .is_some_and(|s| s.iter().all(|(k, v)| &labels[k] == v))
+    };
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("the metrics Service");
+    for a in &deployments {
+        let pods = &a["spec"]["template"]["metadata"]["labels"];
+        assert!(matches(&service["spec"]["selector"], pods), "{pods}");
+        for b in &deployments {
+            let overlap = matches(&b["spec"]["selector"]["matchLabels"], pods);
+            assert_eq!(
+                overlap,
+                a["metadata"]["name"] == b["metadata"]["name"],
+                "{} selects the pods of {}",
+                b["metadata"]["name"],
+                a["metadata"]["name"]
+            );
+        }
+    }
+    // Without shards nothing changes: one Deployment, no selector.
+    let plain = helm(template("--set=sharding.shards=null"));
+    assert_eq!(plain.matches("kind: Deployment\n").count(), 1);
+    assert!(!plain.contains("TANIUM_SHARD_SELECTOR"));
+    // A name that cannot be a label value, or one listed twice, is refused.
+    let helm_bin = env.cp.binaries().helm().unwrap();
+    for (shards, said) in [
+        ("--set=sharding.shards={Blue}", "is not a shard name"),
+        ("--set=sharding.shards={blue,blue}", "is listed twice"),
+    ] {
+        let refused = Command::new(&helm_bin)
+            .args(template(shards))
+            .output()
+            .unwrap();
+        assert!(
+            !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains(said),
+            "{shards}: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+    env.kubectl(&["create", "namespace", NAMESPACE]);
+    let applied = env.apply_yaml(&rendered);
+    assert!(
+        applied.contains("deployment.apps/tanium-operator-shard-green serverside-applied"),
+        "{applied}"
+    );
 }

@@ -412,7 +412,6 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
         Config {
             policy: Policy::default(),
             timing,
-            namespace: None,
             concurrency: 4,
             ..Config::default()
         },

@@ -8,6 +8,7 @@ mod packages;
 pub mod poller;
 pub mod preview;
 pub mod rotation;
+pub mod shard;
 pub mod tag;
 mod tracking;
 
@@ -25,6 +26,7 @@ use crate::crd::{condition, set_condition};
 use crate::gateway::{GatewayClient, GatewayError, TlsVerification};
 
 pub use packages::PackageCache;
+pub use shard::Shard;
 
 /// Admin policy: set by whoever installs the operator, not overridable from a namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,8 +127,8 @@ impl Timing {
 pub struct Config {
     pub policy: Policy,
     pub timing: Timing,
-    /// Only this namespace is watched; `None`: all.
-    pub namespace: Option<String>,
+    /// Which objects this process reconciles.
+    pub shard: Shard,
     /// Objects reconciled at once.
     pub concurrency: u16,
     /// Actions per results-poll request (GraphQL aliases in one document, at most 50). 1 polls the way scripts
@@ -141,7 +143,7 @@ impl Default for Config {
         Self {
             policy: Policy::default(),
             timing: Timing::default(),
-            namespace: None,
+            shard: Shard::everything(),
             concurrency: 8,
             poll_batch: crate::gateway::actions::POLL_BATCH,
             token_rotation: None,
@@ -414,21 +416,20 @@ async fn run_kind<K, R, Fut>(
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
+        + crate::crd::Conditions
         + Send
         + Sync
         + 'static,
     R: FnMut(Arc<K>, Arc<Context>) -> Fut,
     Fut: futures::TryFuture<Ok = Action, Error = Error> + Send + 'static,
 {
-    use futures::StreamExt as _;
+    use futures::{StreamExt as _, TryStreamExt as _};
     use kube::runtime::{
         Controller, Predicate as _, WatchStreamExt as _, predicates, reflector, watcher,
     };
 
-    let api: kube::Api<K> = match &ctx.config.namespace {
-        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
-        None => kube::Api::all(ctx.client.clone()),
-    };
+    let shard = ctx.config.shard.clone();
+    let api: kube::Api<K> = shard.api(&ctx.client);
     let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
     let (reader, writer) = reflector::store();
     // Readiness: this kind's watch has delivered its first complete list (undone when the controllers stop).
@@ -446,8 +447,9 @@ async fn run_kind<K, R, Fut>(
     };
     let sync_ctx = ctx.clone();
     let deleting = |o: &K| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
-    let changes = watcher(api, watcher::Config::default())
+    let changes = watcher(api, shard.watcher_config())
         .default_backoff()
+        .try_filter(move |event| std::future::ready(shard.filter(event)))
         .inspect(mark)
         // managedFields are most of a stored object's size and no reconcile reads them.
         .modify(|o| kube::ResourceExt::managed_fields_mut(o).clear())
@@ -465,6 +467,19 @@ async fn run_kind<K, R, Fut>(
         // The shared poller's news about an object's actions.
         controller = controller.reconcile_on(woken);
     }
+    // A new token (the Secret's file re-read, a rotation, also one made by another shard): the objects a rejected
+    // token holds go again now, not after the slow requeue of a person's problem. The others are left alone.
+    let store = controller.store();
+    let held_by_token = ctx.gateway.token_changes().flat_map(move |()| {
+        let held: Vec<reflector::ObjectRef<K>> = store
+            .state()
+            .iter()
+            .filter(|o| crate::crd::ready_reason_is(o.conditions(), GatewayError::TOKEN_REJECTED))
+            .map(|o| reflector::ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        futures::stream::iter(held)
+    });
+    controller = controller.reconcile_on(held_by_token);
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

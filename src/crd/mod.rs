@@ -288,6 +288,22 @@ pub fn set_condition(
     }
 }
 
+/// The kinds whose status carries conditions (every kind this operator serves).
+pub trait Conditions {
+    fn conditions(&self) -> &[Condition];
+}
+
+macro_rules! conditions_of {
+    ($($kind:ty),*) => {$(
+        impl Conditions for $kind {
+            fn conditions(&self) -> &[Condition] {
+                self.status.as_ref().map_or(&[], |s| &s.conditions)
+            }
+        }
+    )*};
+}
+conditions_of!(TaniumAction, TaniumTag, TaniumEndpointInspection);
+
 /// Does the Ready condition already carry this reason? (Then an event about it was already published.)
 pub fn ready_reason_is(conditions: &[Condition], reason: &str) -> bool {
     condition(conditions, condition::READY).is_some_and(|c| c.reason == reason)

@@ -140,12 +140,15 @@ impl GatewayError {
         !self.is_retryable() && !matches!(self, Self::OutcomeUnknown { .. })
     }
 
+    /// The reason of a rejected token, which a new token clears (see `controller::run_kind`).
+    pub const TOKEN_REJECTED: &'static str = "TokenRejected";
+
     /// A short CamelCase reason for conditions, events and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unreachable { .. } => "GatewayUnreachable",
             Self::NoAnswer { .. } => "GatewayNoAnswer",
-            Self::TokenRejected { .. } => "TokenRejected",
+            Self::TokenRejected { .. } => Self::TOKEN_REJECTED,
             Self::Http { .. } => "GatewayHttpError",
             Self::GraphQl { .. } => "GatewayQueryError",
             Self::Payload { .. } => "GatewayRefused",

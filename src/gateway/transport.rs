@@ -2,7 +2,6 @@
 //! classification of failures and a retry loop that never repeats a mutation which may already have run.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -149,8 +148,9 @@ struct Inner {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     token: RwLock<SecretString>,
-    /// Bumped whenever the token changes, so that a request refused for the old token is sent again once.
-    token_generation: AtomicU64,
+    /// Bumped whenever the token changes, so that a request refused for the old token is sent again once, and
+    /// objects held by a rejected token are looked at again at once (`token_changes`).
+    token_generation: tokio::sync::watch::Sender<u64>,
     permits: Semaphore,
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
@@ -223,7 +223,7 @@ impl GatewayClient {
                 http,
                 endpoint,
                 token: RwLock::new(config.token),
-                token_generation: AtomicU64::new(0),
+                token_generation: tokio::sync::watch::Sender::new(0),
                 permits: Semaphore::new(config.max_concurrent_requests.max(1)),
                 retry: config.retry,
                 observer: std::sync::OnceLock::new(),
@@ -270,8 +270,16 @@ impl GatewayClient {
         };
         if guard.expose_secret() != token.expose_secret() {
             *guard = token;
-            self.inner.token_generation.fetch_add(1, Ordering::SeqCst);
+            self.inner.token_generation.send_modify(|g| *g += 1);
         }
+    }
+
+    /// Yields each time the token changes from now on (a re-read Secret file, a rotation, also another shard's).
+    pub fn token_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let changes = self.inner.token_generation.subscribe();
+        futures::stream::unfold(changes, |mut changes| async move {
+            changes.changed().await.ok().map(|()| ((), changes))
+        })
     }
 
     fn session_header(&self) -> Result<HeaderValue, GatewayError> {
@@ -300,7 +308,7 @@ impl GatewayClient {
         let mut attempt = 1;
         let mut retried_with_new_token = false;
         loop {
-            let token_generation = self.inner.token_generation.load(Ordering::SeqCst);
+            let token_generation = *self.inner.token_generation.borrow();
             let outcome = match self.send_once(doc, variables).await {
                 Ok(raw) => decode(raw),
                 Err(e) => Err(e),
@@ -312,7 +320,7 @@ impl GatewayClient {
             // Sent just before a rotated token was put in: once more with the new one (refused, it took no effect).
             if matches!(err, GatewayError::TokenRejected { .. })
                 && !retried_with_new_token
-                && self.inner.token_generation.load(Ordering::SeqCst) != token_generation
+                && *self.inner.token_generation.borrow() != token_generation
             {
                 retried_with_new_token = true;
                 continue;

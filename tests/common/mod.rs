@@ -127,7 +127,6 @@ impl Env {
         let mut config = Config {
             policy: self.policy.clone(),
             timing: fast_timing(),
-            namespace: None,
             concurrency: 8,
             ..Config::default()
         };

@@ -18,3 +18,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- /* A Deployment's pods: the main one's keep the release's selector labels (a Deployment's selector cannot change
+on upgrade); a shard's get a name label of their own, so that the main selector does not match them. */}}
+{{- define "tanium-operator.podSelectorLabels" -}}
+{{- if .shard -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}-shard
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+tanium-operator.dev/shard: {{ .shard }}
+{{- else -}}
+{{- include "tanium-operator.selectorLabels" .root }}
+{{- end -}}
+{{- end -}}
+
+{{- /* Every operator pod of the release, main and shards (with instance): what the metrics Service selects. */}}
+{{- define "tanium-operator.podLabels" -}}
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+{{- end -}}
