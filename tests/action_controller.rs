@@ -782,3 +782,45 @@ async fn one_poller_asks_for_every_objects_actions_in_batches() {
     assert_eq!(asked, requests, "one action per request");
     env.assert_exactly_once();
 }
+
+#[tokio::test]
+async fn recurring_actions_are_read_in_the_shared_batches_too() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let api = env.namespace("recurring-poll").await;
+    env.start_controller();
+    let n = 30;
+    for i in 0..n {
+        let mut manifest = common::example("recurring-until-end");
+        manifest["metadata"]["name"] = json!(format!("recurring-{i}"));
+        env.create(&api, manifest).await;
+    }
+    for i in 0..n {
+        env.wait_for(
+            &api,
+            &format!("recurring-{i}"),
+            "Running with results",
+            |o| {
+                phase(o).as_deref() == Some("Running")
+                    && o.status.as_ref().is_some_and(|s| s.results.is_some())
+            },
+        )
+        .await;
+    }
+    // While they run, their newest instances are read through their scheduled actions, many per request.
+    let before = env.sim.sim().requests().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let reads: Vec<u64> = env.sim.sim().requests()[before..]
+        .iter()
+        .filter_map(|r| r.fields.get("scheduledAction").map(|n| u64::from(*n)))
+        .collect();
+    let (asked, requests) = (reads.iter().sum::<u64>(), reads.len() as u64);
+    println!("recurring: {asked} scheduled-action reads in {requests} requests");
+    assert!(asked >= n, "every recurring action was read: {asked}");
+    assert!(
+        asked >= 10 * requests,
+        "recurring actions share the poller's batches: {asked} reads in {requests} requests"
+    );
+    env.assert_exactly_once();
+}

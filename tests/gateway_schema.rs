@@ -2,7 +2,10 @@
 //! `../shared/reference/gateway-schema.graphql`).
 
 use apollo_compiler::{ExecutableDocument, Schema};
-use tanium_operator::gateway::{self, actions::batch_poll_document};
+use tanium_operator::gateway::{
+    self,
+    actions::{Polled, batch_poll_document},
+};
 
 fn schema() -> apollo_compiler::validation::Valid<Schema> {
     Schema::parse_and_validate(gateway::SCHEMA, "gateway-schema.graphql")
@@ -50,10 +53,21 @@ fn every_fixed_document_validates() {
 fn batched_poll_documents_validate() {
     let schema = schema();
     for n in [1, 2, 17, 50] {
-        let text = batch_poll_document(n);
+        // Action instances, and every third a scheduled action's newest instance (recurring actions).
+        let polled: Vec<Polled> = (0..n)
+            .map(|i| match i % 3 {
+                2 => Polled::Schedule(gateway::ScheduledActionId(i.to_string())),
+                _ => Polled::Action(gateway::ActionId(i.to_string())),
+            })
+            .collect();
+        let text = batch_poll_document(&polled);
         ExecutableDocument::parse_and_validate(&schema, &text, "pollActions.graphql")
             .unwrap_or_else(|e| panic!("batch of {n} does not validate:\n{e}"));
-        assert_eq!(text.matches(": action(ref:").count(), n);
+        assert_eq!(
+            text.matches(": action(ref:").count() + text.matches(": scheduledAction(ref:").count(),
+            n
+        );
+        assert_eq!(text.matches(": scheduledAction(ref:").count(), n / 3);
     }
 }
 

@@ -342,19 +342,14 @@ impl<'a> Reconciler<'a> {
             return self.recover().await;
         }
         let recurring = self.recurring();
-        let progress = match tracking::poll(
-            &self.ctx.gateway,
+        let Some(progress) = tracking::poll(
             &self.ctx.poller,
             &self.owner(),
             &mut self.status.deployment.scheduled_actions,
             recurring,
-        )
-        .await
-        {
-            Ok(Some(p)) => p,
+        ) else {
             // The poller wakes this object when it has the answer; the requeue is only a safety net.
-            Ok(None) => return Ok(Action::requeue(self.ctx.config.timing.poll_max)),
-            Err(e) => return self.gateway_trouble(e).await,
+            return Ok(Action::requeue(self.ctx.config.timing.poll_max));
         };
         let targeted = self.status.preview.as_ref().map_or(0, |p| p.count);
         self.status.results = Some(ResultCounts {
@@ -506,8 +501,9 @@ impl<'a> Reconciler<'a> {
         self.set(condition::COMPLETED, done, reason, message.clone());
         self.set(condition::READY, done, reason, message.clone());
         self.save().await?;
-        self.ctx.poller.forget(&tracking::instances(
+        self.ctx.poller.forget(&tracking::polled(
             &self.status.deployment.scheduled_actions,
+            self.recurring(),
         ));
         self.event(reason != "Completed", reason, message);
         self.finished().await
@@ -542,8 +538,9 @@ impl<'a> Reconciler<'a> {
     /// Deletion: stop a still-open action (`deletionPolicy: Stop`), or leave it (`Orphan`).
     async fn cleanup(mut self) -> Result<Action, Error> {
         use crate::crd::action::DeletionPolicy;
-        self.ctx.poller.forget(&tracking::instances(
+        self.ctx.poller.forget(&tracking::polled(
             &self.status.deployment.scheduled_actions,
+            self.recurring(),
         ));
         let phase = self.phase();
         // Terminal objects may still own an open action (stopWhenComplete: false): the recorded instance

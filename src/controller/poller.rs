@@ -1,4 +1,5 @@
-//! The one results poller for every open action of every object: each cycle it asks for all actions that are due,
+//! The one results poller for every open action of every object: each cycle it asks for all actions that are due
+//! (an instance by id, or a recurring action's newest instance through its scheduled action),
 //! up to `batch` per request (aliases in one GraphQL document), so that Gateway requests grow with open actions /
 //! batch, not with objects. Each action's interval backs off with its age (fast right after deployment, slower
 //! later, capped). An object is woken only when one of its actions changed; terminal objects never register, so
@@ -14,7 +15,8 @@ use tokio::time::Instant;
 
 use super::Timing;
 use crate::crd::{TaniumAction, TaniumTag};
-use crate::gateway::{ActionId, ActionState, GatewayClient};
+use crate::gateway::actions::Polled;
+use crate::gateway::{ActionState, GatewayClient};
 
 /// Whose action it is: the object to wake when it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,7 +29,7 @@ pub enum Owner {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
     /// `None`: the Gateway does not know the action (purged).
-    pub states: HashMap<ActionId, Option<ActionState>>,
+    pub states: HashMap<Polled, Option<ActionState>>,
     /// The Gateway's clock, as of the oldest of these answers.
     pub now: jiff::Timestamp,
 }
@@ -51,7 +53,7 @@ struct Wakers {
 }
 
 pub struct Poller {
-    watched: Mutex<HashMap<ActionId, Watched>>,
+    watched: Mutex<HashMap<Polled, Watched>>,
     wakers: Mutex<Wakers>,
     /// Actions per request; 1 is the way scripts poll (one request per action).
     batch: usize,
@@ -83,7 +85,7 @@ impl Poller {
 
     /// Watch `ids` for `owner` and return what was last seen of them, once every one of them has been polled at
     /// least once; `None` until then (the owner is woken when the answer is there).
-    pub fn observe(&self, owner: &Owner, ids: &[ActionId]) -> Option<Seen> {
+    pub fn observe(&self, owner: &Owner, ids: &[Polled]) -> Option<Seen> {
         let Ok(mut watched) = self.watched.lock() else {
             return None;
         };
@@ -115,7 +117,7 @@ impl Poller {
     }
 
     /// Stop watching (the object finished, or is going away).
-    pub fn forget(&self, ids: &[ActionId]) {
+    pub fn forget(&self, ids: &[Polled]) {
         if let Ok(mut watched) = self.watched.lock() {
             for id in ids {
                 watched.remove(id);
@@ -159,7 +161,7 @@ impl Poller {
 
     /// Ids due before the next cycle, oldest due first, topped up to whole requests with the ones due next
     /// (polling one a little early lets it share a request); forgets the ones nobody looked at for a long time.
-    fn due(&self, timing: &Timing, cycle: Duration) -> Vec<ActionId> {
+    fn due(&self, timing: &Timing, cycle: Duration) -> Vec<Polled> {
         let Ok(mut watched) = self.watched.lock() else {
             return Vec::new();
         };
@@ -167,7 +169,7 @@ impl Poller {
         let horizon = now + cycle;
         let abandoned = timing.poll_max.max(Duration::from_secs(60)) * 10;
         watched.retain(|_, w| now.duration_since(w.looked) < abandoned);
-        let mut all: Vec<(Instant, ActionId)> = watched
+        let mut all: Vec<(Instant, Polled)> = watched
             .iter()
             .map(|(id, w)| (w.next_due, id.clone()))
             .collect();
@@ -191,7 +193,7 @@ impl Poller {
         &self,
         timing: &Timing,
         gateway_now: jiff::Timestamp,
-        answers: HashMap<ActionId, Option<ActionState>>,
+        answers: HashMap<Polled, Option<ActionState>>,
     ) -> HashSet<Owner> {
         let mut changed = HashSet::new();
         let Ok(mut watched) = self.watched.lock() else {
@@ -211,7 +213,7 @@ impl Poller {
         changed
     }
 
-    fn postpone(&self, ids: &[ActionId], pause: Duration) {
+    fn postpone(&self, ids: &[Polled], pause: Duration) {
         if let Ok(mut watched) = self.watched.lock() {
             let next = Instant::now() + pause;
             for id in ids {
@@ -259,11 +261,11 @@ impl Poller {
     }
 
     /// One poll of `due`, `batch` actions per request, a few requests at once. `false` when any request failed.
-    async fn cycle(&self, gateway: &GatewayClient, timing: &Timing, due: Vec<ActionId>) -> bool {
-        let chunks: Vec<Vec<ActionId>> = due.chunks(self.batch).map(<[_]>::to_vec).collect();
+    async fn cycle(&self, gateway: &GatewayClient, timing: &Timing, due: Vec<Polled>) -> bool {
+        let chunks: Vec<Vec<Polled>> = due.chunks(self.batch).map(<[_]>::to_vec).collect();
         let results: Vec<_> = futures::stream::iter(chunks)
             .map(|chunk| async move {
-                let answer = gateway.poll_actions(&chunk, self.batch).await;
+                let answer = gateway.poll(&chunk, self.batch).await;
                 (chunk, answer)
             })
             .buffer_unordered(self.parallel)
@@ -290,7 +292,7 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{ActionResults, ActionStatus};
+    use crate::gateway::{ActionId, ActionResults, ActionStatus};
 
     fn owner(name: &str) -> Owner {
         Owner::Action(ObjectRef::new(name).within("ns"))
@@ -313,7 +315,10 @@ mod tests {
     fn an_owner_sees_nothing_until_every_action_was_polled_and_is_woken_only_on_change() {
         let p = Poller::new(50);
         let timing = Timing::default();
-        let ids = [ActionId::from("1"), ActionId::from("2")];
+        let ids = [
+            Polled::Action(ActionId::from("1")),
+            Polled::Schedule(crate::gateway::ScheduledActionId("2".into())),
+        ];
         assert_eq!(p.observe(&owner("a"), &ids), None);
         let cycle = Duration::from_millis(100);
         assert_eq!(p.due(&timing, cycle).len(), 2);
@@ -341,12 +346,16 @@ mod tests {
     fn a_partial_request_is_topped_up_with_the_actions_due_next() {
         let p = Poller::new(3);
         let timing = Timing::default();
-        let ids: Vec<ActionId> = (0..5)
-            .map(|i| ActionId::from(i.to_string().as_str()))
+        let ids: Vec<Polled> = (0..5)
+            .map(|i| Polled::Action(ActionId::from(i.to_string().as_str())))
             .collect();
         p.observe(&owner("a"), &ids);
         let now = jiff::Timestamp::UNIX_EPOCH;
-        let answers: HashMap<_, _> = ids.iter().map(|id| (id.clone(), state(&id.0, 0))).collect();
+        let answers: HashMap<_, _> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), state(&i.to_string(), 0)))
+            .collect();
         p.record(&timing, now, answers);
         let cycle = Duration::from_millis(100);
         assert!(p.due(&timing, cycle).is_empty(), "none due yet");

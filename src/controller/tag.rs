@@ -403,22 +403,15 @@ impl<'a> Tagger<'a> {
         }
         let owner =
             super::poller::Owner::Tag(kube::runtime::reflector::ObjectRef::from_obj(self.obj));
-        let progress = match tracking::poll(
-            &self.ctx.gateway,
+        let Some(progress) = tracking::poll(
             &self.ctx.poller,
             &owner,
             &mut round.deployment.scheduled_actions,
             false,
-        )
-        .await
-        {
-            Ok(Some(p)) => p,
+        ) else {
             // The poller wakes this object when it has the answer; the requeue is only a safety net.
-            Ok(None) => {
-                self.status.round = Some(round);
-                return Ok(Action::requeue(self.ctx.config.timing.poll_max));
-            }
-            Err(e) => return self.gateway_trouble(e).await,
+            self.status.round = Some(round);
+            return Ok(Action::requeue(self.ctx.config.timing.poll_max));
         };
         round.results = Some(ResultCounts {
             targeted: round.targeted,
@@ -445,9 +438,10 @@ impl<'a> Tagger<'a> {
         {
             return self.gateway_trouble(e).await;
         }
-        self.ctx
-            .poller
-            .forget(&tracking::instances(&round.deployment.scheduled_actions));
+        self.ctx.poller.forget(&tracking::polled(
+            &round.deployment.scheduled_actions,
+            false,
+        ));
         round.finished_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),
         ));

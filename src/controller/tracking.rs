@@ -1,13 +1,12 @@
-//! Following deployed actions: one batched poll for the newest action instance of every scheduled action a
-//! deployment created, summed into one view. Shared by every kind that deploys.
+//! Following deployed actions: the newest action instance of every scheduled action a deployment created, as the
+//! shared poller reads them, summed into one view. Shared by every kind that deploys.
 
 use std::collections::HashMap;
 
 use super::poller::{Owner, Poller};
 use crate::crd::ScheduledActionStatus;
-use crate::gateway::{
-    ActionId, ActionResults, ActionState, ActionStatus, GatewayClient, GatewayError,
-};
+use crate::gateway::actions::Polled;
+use crate::gateway::{ActionId, ActionResults, ActionState, ActionStatus, ScheduledActionId};
 
 /// What the scheduled actions of one deployment are doing, together.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,62 +33,46 @@ impl Progress {
     }
 }
 
-/// Read the newest instance of each scheduled action and update `scheduled` in place (ids, statuses). `None`:
-/// the shared poller has not answered for every instance yet; it wakes `owner` when it has.
-///
-/// A recurring action gets a new instance at each reissue, so its scheduled action is asked which instance is
-/// newest; a one-off action's instance never changes, so its instances are left to the shared poller, which asks
-/// for every open action of every object in batches.
-pub async fn poll(
-    gateway: &GatewayClient,
+/// What the shared poller reads for each scheduled action of a deployment, in order: the instance by id when it is
+/// known and does not change (a one-off action), else the scheduled action's newest instance (a recurring action
+/// gets a new one at each reissue; a future start has none yet).
+pub fn polled(scheduled: &[ScheduledActionStatus], recurring: bool) -> Vec<Polled> {
+    scheduled
+        .iter()
+        .map(|sa| match &sa.last_action_id {
+            Some(id) if !recurring => Polled::Action(ActionId(id.clone())),
+            _ => Polled::Schedule(ScheduledActionId(sa.id.clone())),
+        })
+        .collect()
+}
+
+/// The newest instance of each scheduled action, as the shared poller last read it; updates `scheduled` in place
+/// (ids, statuses). `None`: the poller has not answered for every one yet; it wakes `owner` when it has. No
+/// Gateway request is made here: the poller asks for every object's actions together, in batches.
+pub fn poll(
     poller: &Poller,
     owner: &Owner,
     scheduled: &mut [ScheduledActionStatus],
     recurring: bool,
-) -> Result<Option<Progress>, GatewayError> {
+) -> Option<Progress> {
+    let keys = polled(scheduled, recurring);
+    let seen = poller.observe(owner, &keys)?;
     let mut states: HashMap<String, Option<ActionState>> = HashMap::new();
-    let mut now = None;
-    if recurring {
-        for sa in scheduled.iter_mut() {
-            let info = gateway
-                .scheduled_action(&crate::gateway::ScheduledActionId(sa.id.clone()))
-                .await?;
-            let last = info.and_then(|i| i.last_action);
-            if let Some(l) = &last {
-                sa.last_action_id = Some(l.id.0.clone());
+    let mut found_instance = Vec::new();
+    for (sa, key) in scheduled.iter_mut().zip(&keys) {
+        let state = seen.states.get(key).cloned().flatten();
+        if let (Polled::Schedule(_), Some(s)) = (key, &state) {
+            if sa.last_action_id.is_none() && !recurring {
+                // From now on the instance itself is read; its scheduled action no longer needs to be.
+                found_instance.push(key.clone());
             }
-            states.insert(sa.id.clone(), last);
+            sa.last_action_id = Some(s.id.0.clone());
         }
-    } else {
-        // An instance the deployment's answer did not name yet (a future start): ask its scheduled action.
-        for sa in scheduled
-            .iter_mut()
-            .filter(|sa| sa.last_action_id.is_none())
-        {
-            let info = gateway
-                .scheduled_action(&crate::gateway::ScheduledActionId(sa.id.clone()))
-                .await?;
-            sa.last_action_id = info.and_then(|i| i.last_action).map(|a| a.id.0);
-        }
-        let ids = instances(scheduled);
-        let Some(seen) = poller.observe(owner, &ids) else {
-            return Ok(None);
-        };
-        now = Some(seen.now);
-        let mut by_action = seen.states;
-        for sa in scheduled.iter() {
-            let state = sa
-                .last_action_id
-                .as_ref()
-                .and_then(|id| by_action.remove(&ActionId(id.clone())).flatten());
-            states.insert(sa.id.clone(), state);
-        }
+        states.insert(sa.id.clone(), state);
     }
+    poller.forget(&found_instance);
     let mut progress = Progress {
-        now: match now {
-            Some(now) => now,
-            None => gateway.now().await?,
-        },
+        now: seen.now,
         ..Progress::default()
     };
     for sa in scheduled.iter_mut() {
@@ -118,15 +101,7 @@ pub async fn poll(
             progress.expires_at = state.expiration_time;
         }
     }
-    Ok(Some(progress))
-}
-
-/// The action instances a deployment has issued (what the poller watches for it).
-pub fn instances(scheduled: &[ScheduledActionStatus]) -> Vec<ActionId> {
-    scheduled
-        .iter()
-        .filter_map(|sa| sa.last_action_id.clone().map(ActionId))
-        .collect()
+    Some(progress)
 }
 
 fn status_name(s: ActionStatus) -> &'static str {

@@ -375,6 +375,12 @@ impl From<WireScheduledAction> for ScheduledActionInfo {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct WireLastAction {
+    last_action: Option<WireAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct WirePerformPayload {
     scheduled_actions: Option<Vec<WirePerformPlatform>>,
     error: Option<SystemError>,
@@ -430,28 +436,41 @@ struct WireScheduledEdge {
     node: WireScheduledAction,
 }
 
-/// The aliased poll document for `count` actions: `a0: action(ref: {id: $a0}) {...} a1: …`. Ids are variables.
-pub fn batch_poll_document(count: usize) -> String {
+/// What a results poll reads: an action instance by id, or the newest instance of a scheduled action (a recurring
+/// action gets a new instance at each reissue; a future start has none yet).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Polled {
+    Action(ActionId),
+    Schedule(ScheduledActionId),
+}
+
+/// The aliased poll document for `polled`, in order: `a0: action(ref: {id: $a0}) {...}`, or for a scheduled
+/// action `a1: scheduledAction(ref: {id: $a1}) { lastAction {...} }`. Ids are variables; the text depends only on
+/// which kind each alias reads.
+pub fn batch_poll_document(polled: &[Polled]) -> String {
     let mut doc = String::from("query pollActions(");
-    for i in 0..count {
+    for i in 0..polled.len() {
         let _ = write!(doc, "{}$a{i}: ID!", if i == 0 { "" } else { ", " });
     }
     doc.push_str(") {\n  now\n");
-    for i in 0..count {
-        let _ = writeln!(
-            doc,
-            "  a{i}: action(ref: {{id: $a{i}}}) {{ ...ActionFields }}"
-        );
+    for (i, p) in polled.iter().enumerate() {
+        let _ = match p {
+            Polled::Action(_) => writeln!(
+                doc,
+                "  a{i}: action(ref: {{id: $a{i}}}) {{ ...ActionFields }}"
+            ),
+            Polled::Schedule(_) => writeln!(
+                doc,
+                "  a{i}: scheduledAction(ref: {{id: $a{i}}}) {{ lastAction {{ ...ActionFields }} }}"
+            ),
+        };
     }
     doc.push_str("}\n");
     doc.push_str(ACTION_FIELDS);
     doc
 }
 
-type Batch = (
-    Option<jiff::Timestamp>,
-    Vec<(ActionId, Option<ActionState>)>,
-);
+type Batch = (Option<jiff::Timestamp>, Vec<(Polled, Option<ActionState>)>);
 
 // One decoder per operation, pure (an answer in, a value or an error out), so that `gateway::fuzzing` can feed
 // them arbitrary answers.
@@ -531,7 +550,7 @@ pub(crate) fn decode_approve(raw: RawResponse) -> Result<bool, GatewayError> {
     Ok(p.approved.unwrap_or(false))
 }
 
-pub(crate) fn decode_batch(raw: RawResponse, ids: &[ActionId]) -> Result<Batch, GatewayError> {
+pub(crate) fn decode_batch(raw: RawResponse, polled: &[Polled]) -> Result<Batch, GatewayError> {
     let Some(mut data) = raw.data.filter(|d| d.is_object()) else {
         return Err(if raw.errors.is_empty() {
             GatewayError::Decode {
@@ -547,16 +566,22 @@ pub(crate) fn decode_batch(raw: RawResponse, ids: &[ActionId]) -> Result<Batch, 
     };
     let now = parse_time(data.get("now").and_then(Value::as_str));
     // A per-alias error (an id the Gateway no longer knows) nulls that alias only; the rest are good.
-    let states = ids
+    let states = polled
         .iter()
         .enumerate()
-        .map(|(i, id)| {
+        .map(|(i, p)| {
             let value = data
                 .get_mut(format!("a{i}"))
                 .map(Value::take)
                 .unwrap_or(Value::Null);
-            let state: Option<WireAction> = decode("pollActions", value)?;
-            Ok((id.clone(), state.map(Into::into)))
+            let state: Option<WireAction> = match p {
+                Polled::Action(_) => decode("pollActions", value)?,
+                Polled::Schedule(_) => {
+                    let scheduled: Option<WireLastAction> = decode("pollActions", value)?;
+                    scheduled.and_then(|s| s.last_action)
+                }
+            };
+            Ok((p.clone(), state.map(Into::into)))
         })
         .collect::<Result<_, GatewayError>>()?;
     Ok((now, states))
@@ -593,34 +618,49 @@ impl GatewayClient {
         ids: &[ActionId],
         batch: usize,
     ) -> Result<HashMap<ActionId, Option<ActionState>>, GatewayError> {
-        Ok(self.poll_actions(ids, batch).await?.1)
+        let polled: Vec<Polled> = ids.iter().cloned().map(Polled::Action).collect();
+        let (_, states) = self.poll(&polled, batch).await?;
+        Ok(states
+            .into_iter()
+            .filter_map(|(p, state)| match p {
+                Polled::Action(id) => Some((id, state)),
+                Polled::Schedule(_) => None,
+            })
+            .collect())
     }
 
-    /// [`GatewayClient::actions`], with the Gateway's clock as the last batch saw it (`None` for no ids).
-    pub async fn poll_actions(
+    /// Action instances and scheduled actions' newest instances, `batch` per request (aliases in one document),
+    /// with the Gateway's clock as the last batch saw it (`None` for nothing polled).
+    pub async fn poll(
         &self,
-        ids: &[ActionId],
+        polled: &[Polled],
         batch: usize,
     ) -> Result<
         (
             Option<jiff::Timestamp>,
-            HashMap<ActionId, Option<ActionState>>,
+            HashMap<Polled, Option<ActionState>>,
         ),
         GatewayError,
     > {
         let mut now = None;
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(batch.clamp(1, POLL_BATCH)) {
+        let mut out = HashMap::with_capacity(polled.len());
+        for chunk in polled.chunks(batch.clamp(1, POLL_BATCH)) {
             let doc = Document {
                 operation: "pollActions",
-                query: batch_poll_document(chunk.len()).into(),
+                query: batch_poll_document(chunk).into(),
                 repeat: Repeat::Safe,
                 carries_token: false,
             };
             let variables: serde_json::Map<String, Value> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, id)| (format!("a{i}"), json!(id)))
+                .map(|(i, p)| {
+                    let id = match p {
+                        Polled::Action(id) => json!(id),
+                        Polled::Schedule(id) => json!(id),
+                    };
+                    (format!("a{i}"), id)
+                })
                 .collect();
             let (at, states) = self
                 .call(&doc, &Value::Object(variables), |raw| {
@@ -793,14 +833,25 @@ mod tests {
     #[test]
     fn batch_decoding_tolerates_one_unknown_id() {
         let raw: RawResponse = serde_json::from_value(json!({
-            "data": {"a0": {"id": "1", "status": "OPEN", "stopped": false, "results": {"completed": 2}}, "a1": null},
+            "data": {"a0": {"id": "1", "status": "OPEN", "stopped": false, "results": {"completed": 2}}, "a1": null,
+                     "a2": {"lastAction": {"id": "9", "status": "OPEN", "stopped": false, "results": {"running": 1}}},
+                     "a3": {"lastAction": null}},
             "errors": [{"message": "action not found", "path": ["a1"]}]
         }))
         .unwrap();
-        let ids = [ActionId::from("1"), ActionId::from("2")];
+        let ids = [
+            Polled::Action(ActionId::from("1")),
+            Polled::Action(ActionId::from("2")),
+            Polled::Schedule(ScheduledActionId::from("5")),
+            Polled::Schedule(ScheduledActionId::from("6")),
+        ];
         let (_, got) = decode_batch(raw, &ids).unwrap();
         assert_eq!(got[0].1.as_ref().unwrap().results.completed, 2);
         assert!(got[1].1.is_none());
+        // A scheduled action answers with its newest instance; one not issued yet with none.
+        let newest = got[2].1.as_ref().unwrap();
+        assert_eq!((newest.id.0.as_str(), newest.results.running), ("9", 1));
+        assert!(got[3].1.is_none());
         let all_bad: RawResponse =
             serde_json::from_value(json!({"data": null, "errors": [{"message": "boom"}]})).unwrap();
         assert!(matches!(

@@ -57,8 +57,12 @@ pub fn answer(
         "now" => format!("{:?}", actions::decode_now(raw)?),
         "action" => format!("{:?}", actions::decode_action(raw)?),
         "pollActions" => {
-            let ids: Vec<ActionId> = (0..3).map(|i| ActionId(i.to_string())).collect();
-            format!("{:?}", actions::decode_batch(raw, &ids)?)
+            let polled = [
+                actions::Polled::Action(ActionId("0".into())),
+                actions::Polled::Schedule(crate::gateway::ScheduledActionId("1".into())),
+                actions::Polled::Action(ActionId("2".into())),
+            ];
+            format!("{:?}", actions::decode_batch(raw, &polled)?)
         }
         "scheduledAction" => format!("{:?}", actions::decode_scheduled_action(raw)?),
         "scheduledActionsByName" => {
