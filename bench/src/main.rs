@@ -632,22 +632,28 @@ async fn run(
     if args.keep_logs.is_some() {
         std::fs::write(launch.dir.join("deploys.tsv"), timeline)?;
     }
-    let is_poll = |r: &tanium_sim::RequestRecord| r.fields.contains_key("action");
+    // A poll read is an instance by id, or a scheduled action's newest instance (`gateway::actions::Polled`).
+    let reads_in = |r: &tanium_sim::RequestRecord| {
+        ["action", "scheduledAction"]
+            .iter()
+            .map(|f| u64::from(r.fields.get(*f).copied().unwrap_or(0)))
+            .sum::<u64>()
+    };
+    let is_poll = |r: &tanium_sim::RequestRecord| {
+        r.operation_name.as_deref() == Some("pollActions") || r.fields.contains_key("action")
+    };
     let is_readiness = |r: &tanium_sim::RequestRecord| {
         r.operation_name
             .as_deref()
             .is_some_and(|op| PROCESS_OPERATIONS.contains(&op))
     };
     let polls: Vec<&tanium_sim::RequestRecord> = requests.iter().filter(|r| is_poll(r)).collect();
-    let actions_polled: u64 = polls
-        .iter()
-        .map(|r| u64::from(r.fields.get("action").copied().unwrap_or(0)))
-        .sum();
+    let actions_polled: u64 = polls.iter().map(|r| reads_in(r)).sum();
     let (poll_cycles, beyond) = {
         let mut cycles: Vec<(u64, u64)> = Vec::new();
         let mut last: Option<jiff::Timestamp> = None;
         for r in &polls {
-            let reads = u64::from(r.fields.get("action").copied().unwrap_or(0));
+            let reads = reads_in(r);
             let new_cycle = last.is_none_or(|l| r.wall.duration_since(l).as_secs_f64() > 1.0);
             if new_cycle {
                 cycles.push((0, 0));
