@@ -857,3 +857,71 @@ async fn the_finalizer_removed_by_hand_during_an_outage() {
     );
     env.assert_exactly_once();
 }
+
+/// An object the operator cannot read (here: a looser CRD, as another version of the operator might install) is
+/// reported on itself and left alone; every other object of its kind is reconciled as usual.
+#[tokio::test]
+async fn an_unreadable_object_does_not_stop_the_others() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let mut loose = tanium_operator::crd::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "TaniumAction")
+        .expect("the TaniumAction CRD");
+    let open = serde_json::from_value(json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        }
+    }))
+    .expect("schema");
+    loose.spec.versions[0].schema = Some(
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceValidation {
+            open_api_v3_schema: Some(open),
+        },
+    );
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(env.client.clone());
+    crds.patch(
+        "taniumactions.tanium-operator.dev",
+        &PatchParams::apply("tests").force(),
+        &Patch::Apply(&loose),
+    )
+    .await
+    .expect("looser CRD applies");
+    let api = env.namespace("unreadable").await;
+    env.apply_yaml(
+        "apiVersion: tanium-operator.dev/v1alpha1\nkind: TaniumAction\nmetadata:\n  name: garbled\n  namespace: \
+         unreadable\nspec:\n  package: 7\n  targets: [not, a, target]\n",
+    );
+    let mut fine = common::example("tag-by-computer-name");
+    fine["metadata"]["name"] = json!("fine");
+    env.create(&api, fine).await;
+
+    env.start_controller();
+    env.wait_for(&api, "fine", "Completed", |o| {
+        common::phase(o).as_deref() == Some("Completed")
+    })
+    .await;
+    env.wait_for_event("unreadable", "garbled", |reason, note| {
+        reason == tanium_operator::controller::invalid::REASON && note.contains("cannot read")
+    })
+    .await;
+    let garbled: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "unreadable",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "tanium-operator.dev",
+            "v1alpha1",
+            "TaniumAction",
+        )),
+    );
+    let left = garbled.get("garbled").await.expect("get");
+    assert!(
+        left.metadata.finalizers.is_none() && left.data.get("status").is_none(),
+        "the unreadable object was touched: {left:?}"
+    );
+    assert_eq!(env.performs().len(), 1, "only the readable object deployed");
+}

@@ -4,6 +4,7 @@
 pub mod action;
 mod deploy;
 pub mod inspection;
+pub mod invalid;
 mod packages;
 pub mod poller;
 pub mod preview;
@@ -261,7 +262,7 @@ impl Context {
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;
         while !s.is_char_boundary(end) {
@@ -429,7 +430,14 @@ async fn run_kind<K, R, Fut>(
     };
 
     let shard = ctx.config.shard.clone();
-    let api: kube::Api<K> = shard.api(&ctx.client);
+    // Each object decoded on its own: one that cannot be read is reported, the others go on (`invalid`).
+    let api: kube::Api<kube::core::DeserializeGuard<K>> = shard.api(&ctx.client);
+    let (unreadable, reported) = futures::channel::mpsc::unbounded();
+    tokio::spawn(invalid::report::<K>(
+        ctx.client.clone(),
+        ctx.reporter.clone(),
+        reported,
+    ));
     let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
     let (reader, writer) = reflector::store();
     // Readiness: this kind's watch has delivered its first complete list (undone when the controllers stop).
@@ -450,6 +458,7 @@ async fn run_kind<K, R, Fut>(
     let changes = watcher(api, shard.watcher_config())
         .default_backoff()
         .try_filter(move |event| std::future::ready(shard.filter(event)))
+        .try_filter_map(move |event| std::future::ready(Ok(invalid::readable(event, &unreadable))))
         .inspect(mark)
         // managedFields are most of a stored object's size and no reconcile reads them.
         .modify(|o| kube::ResourceExt::managed_fields_mut(o).clear())
