@@ -83,7 +83,7 @@ struct RunArgs {
     watch_namespaces: Vec<String>,
     /// Reconcile only the objects whose labels match this Kubernetes label selector: one shard of the objects,
     /// each shard with its own Lease (README "Sharding"), e.g. `tanium-operator.dev/shard=blue`, or for the rest
-    /// `tanium-operator.dev/shard notin (blue)`.
+    /// `tanium-operator.dev/shard notin (blue)`. Give each shard its own LEASE_NAME.
     #[arg(long, env = "TANIUM_SHARD_SELECTOR")]
     shard_selector: Option<String>,
     /// Namespaces whose objects may deploy (comma separated; default: all).

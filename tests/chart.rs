@@ -655,7 +655,8 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
         .to_vec()
     };
     let helm = |args: Vec<String>| env.helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let rendered = helm(template("--set=sharding.shards={blue,green}"));
+    // A name YAML would read as a number still makes a string label.
+    let rendered = helm(template("--set=sharding.shards={blue,green,42}"));
     let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
         .filter_map(|d| serde::Deserialize::deserialize(d).ok())
         .filter(|v: &serde_json::Value| !v.is_null())
@@ -689,7 +690,7 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
         vec![
             (
                 "tanium-operator".into(),
-                owned("tanium-operator.dev/shard notin (blue,green)"),
+                owned("tanium-operator.dev/shard notin (blue,green,42)"),
                 owned("tanium-operator"),
                 true
             ),
@@ -703,6 +704,12 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
                 "tanium-operator-shard-green".into(),
                 owned("tanium-operator.dev/shard=green"),
                 owned("tanium-operator-shard-green"),
+                false
+            ),
+            (
+                "tanium-operator-shard-42".into(),
+                owned("tanium-operator.dev/shard=42"),
+                owned("tanium-operator-shard-42"),
                 false
             ),
         ],
@@ -741,6 +748,10 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
     for (shards, said) in [
         ("--set=sharding.shards={Blue}", "is not a shard name"),
         ("--set=sharding.shards={blue,blue}", "is listed twice"),
+        (
+            "--set=watchNamespace=a\\,b",
+            "watchNamespace is one namespace",
+        ),
     ] {
         let refused = Command::new(&helm_bin)
             .args(template(shards))
@@ -755,7 +766,7 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
     env.kubectl(&["create", "namespace", NAMESPACE]);
     let applied = env.apply_yaml(&rendered);
     assert!(
-        applied.contains("deployment.apps/tanium-operator-shard-green serverside-applied"),
+        applied.contains("deployment.apps/tanium-operator-shard-42 serverside-applied"),
         "{applied}"
     );
 }

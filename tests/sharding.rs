@@ -230,3 +230,37 @@ async fn a_label_selector_the_apiserver_cannot_parse_is_refused_at_start() {
         .await
         .expect("a valid selector passes");
 }
+
+#[tokio::test]
+async fn an_object_that_leaves_the_shard_and_comes_back_unchanged_is_followed_again() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller_with(env.client.clone(), TOKEN, |c| {
+        c.shard.label_selector = Some(format!("{SHARD_LABEL} notin (blue)"));
+    });
+    let api = env.namespace("round-trip").await;
+    // Open for a while (distributed over 200 sim seconds, 10 s here).
+    let mut spec = tag_one_machine();
+    spec["schedule"] = json!({"distributeSeconds": 200});
+    env.create(&api, manifest("traveller", None, spec)).await;
+    env.wait_for(&api, "traveller", "Running", |o| {
+        phase(o).as_deref() == Some("Running")
+    })
+    .await;
+    // Out to a shard with no replica, and back: its generation and annotations are what they were.
+    for labels in [json!({ SHARD_LABEL: "blue" }), json!({ SHARD_LABEL: null })] {
+        api.patch(
+            "traveller",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .expect("relabelled");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let done = env
+        .wait_for(&api, "traveller", "Completed", completed)
+        .await;
+    assert_eq!(deployed_by(&env, &done), vec!["operator".to_owned()]);
+}

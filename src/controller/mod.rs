@@ -2,6 +2,7 @@
 //! pieces every kind needs (preview, package lookup, action tracking, status writes, events, error policy).
 
 pub mod action;
+pub mod changes;
 mod deploy;
 pub mod inspection;
 pub mod invalid;
@@ -425,9 +426,7 @@ async fn run_kind<K, R, Fut>(
     Fut: futures::TryFuture<Ok = Action, Error = Error> + Send + 'static,
 {
     use futures::{StreamExt as _, TryStreamExt as _};
-    use kube::runtime::{
-        Controller, Predicate as _, WatchStreamExt as _, predicates, reflector, watcher,
-    };
+    use kube::runtime::{Controller, WatchStreamExt as _, reflector, watcher};
 
     let shard = ctx.config.shard.clone();
     // Each object decoded on its own: one that cannot be read is reported, the others go on (`invalid`).
@@ -454,7 +453,8 @@ async fn run_kind<K, R, Fut>(
         }
     };
     let sync_ctx = ctx.clone();
-    let deleting = |o: &K| o.meta().deletion_timestamp.as_ref().map(|_| 1u64);
+    let mut changes = changes::Changes::<K>::default();
+    let left_ctx = ctx.clone();
     let changes = watcher(api, shard.watcher_config())
         .default_backoff()
         .try_filter(move |event| std::future::ready(shard.filter(event)))
@@ -463,31 +463,47 @@ async fn run_kind<K, R, Fut>(
         // managedFields are most of a stored object's size and no reconcile reads them.
         .modify(|o| kube::ResourceExt::managed_fields_mut(o).clear())
         .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            // Not finalizers: the reconcile that adds ours goes on at once (see `with_our_finalizer`).
-            predicates::generation
-                .combine(predicates::annotations)
-                .combine(deleting),
-            Default::default(),
-        );
+        // Not finalizers: the reconcile that adds ours goes on at once (see `with_our_finalizer`).
+        .try_filter_map(move |event| {
+            let changed = match changes.see(event) {
+                changes::Seen::Changed(obj) => Some(obj),
+                changes::Seen::Left(obj) => {
+                    // Its actions are not this replica's to read any more (deleted, or in another shard now).
+                    left_ctx
+                        .poller
+                        .forget_owner(&reflector::ObjectRef::from_obj(&obj).erase());
+                    None
+                }
+                changes::Seen::Nothing => None,
+            };
+            std::future::ready(Ok(changed))
+        });
     let mut controller = Controller::for_stream(changes, reader).with_config(config);
     if let Some(woken) = woken {
         // The shared poller's news about an object's actions.
         controller = controller.reconcile_on(woken);
     }
     // A new token (the Secret's file re-read, a rotation, also one made by another shard): the objects a rejected
-    // token holds go again now, not after the slow requeue of a person's problem. The others are left alone.
+    // token holds go again now, not after the slow requeue of a person's problem. The others are left alone. Looked
+    // for again a little later too: a reconcile refused just before the change may not have written so yet.
     let store = controller.store();
-    let held_by_token = ctx.gateway.token_changes().flat_map(move |()| {
-        let held: Vec<reflector::ObjectRef<K>> = store
-            .state()
-            .iter()
-            .filter(|o| crate::crd::ready_reason_is(o.conditions(), GatewayError::TOKEN_REJECTED))
-            .map(|o| reflector::ObjectRef::from_obj(o.as_ref()))
-            .collect();
-        futures::stream::iter(held)
-    });
+    let held_by_token = ctx
+        .gateway
+        .token_changes()
+        .flat_map(|()| {
+            futures::stream::iter([Duration::ZERO, Duration::from_secs(5)]).then(tokio::time::sleep)
+        })
+        .flat_map(move |()| {
+            let held: Vec<reflector::ObjectRef<K>> = store
+                .state()
+                .iter()
+                .filter(|o| {
+                    crate::crd::ready_reason_is(o.conditions(), GatewayError::TOKEN_REJECTED)
+                })
+                .map(|o| reflector::ObjectRef::from_obj(o.as_ref()))
+                .collect();
+            futures::stream::iter(held)
+        });
     controller = controller.reconcile_on(held_by_token);
     controller
         .graceful_shutdown_on(shutdown)

@@ -25,6 +25,15 @@ pub enum Owner {
     Tag(ObjectRef<TaniumTag>),
 }
 
+impl Owner {
+    fn erased(&self) -> ObjectRef<kube::api::DynamicObject> {
+        match self {
+            Self::Action(r) => r.clone().erase(),
+            Self::Tag(r) => r.clone().erase(),
+        }
+    }
+}
+
 /// What the poller last saw of some actions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
@@ -122,6 +131,24 @@ impl Poller {
             for id in ids {
                 watched.remove(id);
             }
+        }
+    }
+
+    /// Stop watching whatever `owner` had watched (it left this replica's watch: deleted, or moved to another
+    /// shard, whose poller reads them now).
+    pub fn forget_owner(&self, owner: &ObjectRef<kube::api::DynamicObject>) {
+        if let Ok(mut watched) = self.watched.lock() {
+            watched.retain(|_, w| &w.owner.erased() != owner);
+        }
+    }
+
+    /// From now on read `to` instead of `from`, keeping what was read (a one-off action's first instance, found
+    /// through its scheduled action, is read by its id from then on).
+    pub fn rename(&self, from: &Polled, to: Polled) {
+        if let Ok(mut watched) = self.watched.lock()
+            && let Some(w) = watched.remove(from)
+        {
+            watched.insert(to, w);
         }
     }
 

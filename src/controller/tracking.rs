@@ -58,19 +58,17 @@ pub fn poll(
     let keys = polled(scheduled, recurring);
     let seen = poller.observe(owner, &keys)?;
     let mut states: HashMap<String, Option<ActionState>> = HashMap::new();
-    let mut found_instance = Vec::new();
     for (sa, key) in scheduled.iter_mut().zip(&keys) {
         let state = seen.states.get(key).cloned().flatten();
         if let (Polled::Schedule(_), Some(s)) = (key, &state) {
             if sa.last_action_id.is_none() && !recurring {
                 // From now on the instance itself is read; its scheduled action no longer needs to be.
-                found_instance.push(key.clone());
+                poller.rename(key, Polled::Action(s.id.clone()));
             }
             sa.last_action_id = Some(s.id.0.clone());
         }
         states.insert(sa.id.clone(), state);
     }
-    poller.forget(&found_instance);
     let mut progress = Progress {
         now: seen.now,
         ..Progress::default()

@@ -444,6 +444,16 @@ pub enum Polled {
     Schedule(ScheduledActionId),
 }
 
+impl Polled {
+    /// The id the alias asks for (a variable of the document).
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Action(id) => &id.0,
+            Self::Schedule(id) => &id.0,
+        }
+    }
+}
+
 /// The aliased poll document for `polled`, in order: `a0: action(ref: {id: $a0}) {...}`, or for a scheduled
 /// action `a1: scheduledAction(ref: {id: $a1}) { lastAction {...} }`. Ids are variables; the text depends only on
 /// which kind each alias reads.
@@ -654,13 +664,7 @@ impl GatewayClient {
             let variables: serde_json::Map<String, Value> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, p)| {
-                    let id = match p {
-                        Polled::Action(id) => json!(id),
-                        Polled::Schedule(id) => json!(id),
-                    };
-                    (format!("a{i}"), id)
-                })
+                .map(|(i, p)| (format!("a{i}"), json!(p.id())))
                 .collect();
             let (at, states) = self
                 .call(&doc, &Value::Object(variables), |raw| {

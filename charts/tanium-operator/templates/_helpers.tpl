@@ -25,7 +25,7 @@ on upgrade); a shard's get a name label of their own, so that the main selector 
 {{- if .shard -}}
 app.kubernetes.io/name: {{ .root.Chart.Name }}-shard
 app.kubernetes.io/instance: {{ .root.Release.Name }}
-tanium-operator.dev/shard: {{ .shard }}
+tanium-operator.dev/shard: {{ .shard | quote }}
 {{- else -}}
 {{- include "tanium-operator.selectorLabels" .root }}
 {{- end -}}
