@@ -430,7 +430,7 @@ async fn run_kind<K, R, Fut>(
 
     let shard = ctx.config.shard.clone();
     // Each object decoded on its own: one that cannot be read is reported, the others go on (`invalid`).
-    let api: kube::Api<kube::core::DeserializeGuard<K>> = shard.api(&ctx.client);
+    let api: kube::Api<invalid::Guarded<K>> = shard.api(&ctx.client);
     let (unreadable, reported) = futures::channel::mpsc::unbounded();
     tokio::spawn(invalid::report::<K>(
         ctx.client.clone(),
