@@ -458,6 +458,14 @@ async fn can(client: &kube::Client, check: &Check) -> bool {
     answer.status.is_some_and(|s| s.allowed)
 }
 
+/// The objects of a multi-document render.
+fn documents(rendered: &str) -> Vec<serde_json::Value> {
+    serde_yaml_ng::Deserializer::from_str(rendered)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &serde_json::Value| !v.is_null())
+        .collect()
+}
+
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(ref s)) if s.code == 403)
 }
@@ -496,10 +504,7 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
         ]
         .concat(),
     );
-    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &serde_json::Value| !v.is_null())
-        .collect();
+    let docs = documents(&rendered);
     let of_kind = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
@@ -657,10 +662,7 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
     let helm = |args: Vec<String>| env.helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // A name YAML would read as a number still makes a string label.
     let rendered = helm(template("--set=sharding.shards={blue,green,42}"));
-    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &serde_json::Value| !v.is_null())
-        .collect();
+    let docs = documents(&rendered);
     let deployments: Vec<&serde_json::Value> =
         docs.iter().filter(|d| d["kind"] == "Deployment").collect();
     let env_of = |d: &serde_json::Value, name: &str| -> Option<String> {
