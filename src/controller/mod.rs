@@ -469,9 +469,7 @@ async fn run_kind<K, R, Fut>(
                 changes::Seen::Changed(obj) => Some(obj),
                 changes::Seen::Left(obj) => {
                     // Its actions are not this replica's to read any more (deleted, or in another shard now).
-                    left_ctx
-                        .poller
-                        .forget_owner(&reflector::ObjectRef::from_obj(&obj).erase());
+                    left_ctx.poller.forget_owner(&obj);
                     None
                 }
                 changes::Seen::Nothing => None,

@@ -13,6 +13,8 @@ use futures::StreamExt as _;
 use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
+use kube::Resource as _;
+
 use super::Timing;
 use crate::crd::{TaniumAction, TaniumTag};
 use crate::gateway::actions::Polled;
@@ -26,11 +28,15 @@ pub enum Owner {
 }
 
 impl Owner {
-    fn erased(&self) -> ObjectRef<kube::api::DynamicObject> {
-        match self {
-            Self::Action(r) => r.clone().erase(),
-            Self::Tag(r) => r.clone().erase(),
-        }
+    /// Is it this object (of kind `K`)?
+    fn is<K: kube::Resource<DynamicType = ()>>(&self, obj: &K) -> bool {
+        let (kind, r) = match self {
+            Self::Action(r) => (TaniumAction::kind(&()), (&r.name, &r.namespace)),
+            Self::Tag(r) => (TaniumTag::kind(&()), (&r.name, &r.namespace)),
+        };
+        kind == K::kind(&())
+            && obj.meta().name.as_ref() == Some(r.0)
+            && obj.meta().namespace == *r.1
     }
 }
 
@@ -136,9 +142,9 @@ impl Poller {
 
     /// Stop watching whatever `owner` had watched (it left this replica's watch: deleted, or moved to another
     /// shard, whose poller reads them now).
-    pub fn forget_owner(&self, owner: &ObjectRef<kube::api::DynamicObject>) {
+    pub fn forget_owner<K: kube::Resource<DynamicType = ()>>(&self, owner: &K) {
         if let Ok(mut watched) = self.watched.lock() {
-            watched.retain(|_, w| &w.owner.erased() != owner);
+            watched.retain(|_, w| !w.owner.is(owner));
         }
     }
 
@@ -367,6 +373,28 @@ mod tests {
         assert!(p.due(&timing, cycle).is_empty());
         p.forget(&ids);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn an_owner_that_left_is_forgotten_with_all_it_watched_and_nobody_else() {
+        let p = Poller::new(50);
+        p.observe(&owner("a"), &[Polled::Action(ActionId::from("1"))]);
+        p.observe(&owner("b"), &[Polled::Action(ActionId::from("2"))]);
+        let meta = serde_json::json!({"name": "a", "namespace": "ns"});
+        let targets = serde_json::json!({"actionGroup": {"name": "All Computers"}});
+        // Another kind's object of the same name is not this owner.
+        let tag: TaniumTag = serde_json::from_value(serde_json::json!(
+            {"metadata": meta, "spec": {"tags": ["t"], "targets": targets}}
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        p.forget_owner(&tag);
+        assert_eq!(p.len(), 2);
+        let action: TaniumAction = serde_json::from_value(serde_json::json!(
+            {"metadata": meta, "spec": {"package": {"name": "x"}, "targets": targets}}
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        p.forget_owner(&action);
+        assert_eq!(p.len(), 1);
     }
 
     #[test]
