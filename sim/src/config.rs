@@ -112,6 +112,33 @@ impl SimConfig {
     }
 }
 
+/// What a client gets for a mutation the sim has committed (the audit says `Dropped`: the answer was lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterCommit {
+    /// The connection dies after the status line: no usable answer.
+    Drop,
+    /// The payload's `error { retryable: true, timedOut: false }` (a mutation without an error field in its
+    /// payload gets an execution error instead).
+    RetryablePayload,
+    /// `data: null` and a GraphQL error with a `path`: an error raised while the field ran.
+    ExecutionError,
+    /// HTTP 502 from a proxy in front of the Gateway.
+    Http502,
+    /// HTTP 504 from a proxy in front of the Gateway.
+    Http504,
+}
+
+impl AfterCommit {
+    pub const ALL: [AfterCommit; 5] = [
+        Self::Drop,
+        Self::RetryablePayload,
+        Self::ExecutionError,
+        Self::Http502,
+        Self::Http504,
+    ];
+}
+
 /// Injected faults. `*_rate` are probabilities per request (drawn from `seed`); `*_next` force the
 /// next N eligible requests and are decremented as they are used.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -124,8 +151,12 @@ pub struct Faults {
     pub graphql_error_next: u32,
     pub retryable_error_rate: f64,
     pub retryable_error_next: u32,
+    /// A mutation is committed, then its answer fails (how: `after_commit`).
     pub drop_after_commit_rate: f64,
     pub drop_after_commit_next: u32,
+    /// How a committed mutation's answer fails, one picked at random per fault; empty: the connection drops.
+    /// Tanium's documentation does not say that any error means "not applied", so every shape is played.
+    pub after_commit: Vec<AfterCommit>,
     /// Limits drop-after-commit to these mutation fields; empty means every mutation.
     pub drop_operations: Vec<String>,
     pub seed: u64,

@@ -3,7 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::Faults;
+use crate::config::{AfterCommit, Faults};
 
 /// Mutation fields whose payload has an `error: SystemError`, where a retryable error can be
 /// reported in-band.
@@ -28,14 +28,17 @@ pub(crate) struct FaultPlan {
     pub http_500: bool,
     pub graphql_error: bool,
     pub retryable: bool,
-    pub drop_after_commit: bool,
+    /// Commit, then answer this way.
+    pub after_commit: Option<AfterCommit>,
     pub drop_operations: Vec<String>,
 }
 
 impl FaultPlan {
-    pub(crate) fn drops(&self, field: &str) -> bool {
-        self.drop_after_commit
-            && (self.drop_operations.is_empty() || self.drop_operations.iter().any(|o| o == field))
+    /// How the answer to `field` fails after its commit, if it does.
+    pub(crate) fn after_commit_of(&self, field: &str) -> Option<AfterCommit> {
+        self.after_commit.filter(|_| {
+            self.drop_operations.is_empty() || self.drop_operations.iter().any(|o| o == field)
+        })
     }
 }
 
@@ -99,7 +102,12 @@ impl FaultState {
                 f.drop_after_commit_rate,
             )
         {
-            plan.drop_after_commit = true;
+            let shapes = &f.after_commit;
+            plan.after_commit = Some(if shapes.is_empty() {
+                AfterCommit::Drop
+            } else {
+                shapes[self.rng.random_range(0..shapes.len())]
+            });
         }
         plan
     }
@@ -131,9 +139,28 @@ mod tests {
             drop_operations: vec!["actionStop".into()],
             ..Faults::default()
         });
-        assert!(!s.decide(&["actionPerform".to_string()]).drop_after_commit);
+        assert!(
+            s.decide(&["actionPerform".to_string()])
+                .after_commit
+                .is_none()
+        );
         let plan = s.decide(&["actionStop".to_string()]);
-        assert!(plan.drop_after_commit && plan.drops("actionStop") && !plan.drops("actionPerform"));
+        assert_eq!(plan.after_commit_of("actionStop"), Some(AfterCommit::Drop));
+        assert_eq!(plan.after_commit_of("actionPerform"), None);
+    }
+
+    #[test]
+    fn every_listed_answer_shape_is_played() {
+        let mut s = FaultState::new(Faults {
+            drop_after_commit_rate: 1.0,
+            after_commit: AfterCommit::ALL.to_vec(),
+            seed: 3,
+            ..Faults::default()
+        });
+        let m = vec!["actionPerform".to_string()];
+        let seen: std::collections::HashSet<_> =
+            (0..200).filter_map(|_| s.decide(&m).after_commit).collect();
+        assert_eq!(seen.len(), AfterCommit::ALL.len(), "{seen:?}");
     }
 
     #[test]

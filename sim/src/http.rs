@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::audit::{AuditOutcome, RequestRecord};
-use crate::config::Faults;
+use crate::config::{AfterCommit, Faults};
 use crate::fleet::EndpointSpec;
 use crate::schema::{GatewaySchema, RequestInfo};
 use crate::state::Sim;
@@ -187,16 +187,38 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         });
         return json_response(StatusCode::OK, body.to_string().into_bytes());
     }
-    let drop = plan.drop_after_commit;
+    // Only the transport's shapes are played here; the in-band ones were played by the resolver.
+    let after_commit = shape
+        .fields
+        .iter()
+        .find_map(|f| plan.after_commit_of(f))
+        .filter(|_| shape.mutation);
     let info = RequestInfo {
         user,
         operation_name: shape.operation_name,
         plan,
     };
     let response = app.schema.execute(request.data(info)).await;
-    if drop {
-        tracing::info!("dropping the response after commit (injected fault)");
-        return dropped();
+    match after_commit {
+        Some(AfterCommit::Drop) => {
+            tracing::info!("dropping the response after commit (injected fault)");
+            return dropped();
+        }
+        Some(shape @ (AfterCommit::Http502 | AfterCommit::Http504)) => {
+            let (status, text) = if shape == AfterCommit::Http502 {
+                (StatusCode::BAD_GATEWAY, "502 Bad Gateway")
+            } else {
+                (StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
+            };
+            tracing::info!(%status, "answering a committed mutation with a proxy error (injected fault)");
+            return (
+                status,
+                [(header::CONTENT_TYPE, "text/html")],
+                format!("<html><body><h1>{text}</h1></body></html>"),
+            )
+                .into_response();
+        }
+        _ => {}
     }
     match serde_json::to_vec(&response) {
         Ok(body) => json_response(StatusCode::OK, body),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tanium_sim::{Faults, FleetSource, SimConfig, TokenUser};
+use tanium_sim::{AfterCommit, Faults, FleetSource, SimConfig, TokenUser};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +57,16 @@ struct Args {
     retryable_error_rate: f64,
     #[arg(long, default_value_t = 0.0)]
     drop_after_commit_rate: f64,
+    /// How a committed mutation's answer fails (comma separated: drop, retryable_payload, execution_error,
+    /// http502, http504; default: drop).
+    #[arg(long, value_delimiter = ',', value_parser = parse_after_commit)]
+    after_commit: Vec<AfterCommit>,
+}
+
+fn parse_after_commit(s: &str) -> Result<AfterCommit, String> {
+    serde_json::from_value(serde_json::Value::String(s.trim().to_owned())).map_err(|_| {
+        format!("{s:?}: one of drop, retryable_payload, execution_error, http502, http504")
+    })
 }
 
 fn parse_token(s: &str) -> Option<TokenUser> {
@@ -112,6 +122,7 @@ async fn main() -> std::process::ExitCode {
             graphql_error_rate: args.graphql_error_rate,
             retryable_error_rate: args.retryable_error_rate,
             drop_after_commit_rate: args.drop_after_commit_rate,
+            after_commit: args.after_commit,
             seed: args.seed,
             ..Faults::default()
         },

@@ -12,6 +12,7 @@ use super::objects::*;
 use super::scalars::Time;
 use crate::actions::PerformError;
 use crate::audit::AuditOutcome;
+use crate::config::AfterCommit;
 use crate::direct_connect::{ConnStatus, DcError};
 use crate::faults::{FaultPlan, WITH_ERROR_PAYLOAD};
 use crate::state::{Sim, State};
@@ -161,13 +162,27 @@ fn run<T: ErrorPayload>(
     }
     match f(&mut st, &info.user) {
         Ok((payload, ids)) => {
-            let outcome = if info.plan.drops(op) {
+            let after_commit = info.plan.after_commit_of(op);
+            let outcome = if after_commit.is_some() {
                 AuditOutcome::Dropped { ids }
             } else {
                 AuditOutcome::Ok { ids }
             };
             st.record(&info.user, op, name, input, outcome);
-            Ok(payload)
+            // Committed; the answer may still fail (the HTTP layer plays the transport's shapes).
+            match after_commit {
+                Some(AfterCommit::RetryablePayload) if WITH_ERROR_PAYLOAD.contains(&op) => {
+                    Ok(T::from_error(SystemError::new(
+                        "injected fault after commit: the service is temporarily unavailable, retry"
+                            .into(),
+                        true,
+                    )))
+                }
+                Some(AfterCommit::RetryablePayload | AfterCommit::ExecutionError) => {
+                    Err("injected fault after commit: internal error while resolving".into())
+                }
+                _ => Ok(payload),
+            }
         }
         Err(MutError::Payload(message)) => {
             st.record(
