@@ -3,4 +3,5 @@ pub mod controller;
 pub mod crd;
 pub mod gateway;
 pub mod plugin;
+pub mod runtime;
 pub mod telemetry;

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kube_lease_manager::LeaseManagerBuilder;
 use secrecy::SecretString;
 use tanium_operator::cli;
 use tanium_operator::controller::rotation::RotationConfig;
 use tanium_operator::controller::{self, Config, Context, Policy, Shard, Timing};
 use tanium_operator::crd;
 use tanium_operator::gateway::{GatewayClient, GatewayConfig, TlsVerification};
+use tanium_operator::runtime::lease::{self, Leadership, LeaseSettings};
 use tanium_operator::telemetry::{self, Readiness};
 
 #[derive(Parser)]
@@ -68,6 +68,12 @@ struct RunArgs {
     /// timeouts; the default is at least 90 s.
     #[arg(long, env = "TANIUM_LOOKUP_GRACE_SECONDS")]
     lookup_grace_seconds: Option<u64>,
+    /// An actionPerform is written to the wire only this soon after its intent was recorded; later (a reconcile
+    /// that waited, a paused process) it is not sent, and the action is looked up by name instead. Default: the
+    /// look-up grace minus the request timeout minus the lease duration. Settings whose sum exceeds the grace are
+    /// refused at start.
+    #[arg(long, env = "TANIUM_INTENT_MAX_AGE_SECONDS")]
+    intent_max_age_seconds: Option<u64>,
     /// Gateway requests in flight at once, across all objects.
     #[arg(long, env = "TANIUM_MAX_CONCURRENT_REQUESTS", default_value_t = 16)]
     max_concurrent_requests: usize,
@@ -118,7 +124,9 @@ struct RunArgs {
     /// A leader that has not renewed its lease for this long is replaced.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
-    /// The leader renews this long before the lease would expire (also the tolerated clock skew).
+    /// The leader sends a once-only mutation (actionPerform, a process kill, a token rotation) only while its last
+    /// successful renewal, on its own clock, is younger than the lease duration minus this: the clock skew and
+    /// stall tolerated.
     #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
     lease_grace_seconds: u64,
     /// After SIGTERM, how long in-flight reconciles may take before they are abandoned (keep it below the pod's
@@ -168,8 +176,6 @@ enum MainError {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Yaml(#[from] serde_yaml_ng::Error),
-    #[error("leader election: {0}")]
-    Lease(String),
     #[error("{0}")]
     Config(String),
 }
@@ -266,7 +272,23 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     gateway.request_timeout = Duration::from_secs(args.request_timeout_seconds);
     gateway.max_concurrent_requests = args.max_concurrent_requests;
     let gateway = GatewayClient::new(gateway)?;
-    let client = kube::Client::try_default().await?;
+    let lease = args.leader_elect.then(|| LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity(),
+        duration: Duration::from_secs(args.lease_duration_seconds),
+        margin: Duration::from_secs(args.lease_grace_seconds),
+    });
+    if let Some(lease) = &lease {
+        lease.check().map_err(MainError::Config)?;
+    }
+    let request_timeout = Duration::from_secs(args.request_timeout_seconds);
+    // A lost answer may belong to a request still in flight: trust "not found" only well past the timeout.
+    let lookup_grace = Duration::from_secs(args.lookup_grace_seconds.map_or(
+        args.request_timeout_seconds.saturating_mul(3).max(90),
+        |g| g.max(args.request_timeout_seconds.saturating_mul(3)),
+    ));
+    let lease_duration = lease.as_ref().map_or(Duration::ZERO, |l| l.duration);
     let config = Config {
         policy: Policy {
             allowed_namespaces: args.allowed_namespaces,
@@ -277,11 +299,11 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             poll_min: Duration::from_secs(args.poll_min_seconds),
             poll_max: Duration::from_secs(args.poll_max_seconds),
             permanent_error: Duration::from_secs(args.retry_held_seconds.max(1)),
-            // A lost answer may belong to a request still in flight: trust "not found" only well past the timeout.
-            lookup_grace: Duration::from_secs(args.lookup_grace_seconds.map_or(
-                args.request_timeout_seconds.saturating_mul(3).max(90),
-                |g| g.max(args.request_timeout_seconds.saturating_mul(3)),
-            )),
+            lookup_grace,
+            intent_max_age: args.intent_max_age_seconds.map_or_else(
+                || Timing::default_intent_max_age(lookup_grace, request_timeout, lease_duration),
+                Duration::from_secs,
+            ),
             blocked: Duration::from_secs(args.retry_held_seconds.clamp(1, 60)),
             dc_idle_timeout: Duration::from_secs(args.dc_idle_timeout_seconds.max(3)),
             ..Timing::default()
@@ -314,6 +336,12 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             )),
         },
     };
+    // Settings that cannot keep "never deploy twice" stop the start, before anything is contacted.
+    config
+        .timing
+        .check_fencing(request_timeout, lease_duration)
+        .map_err(MainError::Config)?;
+    let client = kube::Client::try_default().await?;
     config
         .shard
         .check(&client)
@@ -338,7 +366,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     tokio::spawn(reload_token(
         args.token_file.clone(),
         token_loaded,
-        gateway,
+        gateway.clone(),
         Duration::from_secs(args.token_reload_seconds.max(1)),
     ));
     let shutdown = futures::FutureExt::shared(Box::pin(async move {
@@ -346,20 +374,13 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         let _ = stop_tx.send(true);
     }));
     let drain = Duration::from_secs(args.shutdown_drain_seconds);
-    if args.leader_elect {
-        let lease = LeaseManagerBuilder::new(client_for_lease, &args.lease_name)
-            .with_namespace(&args.lease_namespace)
-            .with_identity(identity())
-            .with_duration(args.lease_duration_seconds.max(2))
-            .with_grace(
-                args.lease_grace_seconds
-                    .clamp(1, args.lease_duration_seconds.max(2) - 1),
-            )
-            .with_field_manager(tanium_operator::crd::MANAGER)
-            .build()
-            .await
-            .map_err(|e| MainError::Lease(e.to_string()))?;
-        run_as_leader(ctx, lease, shutdown, drain).await;
+    if let Some(lease) = lease {
+        let namespace = lease.namespace.clone();
+        let leadership = Arc::new(Leadership::new(lease));
+        // Every once-only mutation asks the Lease first, on this process's own clock.
+        gateway.fence_with(leadership.clone());
+        let api = kube::Api::namespaced(client_for_lease, &namespace);
+        run_as_leader(ctx, leadership, api, shutdown, drain).await;
     } else {
         ctx.metrics.leader.set(1);
         run_with_deadline(ctx, shutdown.clone(), shutdown, drain).await;
@@ -381,40 +402,24 @@ fn identity() -> String {
     })
 }
 
-/// Reconcile only while holding the Lease. Losing it stops the controllers (in-flight reconciles finish; status
-/// writes are conditional and an unknown deploy is looked up by name, so a hand-over cannot deploy twice); they
-/// start again, from a fresh cache, if it is won back.
+/// Reconcile only while holding the Lease. Losing it stops the controllers; a reconcile still in flight may not
+/// send a once-only mutation any more (the Gateway client asks `leadership` first), and status writes are
+/// conditional, so a hand-over cannot deploy twice. They start again, from a fresh cache, if it is won back.
 async fn run_as_leader(
     ctx: Arc<Context>,
-    lease: kube_lease_manager::LeaseManager,
+    leadership: Arc<Leadership>,
+    api: kube::Api<k8s_openapi::api::coordination::v1::Lease>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) {
     use futures::FutureExt as _;
     let shutdown = shutdown.shared();
-    let lease = Arc::new(lease);
-    let (tx, mut leading) = tokio::sync::watch::channel(false);
-    // Keeps the lease renewed and reports its state. An error counts as lost (the lease may expire on the server
-    // meanwhile, and a standby take it): release what we think we hold, so that our view and the Lease agree again.
-    let keeper = {
-        let lease = lease.clone();
-        tokio::spawn(async move {
-            loop {
-                let state = match lease.changed().await {
-                    Ok(state) => state,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot renew the lease; standing down");
-                        let _ = lease.release().await;
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        false
-                    }
-                };
-                if tx.send(state).is_err() {
-                    return;
-                }
-            }
-        })
-    };
+    let mut leading = leadership.subscribe();
+    // The keeper gives the Lease up only after the controllers stopped, so that no standby starts meanwhile.
+    let (done, controllers_done) = tokio::sync::oneshot::channel::<()>();
+    let keeper = tokio::spawn(lease::keep(leadership.clone(), api, async move {
+        let _ = controllers_done.await;
+    }));
     loop {
         tokio::select! {
             () = shutdown.clone() => break,
@@ -448,11 +453,9 @@ async fn run_as_leader(
             break;
         }
     }
-    keeper.abort();
-    // Released at once, so that a standby takes over without waiting for the lease to expire.
-    match lease.release().await {
-        Ok(()) => tracing::info!("lease released"),
-        Err(e) => tracing::warn!(error = %e, "releasing the lease"),
+    let _ = done.send(());
+    if let Err(e) = keeper.await {
+        tracing::warn!(error = %e, "lease keeper task failed");
     }
 }
 

@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tanium_operator::controller::Policy;
 use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumAction};
-use tanium_sim::{EndpointSpec, Faults, Platform};
+use tanium_sim::{AfterCommit, EndpointSpec, Faults, Platform};
 
 fn manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction", "metadata": {"name": name}, "spec": spec})
@@ -52,8 +52,13 @@ async fn seed_examples_deploy_once_and_complete() {
         "testmachine999"
     );
     assert_eq!(status.results.unwrap().counts.completed, 1);
+    // The Tanium action's name belongs to the manifest (namespace, name, a digest of the spec), not to the uid.
+    assert_eq!(
+        status.deployment.action_name.as_deref(),
+        Some(common::action_name_needle(&tagged).as_str())
+    );
     assert!(
-        status
+        !status
             .deployment
             .action_name
             .as_ref()
@@ -822,5 +827,151 @@ async fn recurring_actions_are_read_in_the_shared_batches_too() {
         asked >= 10 * requests,
         "recurring actions share the poller's batches: {asked} reads in {requests} requests"
     );
+    env.assert_exactly_once();
+}
+
+fn deployed_reason(obj: &TaniumAction) -> Option<String> {
+    let status = obj.status.as_ref()?;
+    tanium_operator::crd::condition(&status.conditions, "Deployed").map(|c| c.reason.clone())
+}
+
+/// The Gateway commits `actionPerform` and then answers with each shape Tanium's documentation leaves open: the
+/// operator never sends it again, finds it by name, and follows it to the end.
+#[tokio::test]
+async fn a_committed_deploy_is_found_whatever_its_answer() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("after-commit").await;
+    for shape in AfterCommit::ALL {
+        env.sim.sim().set_faults(Faults {
+            drop_after_commit_next: 1,
+            after_commit: vec![shape],
+            drop_operations: vec!["actionPerform".into()],
+            ..Faults::default()
+        });
+        let name = format!("{shape:?}").to_lowercase();
+        env.create(
+            &api,
+            manifest(
+                &name,
+                add_tag("AfterCommit", json!({"endpoints": ["274177"]})),
+            ),
+        )
+        .await;
+        let done = env
+            .wait_for(&api, &name, "Completed", is("Completed"))
+            .await;
+        assert_eq!(env.performs_for(&done), 1, "{shape:?}: sent once");
+        assert_eq!(
+            deployed_reason(&done).as_deref(),
+            Some("Recovered"),
+            "{shape:?}: found by name: {:?}",
+            done.status
+        );
+    }
+    let lost = env
+        .sim
+        .sim()
+        .audit()
+        .into_iter()
+        .filter(|e| matches!(e.outcome, tanium_sim::AuditOutcome::Dropped { .. }))
+        .count();
+    assert_eq!(lost, AfterCommit::ALL.len(), "every answer really was lost");
+    env.assert_exactly_once();
+}
+
+/// Intent belongs to the manifest: a finished object deleted (by hand, or by its TTL) and applied again unchanged
+/// (a GitOps tool's self-heal) adopts the action deployed before and deploys nothing, round after round. A TTL on
+/// an object a GitOps tool manages is said to be a loop.
+#[tokio::test]
+async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("gitops").await;
+    let manifest = |ttl: Option<i64>| {
+        let mut spec = add_tag("GitOps", json!({"endpoints": ["274177", "12323"]}));
+        if let Some(ttl) = ttl {
+            spec["ttlSecondsAfterFinished"] = json!(ttl);
+        }
+        json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+               "metadata": {"name": "synced", "labels": {"app.kubernetes.io/instance": "fleet-tags"}},
+               "spec": spec})
+    };
+
+    // Deployed once; deleted by hand once it finished; applied again.
+    env.create(&api, manifest(None)).await;
+    let first = env
+        .wait_for(&api, "synced", "Completed", is("Completed"))
+        .await;
+    assert_eq!(deployed_reason(&first).as_deref(), Some("Deployed"));
+    let name = first
+        .status
+        .as_ref()
+        .unwrap()
+        .deployment
+        .action_name
+        .clone();
+    api.delete("synced", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_gone(&api, "synced").await;
+    env.create(&api, manifest(None)).await;
+    let again = env
+        .wait_for(&api, "synced", "Completed", is("Completed"))
+        .await;
+    assert_eq!(
+        deployed_reason(&again).as_deref(),
+        Some("Adopted"),
+        "{:?}",
+        again.status
+    );
+    assert_eq!(again.status.as_ref().unwrap().deployment.action_name, name);
+    assert!(
+        again
+            .status
+            .as_ref()
+            .unwrap()
+            .results
+            .unwrap()
+            .counts
+            .completed
+            >= 1
+    );
+    env.wait_for_event("gitops", "synced", |r, _| r == "Adopted")
+        .await;
+    api.delete("synced", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_gone(&api, "synced").await;
+
+    // With a TTL, a GitOps tool's self-heal becomes a loop: each round the TTL deletes it and the tool applies it
+    // again. The fleet must not feel it.
+    for round in 0..3 {
+        env.create(&api, manifest(Some(1))).await;
+        let done = env
+            .wait_for(&api, "synced", "Completed", is("Completed"))
+            .await;
+        assert_eq!(
+            deployed_reason(&done).as_deref(),
+            Some("Adopted"),
+            "round {round}"
+        );
+        let warning = tanium_operator::crd::condition(
+            &done.status.as_ref().unwrap().conditions,
+            "RecreationLoop",
+        )
+        .cloned()
+        .expect("the loop is said");
+        assert_eq!(warning.status, "True");
+        assert!(warning.message.contains("Argo CD"), "{}", warning.message);
+        env.wait_gone(&api, "synced").await;
+    }
+    env.wait_for_event("gitops", "synced", |r, _| r == "TTLUnderGitOps")
+        .await;
+    assert_eq!(env.performs().len(), 1, "{:?}", env.performs());
     env.assert_exactly_once();
 }

@@ -4,7 +4,13 @@
 //! - one operator process SIGKILLed at random moments;
 //! - two replicas electing a leader, the leader SIGKILLed again and again (and started anew as a new pod would);
 //! - kube-apiserver SIGKILLed and restarted on the same etcd again and again, under one operator process that lives
-//!   through it all and must recover its watches and status writes.
+//!   through it all and must recover its watches and status writes;
+//! - two replicas, the leader SIGSTOPped for longer than its lease and the look-up grace at random moments while a
+//!   slow Gateway and a small request budget keep reconciles queued between "intent recorded" and
+//!   "actionPerform sent", then SIGCONTed after the standby took over.
+//!
+//! Every committed mutation's answer may fail in each shape Tanium's documentation leaves open (dropped, a
+//! retryable payload error, an execution error with a path, HTTP 502 or 504).
 //!
 //! Then one operator runs, the faults stop, and everything is left to settle. From the sim's audit: exactly one
 //! actionPerform per object, every object Completed, and the token in no log line, event or status.
@@ -24,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tanium_operator::controller::Policy;
 use tanium_operator::crd::TaniumAction;
-use tanium_sim::{AuditOutcome, Faults};
+use tanium_sim::{AfterCommit, AuditOutcome, Faults};
 
 const OBJECTS: usize = 200;
 const NAMESPACE: &str = "crash-loop";
@@ -74,19 +80,39 @@ struct Chaos {
     loop_for: Duration,
     /// Online endpoints (an offline target would keep an object open until its action expired).
     endpoints: Vec<(String, String)>,
+    /// How many objects the run creates.
+    objects: usize,
     created: usize,
     spawned: u32,
     kills: u32,
     started: Instant,
 }
 
+/// The faults every loop runs under, with the latency given.
+fn faults(seed: u64, latency_ms: u64) -> Faults {
+    Faults {
+        latency_ms,
+        http_500_rate: 0.05,
+        retryable_error_rate: 0.05,
+        drop_after_commit_rate: 0.25,
+        drop_operations: vec!["actionPerform".into()],
+        after_commit: AfterCommit::ALL.to_vec(),
+        seed,
+        ..Faults::default()
+    }
+}
+
 impl Chaos {
     async fn start(label: &'static str) -> Option<Self> {
+        Self::start_with(label, OBJECTS, 25).await
+    }
+
+    async fn start_with(label: &'static str, objects: usize, latency_ms: u64) -> Option<Self> {
         let env = Env::start(Policy::default(), |_| {}).await?;
         let loop_for = Duration::from_secs(number_from_env("TANIUM_CRASH_LOOP_SECONDS", 30));
         let seed = number_from_env("TANIUM_CRASH_LOOP_SEED", rand::random::<u32>().into());
         println!(
-            "{label}: {OBJECTS} objects, killing for {loop_for:?}, seed {seed} (TANIUM_CRASH_LOOP_SEED={seed} repeats it)"
+            "{label}: {objects} objects, killing for {loop_for:?}, seed {seed} (TANIUM_CRASH_LOOP_SEED={seed} repeats it)"
         );
         let api = env.namespace(NAMESPACE).await;
         let endpoints: Vec<(String, String)> = env
@@ -100,15 +126,7 @@ impl Chaos {
             })
             .collect();
         assert!(endpoints.len() > 50, "{} endpoints online", endpoints.len());
-        env.sim.sim().set_faults(Faults {
-            latency_ms: 25,
-            http_500_rate: 0.05,
-            retryable_error_rate: 0.05,
-            drop_after_commit_rate: 0.25,
-            drop_operations: vec!["actionPerform".into()],
-            seed,
-            ..Faults::default()
-        });
+        env.sim.sim().set_faults(faults(seed, latency_ms));
         Some(Self {
             env,
             label,
@@ -117,6 +135,7 @@ impl Chaos {
             rng: StdRng::seed_from_u64(seed),
             loop_for,
             endpoints,
+            objects,
             created: 0,
             spawned: 0,
             kills: 0,
@@ -125,7 +144,7 @@ impl Chaos {
     }
 
     fn looping(&self) -> bool {
-        self.started.elapsed() < self.loop_for || self.created < OBJECTS
+        self.started.elapsed() < self.loop_for || self.created < self.objects
     }
 
     /// A new operator process (a new pod: a new name), with `vars` on top of the crash-loop settings.
@@ -157,11 +176,11 @@ impl Chaos {
     /// life (and at least one each time, so that the last ones come even if the loop runs long).
     async fn create_wave(&mut self) {
         let share = self.started.elapsed().as_secs_f64() / self.loop_for.as_secs_f64();
-        let due = (OBJECTS as f64 * share.min(1.0)).ceil() as usize;
+        let due = (self.objects as f64 * share.min(1.0)).ceil() as usize;
         let wave = due
             .saturating_sub(self.created)
             .max(1)
-            .min(OBJECTS - self.created);
+            .min(self.objects - self.created);
         for i in self.created..self.created + wave {
             let obj = manifest(i, &self.endpoints[i % self.endpoints.len()]);
             self.api
@@ -219,13 +238,14 @@ impl Chaos {
                     )
                 })
                 .collect();
-            if open.is_empty() && list.items.len() == OBJECTS {
+            if open.is_empty() && list.items.len() == self.objects {
                 break list.items;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} of {OBJECTS} objects not terminal 180 s after the last restart: {open:?}",
-                open.len()
+                "{} of {} objects not terminal 180 s after the last restart: {open:?}",
+                open.len(),
+                self.objects
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
@@ -257,7 +277,10 @@ impl Chaos {
         );
         let performs = env.performs();
         let committed: usize = performs.values().map(|(c, _)| c).sum();
-        assert_eq!(committed, OBJECTS, "committed actionPerforms: {performs:?}");
+        assert_eq!(
+            committed, self.objects,
+            "committed actionPerforms: {performs:?}"
+        );
         env.assert_exactly_once();
 
         // The token is in no log line and no event.
@@ -286,14 +309,73 @@ impl Chaos {
             .filter(|e| matches!(e.outcome, AuditOutcome::Error { .. }))
             .count();
         let attempts: usize = performs.values().map(|(_, a)| a).sum();
+        let fenced = self.log_lines_with("not sent");
         println!(
-            "{}: {OBJECTS} objects, {} kills, {attempts} actionPerform attempts ({committed} committed, {dropped} \
-             answers dropped after commit), {refused} mutations refused by injected faults, {log_lines} log lines \
-             and {} events without the token, duplicates: 0",
+            "{}: {} objects, {} kills, {attempts} actionPerform attempts ({committed} committed, {dropped} \
+             answers lost after commit), {refused} mutations refused by injected faults, {fenced} once-only \
+             mutations fenced (not sent), {log_lines} log lines and {} events without the token, duplicates: 0",
             self.label,
+            self.objects,
             self.kills,
             events.items.len()
         );
+    }
+
+    /// Log lines of every operator process of this run that hold `needle`.
+    fn log_lines_with(&self, needle: &str) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// A replica of a two-replica election: `vars` on top of the crash-loop settings.
+    fn replica(&mut self, vars: &[(&str, &str)]) -> OperatorProcess {
+        let mut all = vec![
+            ("LEADER_ELECT", "true"),
+            ("POD_NAMESPACE", "default"),
+            ("LEASE_DURATION_SECONDS", LEASE_SECONDS),
+            ("LEASE_GRACE_SECONDS", "1"),
+        ];
+        all.extend_from_slice(vars);
+        self.spawn(&all)
+    }
+
+    /// The one replica that leads, once there is exactly one. A leader starved past its lease (two cores, two
+    /// operators, an apiserver) may still say it leads when a standby has taken over, until its next renewal
+    /// fails: the fence keeps it from sending anything meanwhile. That overlap must end within two lease
+    /// durations, never last.
+    async fn single_leader(&self, replicas: &[OperatorProcess]) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut overlap_since: Option<Instant> = None;
+        loop {
+            let mut leading = Vec::new();
+            for (i, r) in replicas.iter().enumerate() {
+                if r.leading().await == Some(true) {
+                    leading.push(i);
+                }
+            }
+            match leading[..] {
+                [i] => return i,
+                [] => overlap_since = None,
+                _ => {
+                    let since = *overlap_since.get_or_insert_with(Instant::now);
+                    assert!(
+                        since.elapsed() < 2 * lease_duration(),
+                        "two leaders at once for {:?}: {leading:?}",
+                        since.elapsed()
+                    );
+                }
+            }
+            assert!(Instant::now() < deadline, "no single leader for 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -317,52 +399,19 @@ async fn the_leader_sigkilled_again_and_again_deploys_each_object_exactly_once()
     let Some(mut chaos) = Chaos::start("leader loop").await else {
         return;
     };
-    let replica = |chaos: &mut Chaos| {
-        chaos.spawn(&[
-            ("LEADER_ELECT", "true"),
-            ("POD_NAMESPACE", "default"),
-            ("LEASE_DURATION_SECONDS", LEASE_SECONDS),
-            ("LEASE_GRACE_SECONDS", "1"),
-        ])
-    };
-    let mut replicas = vec![replica(&mut chaos), replica(&mut chaos)];
+    let mut replicas = vec![chaos.replica(&[]), chaos.replica(&[])];
     let mut leader_changes = 0;
     while chaos.looping() {
         chaos.create_wave().await;
         // Whoever leads now dies; a new replica takes its place beside the standby, which takes over.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // A leader starved past its lease (two cores, two operators, an apiserver) may still believe it leads
-        // when a standby has taken over, until its next renewal fails: that overlap is what conditional writes
-        // make safe. It must end within a lease duration and a renewal, never last.
-        let mut overlap_since: Option<Instant> = None;
-        let leader = loop {
-            let mut leading = Vec::new();
-            for (i, r) in replicas.iter().enumerate() {
-                if r.leading().await == Some(true) {
-                    leading.push(i);
-                }
-            }
-            match leading[..] {
-                [i] => break i,
-                [] => overlap_since = None,
-                _ => {
-                    let since = *overlap_since.get_or_insert_with(Instant::now);
-                    assert!(
-                        since.elapsed() < 2 * lease_duration(),
-                        "two leaders at once for {:?}: {leading:?}",
-                        since.elapsed()
-                    );
-                }
-            }
-            assert!(Instant::now() < deadline, "no single leader for 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let leader = chaos.single_leader(&replicas).await;
         let alive = chaos.pause(500..=4000);
         tokio::time::sleep(alive).await;
         let mut dead = replicas.swap_remove(leader);
         chaos.kill(&mut dead);
         leader_changes += 1;
-        replicas.push(replica(&mut chaos));
+        let fresh = chaos.replica(&[]);
+        replicas.push(fresh);
     }
     drop(replicas);
     println!("leader loop: {leader_changes} leaders killed");
@@ -388,4 +437,40 @@ async fn the_apiserver_restarted_again_and_again_loses_and_repeats_nothing() {
         chaos.kills += 1;
     }
     chaos.settle_and_check(Some(operator)).await;
+}
+
+/// The leader frozen (SIGSTOP) for longer than its lease and the look-up grace, at random moments, while a slow
+/// Gateway (400 ms a request) and two requests in flight keep reconciles queued between "intent recorded" and
+/// "actionPerform sent"; the standby takes over and deploys what it finds; then the old leader resumes. It must
+/// send nothing: its last renewal is too old on its own clock, and so is the intent it recorded.
+#[tokio::test]
+async fn the_leader_paused_past_its_lease_and_the_grace_deploys_each_object_exactly_once() {
+    let Some(mut chaos) = Chaos::start_with("pause loop", 60, 400).await else {
+        return;
+    };
+    let vars = [("TANIUM_MAX_CONCURRENT_REQUESTS", "2")];
+    let replicas = vec![chaos.replica(&vars), chaos.replica(&vars)];
+    let grace = Duration::from_secs(6);
+    let mut pauses = 0;
+    while chaos.looping() {
+        chaos.create_wave().await;
+        let leader = chaos.single_leader(&replicas).await;
+        // A random moment, often right after a wave, when intents are being recorded.
+        let before = chaos.pause(0..=1500);
+        tokio::time::sleep(before).await;
+        replicas[leader].pause();
+        let frozen = lease_duration() + grace + chaos.pause(500..=3000);
+        let resume_at = Instant::now() + frozen;
+        // Objects keep coming while it is frozen: the standby takes them, and what the frozen one left half done.
+        while Instant::now() < resume_at {
+            chaos.create_wave().await;
+            tokio::time::sleep(Duration::from_millis(500).min(resume_at - Instant::now())).await;
+        }
+        replicas[leader].resume();
+        chaos.kills += 1;
+        pauses += 1;
+    }
+    drop(replicas);
+    println!("pause loop: {pauses} leaders paused past lease and grace");
+    chaos.settle_and_check(None).await;
 }

@@ -13,7 +13,9 @@ use tanium_operator::gateway::{
     ActionId, ActionStatus, EndpointId, Filter, FilterOp, GatewayClient, GatewayConfig,
     GatewayError, GroupRef, Reading, RetryPolicy, Signal,
 };
-use tanium_sim::{AuditOutcome, Faults, FleetSource, SimConfig, SimServer, TokenUser};
+use tanium_sim::{
+    AfterCommit, AuditOutcome, Faults, FleetSource, Generation, SimConfig, SimServer, TokenUser,
+};
 
 const TOKEN: &str = "token-operator-0123456789";
 const OTHER: &str = "token-approver-9876543210";
@@ -344,25 +346,27 @@ async fn payload_errors_are_permanent_and_deploy_nothing() {
         "x",
     );
     wrong.package.params.push("extra".into());
+    // A refusal may follow a commit (Tanium does not say otherwise): reported as an unknown outcome that carries
+    // the refusal, for the caller to confirm by a look-up before it gives up.
     let err = client.perform(&wrong).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            GatewayError::Payload {
-                retryable: false,
-                ..
-            }
-        ),
+        matches!(err, GatewayError::OutcomeUnknown { .. }) && err.refusal().is_some(),
         "{err:?}"
     );
-    assert!(err.is_permanent());
     let mut unknown = tag_request(
         "test/unknown-package",
         Target::Endpoints(vec!["274177".into()]),
         "x",
     );
     unknown.package.name = Some("No Such Package".into());
-    assert!(client.perform(&unknown).await.unwrap_err().is_permanent());
+    assert!(
+        client
+            .perform(&unknown)
+            .await
+            .unwrap_err()
+            .refusal()
+            .is_some()
+    );
     assert!(
         client
             .find_scheduled_actions("test/wrong-params")
@@ -538,34 +542,108 @@ async fn graphql_errors_are_reported_not_retried() {
 }
 
 #[tokio::test]
-async fn retryable_payload_error_is_retried_once_only_deploy() {
+async fn a_retryable_payload_error_is_not_resent_for_a_once_only_deploy() {
     let sim = sim_with(10, |_| {}).await;
     let client = client_for(&sim, TOKEN);
     sim.sim().set_faults(Faults {
         retryable_error_next: 1,
         ..Faults::default()
     });
-    let created = client
+    let err = client
         .perform(&tag_request(
             "test/retryable",
             Target::Endpoints(vec!["274177".into()]),
             "x",
         ))
         .await
-        .unwrap();
-    assert_eq!(created.len(), 1);
+        .unwrap_err();
+    assert!(
+        matches!(err, GatewayError::OutcomeUnknown { .. }),
+        "`retryable` does not say `not applied`: {err:?}"
+    );
     let outcomes = performs_named(&sim, "test/retryable");
-    assert_eq!(
-        outcomes.len(),
-        2,
-        "refused once, then performed: {outcomes:?}"
-    );
-    assert_eq!(
-        outcomes.iter().filter(|o| o.is_committed()).count(),
-        1,
-        "exactly one action exists"
-    );
+    assert_eq!(outcomes.len(), 1, "sent once: {outcomes:?}");
     sim.shutdown().await;
+}
+
+/// The Gateway commits a once-only mutation and then answers with each shape Tanium's documentation leaves open:
+/// the client reports an unknown outcome and never sends the mutation again.
+#[tokio::test]
+async fn a_committed_once_only_mutation_is_never_resent_whatever_the_answer() {
+    let sim = sim_with(20, |_| {}).await;
+    let client = client_for(&sim, TOKEN);
+    for shape in AfterCommit::ALL {
+        sim.sim().set_faults(Faults {
+            drop_after_commit_next: 1,
+            after_commit: vec![shape],
+            drop_operations: vec!["actionPerform".into()],
+            ..Faults::default()
+        });
+        let name = format!("test/after-commit-{shape:?}");
+        let err = client
+            .perform(&tag_request(
+                &name,
+                Target::Endpoints(vec!["274177".into()]),
+                "x",
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GatewayError::OutcomeUnknown { .. }),
+            "{shape:?}: {err:?}"
+        );
+        let outcomes = performs_named(&sim, &name);
+        assert_eq!(outcomes.len(), 1, "{shape:?}: sent once: {outcomes:?}");
+        assert!(outcomes[0].is_committed(), "{shape:?}");
+        assert_eq!(
+            client.find_scheduled_actions(&name).await.unwrap().len(),
+            1,
+            "{shape:?}: found by name"
+        );
+    }
+
+    // A process kill, in both Direct Connect families: at most one termination per request.
+    for generation in [Generation::Current, Generation::Legacy] {
+        let sim = sim_with(20, |c| c.generation = generation).await;
+        let client = client_for(&sim, TOKEN);
+        let conn = connect(&sim, &client, &EndpointId::from("12323")).await;
+        for shape in AfterCommit::ALL {
+            sim.sim().set_faults(Faults {
+                drop_after_commit_next: 1,
+                after_commit: vec![shape],
+                drop_operations: vec!["directConnectProcessTerminate".into(), "killProcess".into()],
+                ..Faults::default()
+            });
+            let before = terminations(&sim);
+            let ended = client
+                .dc_terminate(&conn, 7056, "notepad.exe", Signal::Sigkill)
+                .await;
+            assert!(
+                matches!(ended, Err(GatewayError::OutcomeUnknown { .. })),
+                "{generation:?} {shape:?}: {ended:?}"
+            );
+            assert_eq!(
+                terminations(&sim),
+                before + 1,
+                "{generation:?} {shape:?}: sent once"
+            );
+        }
+        sim.shutdown().await;
+    }
+    sim.shutdown().await;
+}
+
+fn terminations(sim: &SimServer) -> usize {
+    sim.sim()
+        .audit()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.operation.as_str(),
+                "directConnectProcessTerminate" | "killProcess"
+            )
+        })
+        .count()
 }
 
 #[tokio::test]

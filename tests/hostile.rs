@@ -623,8 +623,8 @@ async fn hostile_manifests_are_refused_or_held_and_deploy_nothing() {
         println!("{:<32} {reason:<18} {message}", c.name);
         env.wait_for_event(c.namespace, c.name, |r, _| r == reason)
             .await;
-        let uid = obj.metadata.uid.clone().expect("uid");
-        assert_eq!(acted_on(&env, &uid), Vec::<String>::new(), "{}", c.name);
+        let needle = common::action_name_needle(obj);
+        assert_eq!(acted_on(&env, &needle), Vec::<String>::new(), "{}", c.name);
     }
 
     // Held objects stay held: a few more reconciles later, still nothing reached an endpoint.
@@ -762,7 +762,8 @@ async fn edits_to_what_was_deployed_are_refused() {
 }
 
 /// Two teams pick the same action name: each object is its own intent, deployed once under its own Tanium name
-/// (the uid is part of it); neither adopts the other's action after a restart.
+/// (a digest of the namespace, the name and the spec is part of it); neither adopts the other's action after a
+/// restart.
 #[tokio::test]
 async fn the_same_action_name_in_two_namespaces() {
     let Some(mut env) = started().await else {
@@ -805,57 +806,82 @@ async fn the_same_action_name_in_two_namespaces() {
 
 /// Deleting while the Gateway is down holds the object (DeletionBlocked); someone then removes the finalizer by
 /// hand. The object goes, its Tanium action is left as it is (as `deletionPolicy: Orphan` would), the operator
-/// neither redeploys nor wedges, and a new object of the same name is a new intent, deployed once.
+/// neither redeploys nor wedges; the same manifest applied again is the same intent (it adopts the action), and a
+/// new `runId` is a new one, deployed once.
 #[tokio::test]
 async fn the_finalizer_removed_by_hand_during_an_outage() {
     let Some(env) = started().await else {
         return;
     };
     let api = env.namespace(NAMESPACE).await;
-    let manifest = || {
+    let manifest = |run_id: Option<&str>| {
         let mut spec = add_tag(json!({"endpoints": ["274177", "12323"]}));
         spec["schedule"] = json!({"distributeSeconds": 86400});
+        if let Some(run) = run_id {
+            spec["runId"] = json!(run);
+        }
         json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
                "metadata": {"name": "forced"}, "spec": spec})
     };
-    env.create(&api, manifest()).await;
+    let force_delete = async || {
+        env.sim.sim().set_faults(Faults {
+            http_500_next: 100_000,
+            ..Faults::default()
+        });
+        api.delete("forced", &DeleteParams::default())
+            .await
+            .expect("delete");
+        env.wait_for(&api, "forced", "DeletionBlocked", |o| {
+            common::ready_reason(o).as_deref() == Some("DeletionBlocked")
+        })
+        .await;
+        env.kubectl(&[
+            "patch",
+            "taniumaction",
+            "forced",
+            "-n",
+            NAMESPACE,
+            "--type=json",
+            "-p",
+            r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+        ]);
+        env.wait_gone(&api, "forced").await;
+        env.sim.sim().set_faults(Faults::default());
+    };
+    env.create(&api, manifest(None)).await;
     let running = env.wait_for(&api, "forced", "Running", is("Running")).await;
     let first_uid = running.metadata.uid.clone().expect("uid");
-    env.sim.sim().set_faults(Faults {
-        http_500_next: 100_000,
-        ..Faults::default()
-    });
-    api.delete("forced", &DeleteParams::default())
-        .await
-        .expect("delete");
-    env.wait_for(&api, "forced", "DeletionBlocked", |o| {
-        common::ready_reason(o).as_deref() == Some("DeletionBlocked")
-    })
-    .await;
-    env.kubectl(&[
-        "patch",
-        "taniumaction",
-        "forced",
-        "-n",
-        NAMESPACE,
-        "--type=json",
-        "-p",
-        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
-    ]);
-    env.wait_gone(&api, "forced").await;
-    env.sim.sim().set_faults(Faults::default());
+    force_delete().await;
 
-    // The same name again: a new uid, a new intent.
-    env.create(&api, manifest()).await;
+    // The same manifest again: a new uid, the same intent. It follows the action it left behind.
+    env.create(&api, manifest(None)).await;
     let again = env.wait_for(&api, "forced", "Running", is("Running")).await;
     assert_ne!(again.metadata.uid.as_deref(), Some(first_uid.as_str()));
-    assert_eq!(env.performs_for(&again), 1);
+    assert_eq!(
+        deployed_reason(&again).as_deref(),
+        Some("Adopted"),
+        "{:?}",
+        again.status
+    );
     assert_eq!(
         env.performs_for(&running),
         1,
         "the first was never redeployed"
     );
+    force_delete().await;
+
+    // A new runId is a new intent, deployed once.
+    env.create(&api, manifest(Some("second"))).await;
+    let second = env.wait_for(&api, "forced", "Running", is("Running")).await;
+    assert_eq!(deployed_reason(&second).as_deref(), Some("Deployed"));
+    assert_eq!(env.performs_for(&second), 1);
+    assert_eq!(env.performs().len(), 2, "{:?}", env.performs());
     env.assert_exactly_once();
+}
+
+fn deployed_reason(obj: &TaniumAction) -> Option<String> {
+    let status = obj.status.as_ref()?;
+    tanium_operator::crd::condition(&status.conditions, "Deployed").map(|c| c.reason.clone())
 }
 
 /// An object the operator cannot read (here: a looser CRD, as another version of the operator might install) is

@@ -142,3 +142,59 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     env.assert_exactly_once();
     drop(replicas);
 }
+
+/// Settings under which a replica taking over could deploy again while the first request is on its way stop the
+/// start with a message naming them, before anything is contacted.
+#[test]
+fn settings_that_could_deploy_twice_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tanium-operator"));
+        command
+            .arg("run")
+            .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+            .env("TANIUM_GATEWAY_URL", "http://127.0.0.1:9")
+            .env("TANIUM_TOKEN_FILE", &token)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("LEADER_ELECT", "true");
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        common::Run::from(command.output().expect("runs"))
+    };
+    // The intent may be sent later than the grace allows for.
+    let too_old = run(&[
+        ("TANIUM_REQUEST_TIMEOUT_SECONDS", "30"),
+        ("TANIUM_LOOKUP_GRACE_SECONDS", "90"),
+        ("LEASE_DURATION_SECONDS", "15"),
+        ("TANIUM_INTENT_MAX_AGE_SECONDS", "60"),
+    ]);
+    assert_eq!(too_old.code, 1, "{too_old}");
+    assert!(
+        too_old.stderr.contains("TANIUM_LOOKUP_GRACE_SECONDS"),
+        "{too_old}"
+    );
+    // A lease so long that the default grace leaves no time to send at all.
+    let no_time = run(&[
+        ("TANIUM_REQUEST_TIMEOUT_SECONDS", "30"),
+        ("LEASE_DURATION_SECONDS", "90"),
+    ]);
+    assert_eq!(no_time.code, 1, "{no_time}");
+    assert!(
+        no_time.stderr.contains("too short to send anything"),
+        "{no_time}"
+    );
+    // A margin that leaves a leader no time to act.
+    let margin = run(&[
+        ("LEASE_DURATION_SECONDS", "5"),
+        ("LEASE_GRACE_SECONDS", "5"),
+    ]);
+    assert_eq!(margin.code, 1, "{margin}");
+    assert!(margin.stderr.contains("LEASE_GRACE_SECONDS"), "{margin}");
+    // The defaults pass these checks and fail only at the missing kubeconfig.
+    let defaults = run(&[]);
+    assert_eq!(defaults.code, 1, "{defaults}");
+    assert!(!defaults.stderr.contains("LOOKUP_GRACE"), "{defaults}");
+}

@@ -73,7 +73,7 @@ impl Drop for ShardController {
 
 /// Who deployed this object, by the Gateway user of its committed actionPerform(s).
 fn deployed_by(env: &Env, obj: &TaniumAction) -> Vec<String> {
-    let uid = obj.metadata.uid.clone().expect("uid");
+    let name = common::action_name_needle(obj);
     env.sim
         .sim()
         .audit()
@@ -83,7 +83,7 @@ fn deployed_by(env: &Env, obj: &TaniumAction) -> Vec<String> {
             e.input
                 .pointer("/input/name")
                 .and_then(|v| v.as_str())
-                .is_some_and(|n| n.contains(&uid))
+                .is_some_and(|n| n == name)
         })
         .map(|e| e.user)
         .collect()

@@ -147,13 +147,12 @@ struct Floor {
     /// The intent, in status (a merge patch: the cheapest write there is).
     status_write_ms: f64,
     gateway_endpoints_ms: f64,
+    /// The look-up by name before an object's first deployment (a re-created object adopts what it finds).
+    gateway_lookup_ms: f64,
     gateway_perform_ms: f64,
     /// All of the above: what one apply → perform needs when nothing waits.
     sum_ms: f64,
 }
-
-/// Characters in a Kubernetes uid.
-const UID_LEN: usize = 36;
 
 /// Samples per floor figure (the median is kept).
 const ROUNDS: usize = 7;
@@ -537,7 +536,7 @@ async fn run(
     // Apply, many at once as a GitOps sync would.
     let started = Instant::now();
     let endpoints = endpoint_ids(&sim);
-    let created: Vec<(String, String, jiff::Timestamp)> = futures::stream::iter(0..args.actions)
+    let created: Vec<(String, jiff::Timestamp)> = futures::stream::iter(0..args.actions)
         .map(|i| {
             let api = api.clone();
             let target = endpoints[i % endpoints.len()].clone();
@@ -561,11 +560,7 @@ async fn run(
                 }))?;
                 let at = jiff::Timestamp::now();
                 let made = api.create(&PostParams::default(), &obj).await?;
-                Ok::<_, BenchError>((
-                    made.metadata.name.unwrap_or_default(),
-                    made.metadata.uid.unwrap_or_default(),
-                    at,
-                ))
+                Ok::<_, BenchError>((made.metadata.name.unwrap_or_default(), at))
             }
         })
         .buffer_unordered(if args.rate.is_some() { 1024 } else { 32 })
@@ -608,20 +603,22 @@ async fn run(
     let requests = sim.sim().requests();
     let requests = &requests[requests_before.min(requests.len())..];
     let audit = sim.sim().audit();
-    let by_uid: HashMap<&str, (&str, jiff::Timestamp)> = created
+    let by_name: HashMap<&str, (&str, jiff::Timestamp)> = created
         .iter()
-        .map(|(name, uid, at)| (uid.as_str(), (name.as_str(), *at)))
+        .map(|(name, at)| (name.as_str(), (name.as_str(), *at)))
         .collect();
     let mut latencies = Vec::new();
     let mut timeline = String::from("object\tcreate_called\taction_performed\tms\n");
     let mut first_perform: Option<jiff::Timestamp> = None;
     for entry in audit.iter().filter(|e| e.operation == "actionPerform") {
-        // The operator names each action "<namespace>/<name> [<uid>]".
-        let text = entry.input.to_string();
-        let found = text
-            .match_indices(" [")
-            .filter_map(|(i, _)| text.get(i + 2..i + 2 + UID_LEN))
-            .find_map(|uid| by_uid.get(uid));
+        // The operator names each action "<namespace>/<name> [<digest of the manifest>]".
+        let found = entry
+            .input
+            .pointer("/input/name")
+            .and_then(|n| n.as_str())
+            .and_then(|n| n.split_once(" [").map(|(prefix, _)| prefix))
+            .and_then(|prefix| prefix.rsplit_once('/').map(|(_, name)| name))
+            .and_then(|name| by_name.get(name));
         if let Some((name, at)) = found {
             let ms = entry.wall.duration_since(*at).as_secs_f64() * 1000.0;
             latencies.push(ms);
@@ -817,6 +814,7 @@ async fn measure_floor(
         .map_err(|e| BenchError::Sim(e.to_string()))?;
     let ids = endpoint_ids(sim);
     let mut endpoints = Vec::new();
+    let mut lookup = Vec::new();
     let mut perform = Vec::new();
     for i in 0..ROUNDS {
         let target = tanium_operator::gateway::EndpointId(ids[i % ids.len()].clone());
@@ -853,6 +851,12 @@ async fn measure_floor(
         };
         let at = Instant::now();
         gateway
+            .find_scheduled_actions(&request.name)
+            .await
+            .map_err(|e| BenchError::Sim(e.to_string()))?;
+        lookup.push(at.elapsed().as_secs_f64() * 1000.0);
+        let at = Instant::now();
+        gateway
             .perform(&request)
             .await
             .map_err(|e| BenchError::Sim(e.to_string()))?;
@@ -863,6 +867,7 @@ async fn measure_floor(
         finalizer_write_ms: median(finalizer),
         status_write_ms: median(status),
         gateway_endpoints_ms: median(endpoints),
+        gateway_lookup_ms: median(lookup),
         gateway_perform_ms: median(perform),
         sum_ms: 0.0,
     };
@@ -871,6 +876,7 @@ async fn measure_floor(
             + floor.finalizer_write_ms
             + floor.status_write_ms
             + floor.gateway_endpoints_ms
+            + floor.gateway_lookup_ms
             + floor.gateway_perform_ms,
         ..floor
     })
@@ -945,11 +951,13 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
             }),
         ),
         (
-            "  preview / perform (ms)",
+            "  preview / look-up / perform (ms)",
             col(&|f| {
                 format!(
-                    "{:.1} / {:.1}",
-                    f.floor.gateway_endpoints_ms, f.floor.gateway_perform_ms
+                    "{:.1} / {:.1} / {:.1}",
+                    f.floor.gateway_endpoints_ms,
+                    f.floor.gateway_lookup_ms,
+                    f.floor.gateway_perform_ms
                 )
             }),
         ),

@@ -23,8 +23,9 @@ use crate::gateway::{ActionId, GatewayError};
 
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
 
-/// Characters of the readable part of a Tanium action name; the uid follows.
-const MAX_NAME_PREFIX: usize = 120;
+/// Ends the message of a refusal not confirmed yet: a refusal may follow a commit (Tanium does not say otherwise),
+/// so it is final only once a look-up by name after the grace finds nothing.
+const UNCONFIRMED: &str = "; to be confirmed by a look-up by name before the object fails";
 
 /// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
 /// finished cleanly), `Expired` when it ran nowhere before it expired.
@@ -65,6 +66,9 @@ struct Reconciler<'a> {
     resource_version: Option<String>,
     /// A look-up by action name found nothing in this reconcile.
     looked_up: bool,
+    /// The intent this reconcile recorded (a request slot and when, before the status write): `actionPerform` is
+    /// sent only within `intent_max_age` of it.
+    intent: Option<deploy::Intent>,
 }
 
 impl<'a> Reconciler<'a> {
@@ -92,6 +96,7 @@ impl<'a> Reconciler<'a> {
             status,
             resource_version: obj.metadata.resource_version.clone(),
             looked_up: false,
+            intent: None,
         }
     }
 
@@ -110,11 +115,42 @@ impl<'a> Reconciler<'a> {
         );
     }
 
+    /// A TTL deletes the finished object, and a GitOps tool creates it again from the manifest, again and again.
+    /// Nothing is deployed twice (the re-created object adopts the earlier action), but the object never rests:
+    /// said once with an event, and in a condition while it lasts.
+    fn warn_of_recreation_loop(&mut self) {
+        let tool = crate::crd::gitops_manager(&self.obj.metadata);
+        let (Some(ttl), Some(tool)) = (self.obj.spec.ttl_seconds_after_finished, tool) else {
+            self.status
+                .conditions
+                .retain(|c| c.type_ != condition::RECREATION_LOOP);
+            return;
+        };
+        let fresh =
+            crate::crd::condition(&self.status.conditions, condition::RECREATION_LOOP).is_none();
+        let message = format!(
+            "ttlSecondsAfterFinished ({ttl}) deletes this object once it finished, and {tool} manages it and will \
+             create it again from the manifest: a loop of deletion and re-creation. The re-created object adopts \
+             the Tanium action deployed before and deploys nothing; to end the loop, remove \
+             ttlSecondsAfterFinished (or the object from the GitOps source once it finished)"
+        );
+        self.set(
+            condition::RECREATION_LOOP,
+            true,
+            "TTLUnderGitOps",
+            message.clone(),
+        );
+        if fresh {
+            self.event(true, "TTLUnderGitOps", message);
+        }
+    }
+
     fn recurring(&self) -> bool {
         self.obj.spec.schedule.reissue_seconds.is_some()
     }
 
     async fn apply(mut self) -> Result<Action, Error> {
+        self.warn_of_recreation_loop();
         let phase = self.phase();
         if phase.is_terminal() {
             return self.finished().await;
@@ -266,8 +302,23 @@ impl<'a> Reconciler<'a> {
         if self.status.deployment.intended() && !self.looked_up {
             return self.recover().await;
         }
-        // Record the intent, durably, before the side effect that must not repeat.
         let name = self.action_name();
+        if !self.status.deployment.intended() {
+            // The name belongs to the manifest: an object deleted and applied again (a GitOps tool, a TTL, a
+            // person) finds the action its predecessor deployed, and deploys nothing.
+            match deploy::adopt_existing(&self.ctx.gateway, &mut self.status.deployment, &name)
+                .await
+            {
+                Ok(Some(ids)) => return self.adopted(&name, ids).await,
+                Ok(None) => {}
+                Err(e) => return self.gateway_trouble(e).await,
+            }
+        }
+        // Record the intent, durably, before the side effect that must not repeat.
+        self.intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
+            Ok(intent) => Some(intent),
+            Err(e) => return self.gateway_trouble(e).await,
+        };
         self.status.deployment.record_intent(name);
         self.status.phase = Some(Phase::Deploying);
         self.set(
@@ -283,7 +334,19 @@ impl<'a> Reconciler<'a> {
     /// `actionPerform`, once. Only reached with the intent already in status.
     async fn deploy(mut self) -> Result<Action, Error> {
         let request = self.perform_request()?;
-        match deploy::perform(&self.ctx.gateway, &mut self.status.deployment, &request).await {
+        let intent = match self.intent.take() {
+            Some(intent) => intent,
+            None => return Err(Error::MissingField("the intent recorded in this reconcile")),
+        };
+        let sent = deploy::perform(
+            &self.ctx.gateway,
+            &mut self.status.deployment,
+            &request,
+            intent,
+            self.ctx.config.timing.intent_max_age,
+        )
+        .await;
+        match sent {
             Ok(()) => {
                 self.ctx.fail_point_after_perform().await;
                 let ids: Vec<String> = self
@@ -304,36 +367,59 @@ impl<'a> Reconciler<'a> {
                 self.event(false, "Deployed", message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
-            Err(e @ GatewayError::OutcomeUnknown { .. }) => {
-                let message =
-                    format!("{e}; the action will be looked up by name before any new attempt");
-                self.set(
-                    condition::DEPLOYED,
-                    false,
-                    "OutcomeUnknown",
-                    message.clone(),
-                );
-                self.save().await?;
-                self.event(true, "OutcomeUnknown", message);
-                Err(e.into())
+            Err(GatewayError::Fenced { reason, .. }) => {
+                // Nothing was sent. The intent stays, so the next reconcile looks the name up (after the grace)
+                // before deploying: whoever leads then decides.
+                tracing::info!(action = %request.name, %reason, "actionPerform not sent; recovery will look it up by name");
+                Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
-            Err(
-                e @ GatewayError::Payload {
-                    retryable: false, ..
-                },
-            ) => {
-                // The Gateway refused this deployment; the spec is immutable, so it will not change its mind.
-                let message = e.to_string();
-                self.status.phase = Some(Phase::Failed);
-                self.status.completed_at = Some(Time(jiff::Timestamp::now()));
-                self.set(condition::DEPLOYED, false, "DeployRefused", message.clone());
-                self.set(condition::READY, false, "DeployRefused", message.clone());
+            Err(e @ GatewayError::OutcomeUnknown { .. }) => {
+                // A refusal too may follow a commit (Tanium does not say otherwise): it is final only once a
+                // look-up by name after the grace finds nothing (`recover`).
+                let (reason, message) = match e.refusal() {
+                    Some(refusal) => (
+                        "DeployRefused",
+                        format!("the Gateway refused actionPerform: {refusal}{UNCONFIRMED}"),
+                    ),
+                    None => (
+                        "OutcomeUnknown",
+                        format!("{e}; the action will be looked up by name before any new attempt"),
+                    ),
+                };
+                self.set(condition::DEPLOYED, false, reason, message.clone());
                 self.save().await?;
-                self.event(true, "DeployRefused", message);
-                Ok(Action::await_change())
+                self.event(true, reason, message);
+                Err(e.into())
             }
             Err(e) => self.gateway_trouble(e).await,
         }
+    }
+
+    /// The Gateway refused the deployment and a look-up confirmed that nothing was created; the spec is immutable,
+    /// so it will not change its mind.
+    async fn refused(mut self, message: String) -> Result<Action, Error> {
+        self.status.phase = Some(Phase::Failed);
+        self.status.completed_at = Some(Time(jiff::Timestamp::now()));
+        self.set(condition::DEPLOYED, false, "DeployRefused", message.clone());
+        self.set(condition::READY, false, "DeployRefused", message.clone());
+        self.save().await?;
+        self.event(true, "DeployRefused", message);
+        Ok(Action::await_change())
+    }
+
+    /// Tanium already runs (or ran) this manifest's action: follow it instead of deploying.
+    async fn adopted(mut self, name: &str, ids: Vec<String>) -> Result<Action, Error> {
+        let message = format!(
+            "Tanium already has scheduled action(s) {} named {name:?}, deployed from this same manifest by an earlier \
+             object of this name (deleted and created again); following it and deploying nothing. To run it again, \
+             change spec.runId or the name",
+            ids.join(", ")
+        );
+        self.set(condition::DEPLOYED, true, "Adopted", message.clone());
+        self.status.phase = Some(Phase::Running);
+        self.save().await?;
+        self.event(false, "Adopted", message);
+        Ok(Action::requeue(self.ctx.config.timing.poll_min))
     }
 
     /// Deploying, awaiting approval in Tanium, or running: follow it to its end.
@@ -416,6 +502,13 @@ impl<'a> Reconciler<'a> {
             Ok(LookUp::Adopted(ids)) => ids,
             Ok(LookUp::TooEarly(wait)) => return Ok(Action::requeue(wait)),
             Ok(LookUp::Nothing) => {
+                let deployed = crate::crd::condition(&self.status.conditions, condition::DEPLOYED);
+                if let Some(refusal) = deployed
+                    .filter(|c| c.reason == "DeployRefused" && c.status == "False")
+                    .map(|c| c.message.trim_end_matches(UNCONFIRMED).to_owned())
+                {
+                    return self.refused(refusal).await;
+                }
                 tracing::info!(action = %name, "no action by this name in Tanium; deploying after fresh checks");
                 self.looked_up = true;
                 // Everything may have changed since the intent (targets, limits, approval, suspend): check again.
@@ -648,22 +741,16 @@ impl<'a> Reconciler<'a> {
         super::after_gateway_error(self.ctx, e)
     }
 
-    /// Unique per object: the uid makes it findable after a crash, the prefix makes it readable in Tanium.
     fn owner(&self) -> super::poller::Owner {
         super::poller::Owner::Action(kube::runtime::reflector::ObjectRef::from_obj(self.obj))
     }
 
+    /// The manifest's Tanium action name: found again by it after a crash, a lost answer or a re-creation.
     fn action_name(&self) -> String {
-        let prefix = self.obj.spec.action_name.clone().unwrap_or_else(|| {
-            format!(
-                "{}/{}",
-                self.obj.namespace().unwrap_or_default(),
-                self.obj.name_any()
-            )
-        });
-        // Bounded, so that no Gateway truncates the uid away (the uid is what finds the action again).
-        let prefix: String = prefix.chars().take(MAX_NAME_PREFIX).collect();
-        format!("{prefix} [{}]", self.obj.uid().unwrap_or_default())
+        self.obj.spec.tanium_action_name(
+            &self.obj.namespace().unwrap_or_default(),
+            &self.obj.name_any(),
+        )
     }
 
     fn perform_request(&self) -> Result<PerformRequest, Error> {

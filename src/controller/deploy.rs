@@ -2,14 +2,14 @@
 //! deploys (TaniumAction, TaniumTag rounds) goes through here: record the intent, perform, look a lost answer up
 //! by name, and close (schedules first, then open instances).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{Deployment, ScheduledActionStatus};
 use crate::gateway::actions::{PerformRequest, PerformedAction};
 use crate::gateway::{
-    ActionId, GatewayClient, GatewayError, ScheduledActionId, ScheduledActionInfo,
+    ActionId, GatewayClient, GatewayError, Reserved, ScheduledActionId, ScheduledActionInfo, SendBy,
 };
 
 /// What a look-up by action name found.
@@ -83,15 +83,60 @@ impl Deployment {
     }
 }
 
-/// `actionPerform` under the recorded intent; on success the record holds what it created.
+/// A request slot and the moment the intent was recorded: taken in that order, so that no wait for a slot stands
+/// between the intent and the send.
+pub struct Intent {
+    slot: Reserved,
+    recorded: Instant,
+}
+
+impl Intent {
+    /// Before the intent goes into status: wait for a request slot, then start the intent's clock (monotonic).
+    pub async fn reserve(gateway: &GatewayClient) -> Result<Self, GatewayError> {
+        let slot = gateway.reserve().await?;
+        Ok(Self {
+            slot,
+            recorded: Instant::now(),
+        })
+    }
+}
+
+/// `actionPerform` under the recorded intent; on success the record holds what it created. The request is not
+/// written later than `max_age` after the intent was recorded (see [`SendBy`]): a stalled reconcile or a paused
+/// process sends nothing, and recovery looks the name up instead.
 pub async fn perform(
     gateway: &GatewayClient,
     record: &mut Deployment,
     request: &PerformRequest,
+    intent: Intent,
+    max_age: Duration,
 ) -> Result<(), GatewayError> {
-    let created = gateway.perform(request).await?;
+    let send_by = SendBy {
+        deadline: intent.recorded + max_age,
+        what: "the intent recorded in status",
+    };
+    let created = gateway
+        .perform_by(request, Some(send_by), Some(intent.slot))
+        .await?;
     record.adopt_created(&created);
     Ok(())
+}
+
+/// Before the first `actionPerform` of an object: does Tanium already have an action of this name (the same
+/// manifest, deployed by an object that was deleted and created again)? If so the record adopts it and the
+/// scheduled action ids come back.
+pub async fn adopt_existing(
+    gateway: &GatewayClient,
+    record: &mut Deployment,
+    name: &str,
+) -> Result<Option<Vec<String>>, GatewayError> {
+    let found = gateway.find_scheduled_actions(name).await?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    record.action_name = Some(name.to_owned());
+    record.adopt_found(&found);
+    Ok(Some(found.iter().map(|f| f.id.0.clone()).collect()))
 }
 
 /// An intent without ids: find what the earlier attempt created, by its name. An empty answer is trusted only
@@ -104,12 +149,8 @@ pub async fn look_up(
     let Some(name) = record.action_name.clone() else {
         return Ok(LookUp::Nothing);
     };
-    let found = gateway.find_scheduled_actions(&name).await?;
-    if !found.is_empty() {
-        record.adopt_found(&found);
-        return Ok(LookUp::Adopted(
-            found.iter().map(|f| f.id.0.clone()).collect(),
-        ));
+    if let Some(ids) = adopt_existing(gateway, record, &name).await? {
+        return Ok(LookUp::Adopted(ids));
     }
     let since = record.since_attempt();
     if since < grace {

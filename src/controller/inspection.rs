@@ -376,7 +376,7 @@ impl<'a> Inspector<'a> {
                 self.event(true, "KillDeferred", message);
                 return;
             }
-            Err(e) if refused_before_execution(&e) => (
+            Err(e) if refused_as_a_document(&e) => (
                 KillState::Failed,
                 format!("the Gateway refused to end process {pid} ({name}): {e}"),
                 true,
@@ -606,26 +606,17 @@ impl<'a> Inspector<'a> {
     }
 }
 
-/// The request certainly never reached the endpoint (the Gateway was not reached, or refused the caller):
-/// trying again later cannot end the process twice.
+/// The kill certainly never reached the endpoint (not sent: no connection, the Gateway not reached, a 401, this
+/// replica fenced out): trying again later cannot end the process twice.
 fn never_reached_the_endpoint(e: &GatewayError) -> bool {
-    matches!(
-        e,
-        GatewayError::Unreachable { .. }
-            | GatewayError::TokenRejected { .. }
-            | GatewayError::Http { status: 429, .. }
-            | GatewayError::ConnectionFailed { .. }
-    )
+    matches!(e, GatewayError::ConnectionFailed { .. })
+        || (e.certainly_not_applied() && !refused_as_a_document(e))
 }
 
-/// Refused before anything ran: a document the Gateway rejected as a whole (validation errors carry no `path`;
-/// an error raised while the field ran, after the endpoint may have acted, does) or a payload refusal.
-fn refused_before_execution(e: &GatewayError) -> bool {
-    match e {
-        GatewayError::GraphQl { errors, .. } => errors.iter().all(|x| x.path.is_none()),
-        GatewayError::Payload { timed_out, .. } => !*timed_out,
-        _ => false,
-    }
+/// The Gateway rejected the document as a whole before running it (validation errors carry no `path`): it would
+/// refuse it again, so the kill has failed; nothing ran.
+fn refused_as_a_document(e: &GatewayError) -> bool {
+    matches!(e, GatewayError::GraphQl { .. }) && e.certainly_not_applied()
 }
 
 fn condition_reason(status: &TaniumEndpointInspectionStatus) -> Option<String> {

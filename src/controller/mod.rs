@@ -95,6 +95,11 @@ pub struct Timing {
     /// After an `actionPerform` whose answer was lost, how long a look-up by name that finds nothing is not
     /// trusted (the Gateway may still be working on the request). Well past the request timeout.
     pub lookup_grace: Duration,
+    /// A once-only mutation is written only this soon after its intent was recorded (on this process's monotonic
+    /// clock); later (a reconcile that waited for a permit, a paused process), nothing is sent and recovery looks
+    /// the name up. With the request timeout and the lease duration it must stay inside `lookup_grace`
+    /// ([`Timing::check_fencing`]).
+    pub intent_max_age: Duration,
     /// How long the Gateway keeps an unused Direct Connect connection (two minutes in Tanium's docs, five in
     /// newer ones). Connections are pinged well inside it, and kept between refreshes only when they come sooner.
     pub dc_idle_timeout: Duration,
@@ -112,6 +117,7 @@ impl Default for Timing {
             deletion_timeout: Duration::from_secs(600),
             error_backoff_max: Duration::from_secs(300),
             lookup_grace: Duration::from_secs(90),
+            intent_max_age: Duration::from_secs(45),
             dc_idle_timeout: Duration::from_secs(120),
             dc_ready_timeout: Duration::from_secs(60),
         }
@@ -119,6 +125,43 @@ impl Default for Timing {
 }
 
 impl Timing {
+    /// The intent age a deployment may still be sent at, by default: what the look-up grace leaves after one
+    /// request timeout and one lease duration (the time a paused leader may go unnoticed).
+    pub fn default_intent_max_age(
+        lookup_grace: Duration,
+        request_timeout: Duration,
+        lease_duration: Duration,
+    ) -> Duration {
+        lookup_grace
+            .saturating_sub(request_timeout)
+            .saturating_sub(lease_duration)
+    }
+
+    /// Do these settings keep "never deploy twice"? A request written at most `intent_max_age` after its intent
+    /// reaches the Gateway within `request_timeout`; a replica that took over (at the earliest one lease duration
+    /// after the last renewal it saw) trusts "not found by name" only `lookup_grace` after the intent. So the
+    /// three must fit inside the grace, and the age must leave time to send at all.
+    pub fn check_fencing(
+        &self,
+        request_timeout: Duration,
+        lease_duration: Duration,
+    ) -> Result<(), String> {
+        if self.intent_max_age < Duration::from_millis(500) {
+            return Err(format!(
+                "the intent age a deployment may still be sent at is {:?}: too short to send anything. Raise                  TANIUM_LOOKUP_GRACE_SECONDS ({:?}) above the request timeout ({request_timeout:?}) plus the lease                  duration ({lease_duration:?}) plus a few seconds",
+                self.intent_max_age, self.lookup_grace
+            ));
+        }
+        let needed = self.intent_max_age + request_timeout + lease_duration;
+        if needed > self.lookup_grace {
+            return Err(format!(
+                "TANIUM_LOOKUP_GRACE_SECONDS ({:?}) must be at least the intent age a deployment may be sent at                  ({:?}, TANIUM_INTENT_MAX_AGE_SECONDS) plus the request timeout ({request_timeout:?}) plus the lease                  duration ({lease_duration:?}) = {needed:?}: otherwise a replica taking over could deploy again                  while the first request is still on its way",
+                self.lookup_grace, self.intent_max_age
+            ));
+        }
+        Ok(())
+    }
+
     /// Fast right after a deployment, slower as it ages, capped.
     pub fn poll_interval(&self, since_deploy: Duration) -> Duration {
         (since_deploy / 10).clamp(self.poll_min, self.poll_max.max(self.poll_min))
@@ -745,4 +788,32 @@ where
         .await?;
     *resource_version = written.meta().resource_version.clone();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fencing_settings_must_fit_inside_the_lookup_grace() {
+        let s = Duration::from_secs;
+        let timing = |grace, age| Timing {
+            lookup_grace: s(grace),
+            intent_max_age: s(age),
+            ..Timing::default()
+        };
+        // The defaults (30 s requests, a 15 s lease) fit.
+        assert_eq!(Timing::default_intent_max_age(s(90), s(30), s(15)), s(45));
+        assert!(Timing::default().check_fencing(s(30), s(15)).is_ok());
+        // An age the grace does not cover, or none left at all, is refused.
+        let too_old = timing(90, 60).check_fencing(s(30), s(15)).unwrap_err();
+        assert!(too_old.contains("TANIUM_LOOKUP_GRACE_SECONDS"), "{too_old}");
+        let derived = Timing::default_intent_max_age(s(90), s(30), s(60));
+        assert_eq!(derived, Duration::ZERO);
+        assert!(timing(90, 0).check_fencing(s(30), s(60)).is_err());
+        // The crash loops' settings: 2 s requests, a 3 s lease, a 6 s grace leave 1 s.
+        let age = Timing::default_intent_max_age(s(6), s(2), s(3));
+        assert_eq!(age, s(1));
+        assert!(timing(6, 1).check_fencing(s(2), s(3)).is_ok());
+    }
 }

@@ -295,6 +295,10 @@ impl<'a> Tagger<'a> {
             results: None,
             finished_at: None,
         };
+        let intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
+            Ok(intent) => intent,
+            Err(e) => return self.gateway_trouble(e).await,
+        };
         round.deployment.record_intent(name.clone());
         self.status.rounds = number;
         self.status.phase = Some(match kind {
@@ -353,20 +357,29 @@ impl<'a> Tagger<'a> {
         let Some(round) = self.status.round.as_mut() else {
             return Err(Error::MissingField("status.round"));
         };
-        match deploy::perform(&self.ctx.gateway, &mut round.deployment, &request).await {
+        let sent = deploy::perform(
+            &self.ctx.gateway,
+            &mut round.deployment,
+            &request,
+            intent,
+            self.ctx.config.timing.intent_max_age,
+        )
+        .await;
+        match sent {
             Ok(()) => {
                 self.save().await?;
                 self.event(false, "RoundStarted", message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
-            Err(
-                e @ GatewayError::Payload {
-                    retryable: false, ..
-                },
-            ) => {
+            Err(e) if e.refusal().is_some() => {
                 // Refused. The intent stays: the round is dropped only once a look-up by name (after the grace
                 // period) confirms that nothing was created, so a partly created deployment is never repeated.
                 self.block("DeployRefused", e.to_string()).await
+            }
+            Err(GatewayError::Fenced { reason, .. }) => {
+                // Nothing sent; the round's intent stays and is looked up by name once the grace is over.
+                tracing::info!(%reason, "tag round not sent; it will be looked up by name");
+                Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
             Err(e) => self.gateway_trouble(e).await,
         }

@@ -82,11 +82,21 @@ pub struct TaniumActionSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("comment is immutable"))]
     pub comment: String,
 
-    /// Prefix of the Tanium action name (default `<namespace>/<name>`); the object's uid is appended so that the
-    /// action can be found again after a crash.
+    /// Prefix of the Tanium action name (default `<namespace>/<name>`). A digest of the namespace, the name and
+    /// what defines the deployment (package, params, targets, schedule, comment, actionName, runId) follows it,
+    /// so the Tanium action belongs to the manifest, not to this object: deleted and applied again unchanged (a
+    /// GitOps tool re-creating it, ttlSecondsAfterFinished, a manual delete), the object finds the action it
+    /// deployed before and deploys nothing. To run the same thing again on purpose, change the name or runId.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 200))]
     pub action_name: Option<String>,
+
+    /// Part of the Tanium action's identity and nothing else: a new value is a new run of the same manifest (for
+    /// example a date or a ticket number). Without it, the same manifest applied again adopts the earlier action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("runId is immutable; create a new TaniumAction to run again"))]
+    pub run_id: Option<String>,
 
     #[serde(default)]
     pub safety: Safety,
@@ -111,6 +121,57 @@ pub struct TaniumActionSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// Characters of the readable part of a Tanium action name; the digest follows.
+const MAX_NAME_PREFIX: usize = 120;
+
+impl TaniumActionSpec {
+    /// The Tanium action name of the object `namespace/name` with this spec: a readable prefix and a digest of
+    /// the namespace, the name and what defines the deployment. Equal manifests give equal names (a re-created
+    /// object finds its earlier action by it); a change to any of them, `runId` included, gives a new one. Fields
+    /// that do not define the deployment (safety limits, suspend, TTL, deletion policy, stopWhenComplete) are
+    /// left out: changing them does not make a new run.
+    pub fn tanium_action_name(&self, namespace: &str, name: &str) -> String {
+        use sha2::{Digest as _, Sha256};
+        // A struct, not a JSON map: its fields are written in declaration order whatever serde_json's features.
+        #[derive(Serialize)]
+        struct Identity<'a> {
+            namespace: &'a str,
+            name: &'a str,
+            package: &'a PackageSpec,
+            targets: &'a Targets,
+            schedule: &'a Schedule,
+            comment: &'a str,
+            action_name: &'a Option<String>,
+            run_id: &'a Option<String>,
+        }
+        let identity = Identity {
+            namespace,
+            name,
+            package: &self.package,
+            targets: &self.targets,
+            schedule: &self.schedule,
+            comment: &self.comment,
+            action_name: &self.action_name,
+            run_id: &self.run_id,
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(serde_json::to_vec(&identity).unwrap_or_default());
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let prefix = self
+            .action_name
+            .clone()
+            .unwrap_or_else(|| format!("{namespace}/{name}"));
+        // Bounded, so that no Gateway truncates the digest away (the digest is what finds the action again).
+        let prefix: String = prefix.chars().take(MAX_NAME_PREFIX).collect();
+        format!("{prefix} [{hex}]")
+    }
 }
 
 /// The package and the values of its parameters.
@@ -234,4 +295,62 @@ pub struct TaniumActionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> TaniumActionSpec {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    const MANIFEST: &str = r#"
+package: {name: "Custom Tagging - Add Tags", params: ["ci"]}
+targets: {endpoints: ["274177"]}
+"#;
+
+    #[test]
+    fn the_tanium_action_name_belongs_to_the_manifest() {
+        let a = spec(MANIFEST);
+        let name = a.tanium_action_name("ns", "tag");
+        assert!(name.starts_with("ns/tag ["), "{name}");
+        // The same manifest, as a new object (another uid, another life): the same name.
+        assert_eq!(spec(MANIFEST).tanium_action_name("ns", "tag"), name);
+        // What does not define the deployment does not make a new run.
+        let mut held = spec(MANIFEST);
+        held.suspend = true;
+        held.ttl_seconds_after_finished = Some(60);
+        held.safety.max_targets = Some(3);
+        held.stop_when_complete = false;
+        assert_eq!(held.tanium_action_name("ns", "tag"), name);
+        // Everything that does, and the object's place, does.
+        let mut others = vec![
+            a.tanium_action_name("other", "tag"),
+            a.tanium_action_name("ns", "tag2"),
+        ];
+        let mut run = spec(MANIFEST);
+        run.run_id = Some("2026-12-03".into());
+        others.push(run.tanium_action_name("ns", "tag"));
+        let mut params = spec(MANIFEST);
+        params.package.params = vec!["other".into()];
+        others.push(params.tanium_action_name("ns", "tag"));
+        let mut comment = spec(MANIFEST);
+        comment.comment = "again".into();
+        others.push(comment.tanium_action_name("ns", "tag"));
+        let mut schedule = spec(MANIFEST);
+        schedule.schedule.expire_seconds = Some(600);
+        others.push(schedule.tanium_action_name("ns", "tag"));
+        let mut named = spec(MANIFEST);
+        named.action_name = Some("ns/tag".into());
+        others.push(named.tanium_action_name("ns", "tag"));
+        for other in &others {
+            assert_ne!(other, &name);
+        }
+        // A long prefix is cut; the digest is always there.
+        let mut long = spec(MANIFEST);
+        long.action_name = Some("x".repeat(200));
+        let n = long.tanium_action_name("ns", "tag");
+        assert_eq!(n.chars().count(), MAX_NAME_PREFIX + 2 + 16 + 1, "{n}");
+    }
 }

@@ -244,6 +244,30 @@ pub mod condition {
     pub const GATEWAY_TLS_VERIFIED: &str = "GatewayTLSVerified";
     /// Present (False) only while token rotation needs a person (see `controller::rotation`).
     pub const GATEWAY_TOKEN: &str = "GatewayToken";
+    /// Present (True) while a TaniumAction with `ttlSecondsAfterFinished` is managed by a GitOps tool, which will
+    /// create it again after the TTL deletes it (the operator adopts the earlier action and deploys nothing).
+    pub const RECREATION_LOOP: &str = "RecreationLoop";
+}
+
+/// The GitOps tool that manages an object, from the marks each leaves on what it applies: Argo CD's tracking
+/// annotation or label, Flux's Kustomization and HelmRelease labels. Such a tool creates a deleted object again.
+pub fn gitops_manager(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&'static str> {
+    let has = |map: &Option<BTreeMap<String, String>>, key: &str| {
+        map.as_ref().is_some_and(|m| m.contains_key(key))
+    };
+    if has(&meta.annotations, "argocd.argoproj.io/tracking-id") {
+        Some("Argo CD (annotation argocd.argoproj.io/tracking-id)")
+    } else if has(&meta.labels, "app.kubernetes.io/instance") {
+        Some("Argo CD (tracking label app.kubernetes.io/instance)")
+    } else if has(&meta.labels, "kustomize.toolkit.fluxcd.io/name") {
+        Some("Flux (a Kustomization)")
+    } else if has(&meta.labels, "helm.toolkit.fluxcd.io/name") {
+        Some("Flux (a HelmRelease)")
+    } else {
+        None
+    }
 }
 
 const MAX_CONDITION_MESSAGE: usize = 2048;
@@ -372,6 +396,35 @@ pub fn crd_files() -> Result<BTreeMap<String, String>, serde_yaml_ng::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gitops_tools_are_known_by_their_marks() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let with = |labels: &[&str], annotations: &[&str]| ObjectMeta {
+            labels: Some(labels.iter().map(|k| (k.to_string(), "x".into())).collect()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|k| (k.to_string(), "x".into()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(gitops_manager(&ObjectMeta::default()), None);
+        assert_eq!(gitops_manager(&with(&["app"], &["note"])), None);
+        for (labels, annotations, tool) in [
+            (&[][..], &["argocd.argoproj.io/tracking-id"][..], "Argo CD"),
+            (&["app.kubernetes.io/instance"][..], &[][..], "Argo CD"),
+            (&["kustomize.toolkit.fluxcd.io/name"][..], &[][..], "Flux"),
+            (&["helm.toolkit.fluxcd.io/name"][..], &[][..], "Flux"),
+        ] {
+            let found = gitops_manager(&with(labels, annotations)).unwrap_or_default();
+            assert!(
+                found.starts_with(tool),
+                "{labels:?} {annotations:?}: {found}"
+            );
+        }
+    }
 
     #[test]
     fn durations() {

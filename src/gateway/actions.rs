@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::GatewayError;
 use super::filter::{Filter, GroupRef};
-use super::transport::{Document, GatewayClient, RawResponse, Repeat};
+use super::transport::{Document, GatewayClient, RawResponse, Repeat, Reserved, SendBy};
 use super::{
     ActionId, EndpointId, Platform, ScheduledActionId, SystemError, data_field, decode, parse_time,
     payload_error,
@@ -604,10 +604,22 @@ impl GatewayClient {
         &self,
         request: &PerformRequest,
     ) -> Result<Vec<PerformedAction>, GatewayError> {
+        self.perform_by(request, None, None).await
+    }
+
+    /// [`GatewayClient::perform`], written to the wire only before `send_by` (else `GatewayError::Fenced`), in
+    /// the request slot `reserved` if one was taken beforehand.
+    pub async fn perform_by(
+        &self,
+        request: &PerformRequest,
+        send_by: Option<SendBy>,
+        reserved: Option<Reserved>,
+    ) -> Result<Vec<PerformedAction>, GatewayError> {
         request.validate()?;
-        let doc = Document::fixed("actionPerform", PERFORM, Repeat::AtMostOnce);
+        let doc = Document::fixed("actionPerform", PERFORM, Repeat::AtMostOnce).sent_by(send_by);
         let variables = json!({ "input": request.to_input() });
-        self.call(&doc, &variables, decode_perform).await
+        self.call_reserved(&doc, &variables, decode_perform, reserved)
+            .await
     }
 
     /// The Gateway's current time.
@@ -660,6 +672,7 @@ impl GatewayClient {
                 query: batch_poll_document(chunk).into(),
                 repeat: Repeat::Safe,
                 carries_token: false,
+                send_by: None,
             };
             let variables: serde_json::Map<String, Value> = chunk
                 .iter()

@@ -62,6 +62,8 @@ pub enum GatewayError {
     TokenRejected {
         operation: &'static str,
         reason: String,
+        /// The HTTP status it came with (none for an HTML or non-JSON page on 200).
+        status: Option<u16>,
     },
 
     /// Any other HTTP status. 5xx (e.g. 500 "Failed to initialize request" while a backing service is down) and 429
@@ -116,6 +118,14 @@ pub enum GatewayError {
     /// Client construction failed (bad URL, unreadable CA bundle).
     #[error("gateway client configuration: {0}")]
     Config(String),
+
+    /// A once-only mutation was not sent: this replica could not show that it may still act (it no longer holds
+    /// its Lease with a margin, or the intent it recorded is too old to be covered by the look-up grace).
+    #[error("{operation}: not sent: {reason}")]
+    Fenced {
+        operation: &'static str,
+        reason: String,
+    },
 }
 
 impl GatewayError {
@@ -131,13 +141,14 @@ impl GatewayError {
             | Self::Decode { .. }
             | Self::ConnectionFailed { .. }
             | Self::InvalidRequest(_)
-            | Self::Config(_) => false,
+            | Self::Config(_)
+            | Self::Fenced { .. } => false,
         }
     }
 
     /// Needs a person (or a config change): requeue slowly, never in a tight loop.
     pub fn is_permanent(&self) -> bool {
-        !self.is_retryable() && !matches!(self, Self::OutcomeUnknown { .. })
+        !self.is_retryable() && !matches!(self, Self::OutcomeUnknown { .. } | Self::Fenced { .. })
     }
 
     /// The reason of a rejected token, which a new token clears (see `controller::run_kind`).
@@ -157,19 +168,46 @@ impl GatewayError {
             Self::ConnectionFailed { .. } => "DirectConnectFailed",
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::Config(_) => "GatewayConfigError",
+            Self::Fenced { .. } => "Fenced",
         }
     }
 
-    /// Did the request certainly not take effect? Only then may a non-idempotent mutation be retried.
+    /// Did the request certainly not take effect? Only then may a once-only mutation be sent again. Only what
+    /// never reached the Gateway (no connection, a TLS failure before the request was written, nothing sent at all)
+    /// or what it rejected before execution (401, a document refused by validation or parsing: errors without a
+    /// `path`) counts. Tanium documents no error as "not applied": a payload error (retryable or not), an execution
+    /// error (with a `path`), any other HTTP status, a reset or a time-out after the write may all follow a commit.
     pub fn certainly_not_applied(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::TokenRejected { .. } => true,
-            // The Gateway answered and refused; only a refusal after a backend time-out leaves it open.
-            Self::Payload { timed_out, .. } => !*timed_out,
-            // Validation errors reject the whole document before execution.
-            Self::GraphQl { .. } => true,
-            Self::Http { status, .. } => *status == 429,
-            _ => false,
+            Self::Unreachable { .. }
+            | Self::Config(_)
+            | Self::InvalidRequest(_)
+            | Self::Fenced { .. } => true,
+            Self::TokenRejected { status, .. } => *status == Some(401),
+            Self::GraphQl { errors, .. } => {
+                !errors.is_empty() && errors.iter().all(|e| e.path.is_none())
+            }
+            Self::NoAnswer { .. }
+            | Self::Http { .. }
+            | Self::Payload { .. }
+            | Self::OutcomeUnknown { .. }
+            | Self::Decode { .. }
+            | Self::ConnectionFailed { .. } => false,
+        }
+    }
+
+    /// The Gateway's own refusal of a once-only mutation, which the transport reports as an unknown outcome (a
+    /// refusal may follow a commit): once a look-up shows that nothing was created, it is final.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Self::OutcomeUnknown { source, .. } => source.refusal(),
+            Self::Payload {
+                retryable: false,
+                timed_out: false,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
         }
     }
 }
@@ -208,6 +246,7 @@ mod tests {
         let rejected = GatewayError::TokenRejected {
             operation: "x",
             reason: "HTTP 401".into(),
+            status: Some(401),
         };
         assert!(!rejected.is_retryable() && rejected.is_permanent());
         assert_eq!(rejected.reason(), "TokenRejected");
@@ -239,23 +278,64 @@ mod tests {
             retryable,
             timed_out,
         };
-        assert!(payload(false, false).certainly_not_applied());
-        assert!(payload(true, false).certainly_not_applied());
-        assert!(!payload(true, true).certainly_not_applied());
+        // Tanium does not say that a refusal means "not applied": every payload error may follow a commit.
+        for (retryable, timed_out) in [(false, false), (true, false), (true, true), (false, true)] {
+            assert!(!payload(retryable, timed_out).certainly_not_applied());
+        }
+        assert_eq!(payload(false, false).refusal(), Some("m"));
+        assert_eq!(payload(true, false).refusal(), None);
         let no_answer = GatewayError::NoAnswer {
             operation: "actionPerform",
             message: "timed out".into(),
         };
         assert!(!no_answer.certainly_not_applied());
-        let http500 = GatewayError::Http {
+        for status in [429, 500, 502, 503, 504] {
+            let http = GatewayError::Http {
+                operation: "actionPerform",
+                status,
+                body: String::new(),
+            };
+            assert!(
+                !http.certainly_not_applied(),
+                "HTTP {status} may come after the work was done"
+            );
+        }
+        let token = |status| GatewayError::TokenRejected {
             operation: "actionPerform",
-            status: 500,
-            body: String::new(),
+            reason: "r".into(),
+            status,
+        };
+        assert!(token(Some(401)).certainly_not_applied());
+        assert!(!token(Some(403)).certainly_not_applied());
+        assert!(!token(None).certainly_not_applied());
+        let graphql = |path: Option<Vec<serde_json::Value>>| GatewayError::GraphQl {
+            operation: "actionPerform",
+            errors: vec![GraphQlError {
+                message: "m".into(),
+                path,
+                extensions: None,
+            }],
         };
         assert!(
-            !http500.certainly_not_applied(),
-            "a 500 may come after the work was done"
+            graphql(None).certainly_not_applied(),
+            "validation: rejected before execution"
         );
+        assert!(
+            !graphql(Some(vec![serde_json::json!("actionPerform")])).certainly_not_applied(),
+            "an execution error"
+        );
+        assert!(
+            GatewayError::Unreachable {
+                operation: "x",
+                message: "refused".into()
+            }
+            .certainly_not_applied()
+        );
+        let fenced = GatewayError::Fenced {
+            operation: "x",
+            reason: "r".into(),
+        };
+        assert!(fenced.certainly_not_applied() && !fenced.is_permanent() && !fenced.is_retryable());
     }
 
     #[test]

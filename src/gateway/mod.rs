@@ -34,7 +34,9 @@ pub use endpoints::{
 pub use error::{GatewayError, GraphQlError};
 pub use filter::{Filter, FilterOp, GroupRef, SensorRef};
 pub use packages::PackageSpec;
-pub use transport::{GatewayClient, GatewayConfig, RetryPolicy, TlsVerification};
+pub use transport::{
+    Fence, GatewayClient, GatewayConfig, Reserved, RetryPolicy, SendBy, TlsVerification,
+};
 
 /// The Gateway schema (cut to what we use) every document is validated against.
 pub const SCHEMA: &str = include_str!("schema.graphql");

@@ -114,6 +114,8 @@ pub struct Document<'a> {
     /// Its variables or its answer hold an API token: errors about it are logged by reason only, and an error
     /// page's body is not quoted (a proxy may echo the request).
     pub carries_token: bool,
+    /// A once-only mutation is not put on the wire after this instant (see [`SendBy`]).
+    pub send_by: Option<SendBy>,
 }
 
 impl Document<'static> {
@@ -123,6 +125,7 @@ impl Document<'static> {
             query: Cow::Borrowed(query),
             repeat,
             carries_token: false,
+            send_by: None,
         }
     }
 
@@ -130,6 +133,35 @@ impl Document<'static> {
         self.carries_token = true;
         self
     }
+}
+
+impl Document<'_> {
+    pub fn sent_by(mut self, send_by: Option<SendBy>) -> Self {
+        self.send_by = send_by;
+        self
+    }
+}
+
+/// The last instant, on this process's monotonic clock, at which a once-only mutation may still be written: its
+/// recorded intent is then young enough that a look-up by name after the look-up grace is sure to see it. A
+/// request that waited longer (for a concurrency permit, or in a paused process) is not sent at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendBy {
+    pub deadline: Instant,
+    /// What the deadline protects, for the error: e.g. "the intent recorded 12 s ago".
+    pub what: &'static str,
+}
+
+/// One of the client's request slots, taken ahead (see [`GatewayClient::reserve`]).
+#[derive(Debug)]
+pub struct Reserved {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Asked right before a once-only mutation is written to the wire: may this process still act? A leader that
+/// cannot show, on its own clock, that it still holds its Lease says no (see `runtime::lease`). `Err` says why.
+pub trait Fence: Send + Sync {
+    fn may_act(&self) -> Result<(), String>;
 }
 
 /// `data` and `errors` of one answer, before the caller decides what partial data means.
@@ -151,12 +183,14 @@ struct Inner {
     /// Bumped whenever the token changes, so that a request refused for the old token is sent again once, and
     /// objects held by a rejected token are looked at again at once (`token_changes`).
     token_generation: tokio::sync::watch::Sender<u64>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
     tls: TlsVerification,
     /// What the Gateway offers, once detected (`features::detect_features`).
     features: RwLock<Option<super::features::Features>>,
+    /// Consulted before every once-only mutation; none: this process acts alone (no leader election).
+    fence: RwLock<Option<Arc<dyn Fence>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -224,11 +258,12 @@ impl GatewayClient {
                 endpoint,
                 token: RwLock::new(config.token),
                 token_generation: tokio::sync::watch::Sender::new(0),
-                permits: Semaphore::new(config.max_concurrent_requests.max(1)),
+                permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
                 retry: config.retry,
                 observer: std::sync::OnceLock::new(),
                 tls: config.tls,
                 features: RwLock::new(None),
+                fence: RwLock::new(None),
             }),
         })
     }
@@ -260,6 +295,40 @@ impl GatewayClient {
     /// Report every request attempt (metrics). Set once; later calls are ignored.
     pub fn observe_with(&self, observer: Observer) {
         let _ = self.inner.observer.set(observer);
+    }
+
+    /// Every once-only mutation from now on is sent only if `fence` allows it at that moment.
+    pub fn fence_with(&self, fence: Arc<dyn Fence>) {
+        match self.inner.fence.write() {
+            Ok(mut f) => *f = Some(fence),
+            Err(poisoned) => *poisoned.into_inner() = Some(fence),
+        }
+    }
+
+    /// Why a once-only mutation may not be written now, if it may not.
+    fn fenced(&self, doc: &Document<'_>) -> Option<GatewayError> {
+        if doc.repeat != Repeat::AtMostOnce {
+            return None;
+        }
+        let refused = |reason: String| GatewayError::Fenced {
+            operation: doc.operation,
+            reason,
+        };
+        if let Some(by) = doc.send_by {
+            let now = Instant::now();
+            if now > by.deadline {
+                return Some(refused(format!(
+                    "{} is {:?} past the time it could still be sent safely; it will be looked up by name first",
+                    by.what,
+                    now - by.deadline
+                )));
+            }
+        }
+        let fence = match self.inner.fence.read() {
+            Ok(f) => f.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        fence.and_then(|f| f.may_act().err()).map(refused)
     }
 
     /// Swap the token (rotation, a re-read Secret file) without rebuilding the client.
@@ -304,12 +373,36 @@ impl GatewayClient {
         variables: &Value,
         decode: impl Fn(RawResponse) -> Result<T, GatewayError>,
     ) -> Result<T, GatewayError> {
+        self.call_reserved(doc, variables, decode, None).await
+    }
+
+    /// Take a request slot now, for a request to send soon: a once-only mutation's wait for a slot then comes
+    /// before its intent is recorded, not between the intent and the send (where it would count against
+    /// [`SendBy`]).
+    pub async fn reserve(&self) -> Result<Reserved, GatewayError> {
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map(|slot| Reserved { _slot: slot })
+            .map_err(|_| GatewayError::Config("client is shut down".into()))
+    }
+
+    /// [`GatewayClient::call`], its first attempt in a slot taken beforehand.
+    pub async fn call_reserved<T>(
+        &self,
+        doc: &Document<'_>,
+        variables: &Value,
+        decode: impl Fn(RawResponse) -> Result<T, GatewayError>,
+        mut reserved: Option<Reserved>,
+    ) -> Result<T, GatewayError> {
         let policy = self.inner.retry;
         let mut attempt = 1;
         let mut retried_with_new_token = false;
         loop {
             let token_generation = *self.inner.token_generation.borrow();
-            let outcome = match self.send_once(doc, variables).await {
+            let outcome = match self.send_once(doc, variables, reserved.take()).await {
                 Ok(raw) => decode(raw),
                 Err(e) => Err(e),
             };
@@ -317,8 +410,10 @@ impl GatewayClient {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            // Sent just before a rotated token was put in: once more with the new one (refused, it took no effect).
+            // Sent just before a rotated token was put in: once more with the new one (refused, it took no effect;
+            // a once-only mutation only when the refusal shows that for certain).
             if matches!(err, GatewayError::TokenRejected { .. })
+                && (doc.repeat == Repeat::Safe || err.certainly_not_applied())
                 && !retried_with_new_token
                 && *self.inner.token_generation.borrow() != token_generation
             {
@@ -330,6 +425,10 @@ impl GatewayClient {
             } else {
                 err.to_string()
             };
+            if matches!(err, GatewayError::Fenced { .. }) {
+                tracing::warn!(operation = doc.operation, error = %shown, "once-only mutation not sent");
+                return Err(err);
+            }
             if doc.repeat == Repeat::AtMostOnce && !err.certainly_not_applied() {
                 tracing::warn!(operation = doc.operation, error = %shown, "outcome of a once-only mutation is unknown; not retrying");
                 return Err(GatewayError::OutcomeUnknown {
@@ -351,9 +450,10 @@ impl GatewayClient {
         &self,
         doc: &Document<'_>,
         variables: &Value,
+        reserved: Option<Reserved>,
     ) -> Result<RawResponse, GatewayError> {
         let started = Instant::now();
-        let result = self.send_unobserved(doc, variables).await;
+        let result = self.send_unobserved(doc, variables, reserved).await;
         if let Some(observe) = self.inner.observer.get() {
             let outcome = result.as_ref().map_or_else(GatewayError::reason, |_| "ok");
             observe(doc.operation, outcome, started.elapsed());
@@ -365,6 +465,7 @@ impl GatewayClient {
         &self,
         doc: &Document<'_>,
         variables: &Value,
+        reserved: Option<Reserved>,
     ) -> Result<RawResponse, GatewayError> {
         let op = doc.operation;
         let body = serde_json::json!({
@@ -373,12 +474,14 @@ impl GatewayClient {
             "operationName": op,
         });
         let session = self.session_header()?;
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| GatewayError::Config("client is shut down".into()))?;
+        let _permit = match reserved {
+            Some(slot) => slot,
+            None => self.reserve().await?,
+        };
+        // After the wait for a permit, right before the write: the last moment this process can still decline.
+        if let Some(refusal) = self.fenced(doc) {
+            return Err(refusal);
+        }
         let started = Instant::now();
         let sent = self
             .inner
@@ -437,12 +540,14 @@ pub fn read_answer(
             return Err(GatewayError::TokenRejected {
                 operation: op,
                 reason: format!("HTTP {status}"),
+                status: Some(status),
             });
         }
         300..=399 => {
             return Err(GatewayError::TokenRejected {
                 operation: op,
                 reason: format!("HTTP {status} redirect to a login page"),
+                status: Some(status),
             });
         }
         200..=299 => {}
@@ -465,11 +570,13 @@ pub fn read_answer(
             Err(GatewayError::TokenRejected {
                 operation: op,
                 reason: "an HTML page instead of JSON".into(),
+                status: None,
             })
         }
         Err(e) => Err(GatewayError::TokenRejected {
             operation: op,
             reason: format!("a non-JSON answer ({e})"),
+            status: None,
         }),
     }
 }

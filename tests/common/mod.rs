@@ -30,6 +30,23 @@ pub struct Env {
     controller: Option<(Arc<Context>, tokio::task::JoinHandle<()>)>,
 }
 
+/// What an object's Tanium action names carry: a TaniumAction's name comes from its manifest (namespace, name and
+/// a digest of the spec: the same for a re-created object), a TaniumTag round's carries the object's uid.
+pub fn action_name_needle(obj: &(impl kube::Resource + serde::Serialize)) -> String {
+    let value = serde_json::to_value(obj).expect("object as JSON");
+    let meta = obj.meta();
+    if value["kind"] == "TaniumAction" {
+        let spec: crd::TaniumActionSpec =
+            serde_json::from_value(value["spec"].clone()).expect("a TaniumAction spec");
+        spec.tanium_action_name(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )
+    } else {
+        meta.uid.clone().expect("uid")
+    }
+}
+
 /// Timing for tests: the same logic, shorter waits.
 pub fn fast_timing() -> Timing {
     Timing {
@@ -40,6 +57,8 @@ pub fn fast_timing() -> Timing {
         deletion_timeout: Duration::from_secs(30),
         error_backoff_max: Duration::from_secs(2),
         lookup_grace: Duration::from_secs(1),
+        // In-process, with no lease: half the grace.
+        intent_max_age: Duration::from_millis(500),
         // The sim's two-minute idle timeout at its time scale of 20.
         dc_idle_timeout: Duration::from_secs(6),
         dc_ready_timeout: Duration::from_secs(10),
@@ -215,12 +234,12 @@ impl Env {
         by_name
     }
 
-    /// Committed actionPerform calls whose action name carries this object's uid.
-    pub fn performs_for(&self, obj: &impl kube::Resource) -> usize {
-        let uid = obj.meta().uid.clone().expect("uid");
+    /// Committed actionPerform calls under this object's Tanium action name(s).
+    pub fn performs_for(&self, obj: &(impl kube::Resource + serde::Serialize)) -> usize {
+        let needle = action_name_needle(obj);
         self.performs()
             .iter()
-            .filter(|(name, _)| name.contains(&uid))
+            .filter(|(name, _)| name.contains(&needle))
             .map(|(_, (c, _))| c)
             .sum()
     }
@@ -509,6 +528,25 @@ impl OperatorProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGSTOP: frozen where it is, as a paused VM, a cgroup freeze or a long stall would leave it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`OperatorProcess::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {}", self.name);
     }
 
     /// Its `tanium_operator_leader` gauge, if it answers.
