@@ -830,11 +830,6 @@ async fn recurring_actions_are_read_in_the_shared_batches_too() {
     env.assert_exactly_once();
 }
 
-fn deployed_reason(obj: &TaniumAction) -> Option<String> {
-    let status = obj.status.as_ref()?;
-    tanium_operator::crd::condition(&status.conditions, "Deployed").map(|c| c.reason.clone())
-}
-
 /// The Gateway commits `actionPerform` and then answers with each shape Tanium's documentation leaves open: the
 /// operator never sends it again, finds it by name, and follows it to the end.
 #[tokio::test]
@@ -865,7 +860,7 @@ async fn a_committed_deploy_is_found_whatever_its_answer() {
             .await;
         assert_eq!(env.performs_for(&done), 1, "{shape:?}: sent once");
         assert_eq!(
-            deployed_reason(&done).as_deref(),
+            common::deployed_reason(&done).as_deref(),
             Some("Recovered"),
             "{shape:?}: found by name: {:?}",
             done.status
@@ -907,7 +902,7 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
     let first = env
         .wait_for(&api, "synced", "Completed", is("Completed"))
         .await;
-    assert_eq!(deployed_reason(&first).as_deref(), Some("Deployed"));
+    assert_eq!(common::deployed_reason(&first).as_deref(), Some("Deployed"));
     let name = first
         .status
         .as_ref()
@@ -924,7 +919,7 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
         .wait_for(&api, "synced", "Completed", is("Completed"))
         .await;
     assert_eq!(
-        deployed_reason(&again).as_deref(),
+        common::deployed_reason(&again).as_deref(),
         Some("Adopted"),
         "{:?}",
         again.status
@@ -956,7 +951,7 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
             .wait_for(&api, "synced", "Completed", is("Completed"))
             .await;
         assert_eq!(
-            deployed_reason(&done).as_deref(),
+            common::deployed_reason(&done).as_deref(),
             Some("Adopted"),
             "round {round}"
         );

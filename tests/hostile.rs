@@ -858,7 +858,7 @@ async fn the_finalizer_removed_by_hand_during_an_outage() {
     let again = env.wait_for(&api, "forced", "Running", is("Running")).await;
     assert_ne!(again.metadata.uid.as_deref(), Some(first_uid.as_str()));
     assert_eq!(
-        deployed_reason(&again).as_deref(),
+        common::deployed_reason(&again).as_deref(),
         Some("Adopted"),
         "{:?}",
         again.status
@@ -873,15 +873,13 @@ async fn the_finalizer_removed_by_hand_during_an_outage() {
     // A new runId is a new intent, deployed once.
     env.create(&api, manifest(Some("second"))).await;
     let second = env.wait_for(&api, "forced", "Running", is("Running")).await;
-    assert_eq!(deployed_reason(&second).as_deref(), Some("Deployed"));
+    assert_eq!(
+        common::deployed_reason(&second).as_deref(),
+        Some("Deployed")
+    );
     assert_eq!(env.performs_for(&second), 1);
     assert_eq!(env.performs().len(), 2, "{:?}", env.performs());
     env.assert_exactly_once();
-}
-
-fn deployed_reason(obj: &TaniumAction) -> Option<String> {
-    let status = obj.status.as_ref()?;
-    tanium_operator::crd::condition(&status.conditions, "Deployed").map(|c| c.reason.clone())
 }
 
 /// An object the operator cannot read (here: a looser CRD, as another version of the operator might install) is

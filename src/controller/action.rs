@@ -408,17 +408,22 @@ impl<'a> Reconciler<'a> {
     }
 
     /// Tanium already runs (or ran) this manifest's action: follow it instead of deploying.
-    async fn adopted(mut self, name: &str, ids: Vec<String>) -> Result<Action, Error> {
+    async fn adopted(self, name: &str, ids: Vec<String>) -> Result<Action, Error> {
         let message = format!(
             "Tanium already has scheduled action(s) {} named {name:?}, deployed from this same manifest by an earlier \
              object of this name (deleted and created again); following it and deploying nothing. To run it again, \
              change spec.runId or the name",
             ids.join(", ")
         );
-        self.set(condition::DEPLOYED, true, "Adopted", message.clone());
+        self.follow_found("Adopted", message).await
+    }
+
+    /// What a look-up by name found is this object's deployment now: follow it.
+    async fn follow_found(mut self, reason: &str, message: String) -> Result<Action, Error> {
+        self.set(condition::DEPLOYED, true, reason, message.clone());
         self.status.phase = Some(Phase::Running);
         self.save().await?;
-        self.event(false, "Adopted", message);
+        self.event(false, reason, message);
         Ok(Action::requeue(self.ctx.config.timing.poll_min))
     }
 
@@ -521,11 +526,7 @@ impl<'a> Reconciler<'a> {
             "found scheduled action(s) {} named {name:?} from an earlier attempt whose answer was lost; not deploying again",
             ids.join(", ")
         );
-        self.set(condition::DEPLOYED, true, "Recovered", message.clone());
-        self.status.phase = Some(Phase::Running);
-        self.save().await?;
-        self.event(false, "Recovered", message);
-        Ok(Action::requeue(self.ctx.config.timing.poll_min))
+        self.follow_found("Recovered", message).await
     }
 
     async fn running(

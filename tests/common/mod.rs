@@ -453,6 +453,15 @@ pub fn ready_reason(obj: &TaniumAction) -> Option<String> {
         .map(|c| c.reason.clone())
 }
 
+/// The Deployed condition's reason: Deployed, Recovered (found by name after a lost answer) or Adopted (found by
+/// name before the first deployment: the same manifest deployed it before).
+pub fn deployed_reason(obj: &TaniumAction) -> Option<String> {
+    obj.status
+        .as_ref()
+        .and_then(|s| crd::condition(&s.conditions, crd::condition::DEPLOYED))
+        .map(|c| c.reason.clone())
+}
+
 /// Nothing the operator wrote about an object holds the token.
 pub fn assert_no_token(obj: &TaniumAction) {
     let text = serde_json::to_string(obj).unwrap_or_default();
