@@ -309,7 +309,7 @@ impl Chaos {
             .filter(|e| matches!(e.outcome, AuditOutcome::Error { .. }))
             .count();
         let attempts: usize = performs.values().map(|(_, a)| a).sum();
-        let fenced = self.log_lines_with("not sent");
+        let fenced = self.log_lines_with("once-only mutation not sent");
         println!(
             "{}: {} objects, {} kills, {attempts} actionPerform attempts ({committed} committed, {dropped} \
              answers lost after commit), {refused} mutations refused by injected faults, {fenced} once-only \
