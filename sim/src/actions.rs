@@ -84,6 +84,8 @@ pub(crate) struct ScheduledAction {
     pub platforms: Option<Vec<Platform>>,
     pub schedule: ScheduleRequest,
     pub creator: String,
+    /// Wall-clock creation, for an index that lags behind (`ListingModes::name_filter_lag_ms`).
+    pub created_wall: std::time::Instant,
     pub approver: Option<String>,
     pub approved: bool,
     pub status: ScheduledStatus,
@@ -355,6 +357,7 @@ impl State {
                 platforms: req.platforms.clone(),
                 schedule: req.schedule.clone(),
                 creator: creator.to_string(),
+                created_wall: std::time::Instant::now(),
                 approver: None,
                 approved,
                 status: ScheduledStatus::Enabled,

@@ -80,6 +80,7 @@ pub struct SimConfig {
     /// Probability that one endpoint fails one action instance; deterministic from the fleet seed.
     pub action_failure_rate: f64,
     pub faults: Faults,
+    pub listing: ListingModes,
     /// How long a token made by `apiTokenRotate` is valid, in simulated time (Tanium advises two weeks or less).
     pub token_lifetime: Duration,
     pub generation: Generation,
@@ -96,6 +97,7 @@ impl Default for SimConfig {
             dc_idle_timeout: Duration::from_secs(120),
             action_failure_rate: 0.0,
             faults: Faults::default(),
+            listing: ListingModes::default(),
             token_lifetime: Duration::from_secs(14 * 24 * 3600),
             generation: Generation::Current,
         }
@@ -159,5 +161,30 @@ pub struct Faults {
     pub after_commit: Vec<AfterCommit>,
     /// Limits drop-after-commit to these mutation fields; empty means every mutation.
     pub drop_operations: Vec<String>,
+    /// Reads of an action or a scheduled action (alone or as one alias of a batch) answered `null` though it
+    /// exists: not visible yet, or one field's failure reported as null. Tanium does not document when a read
+    /// may be null.
+    pub null_read_rate: f64,
+    /// Reads answered with an error carrying the alias's `path` (that field null, the others answered).
+    pub read_error_rate: f64,
+    /// Action reads whose status is one this client's schema does not know (`QUEUED`, as a newer Gateway might
+    /// add).
+    pub unknown_status_rate: f64,
+    /// A document with more top-level fields than this is refused whole with a GraphQL error without a `path`
+    /// (a complexity or size limit); 0: no limit.
+    pub max_top_level_fields: usize,
+    /// Top-level fields the token's user may not use: HTTP 403 (the token is good, a permission is missing).
+    pub forbidden_fields: Vec<String>,
     pub seed: u64,
+}
+
+/// How the `scheduledActions` list answers where Tanium's documentation is silent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListingModes {
+    /// A new scheduled action matches a `name` filter only this long after it was created (an index that lags).
+    pub name_filter_lag_ms: u64,
+    /// Filters list only the caller's own scheduled actions unless they say `restrictOwner: false` (the field's
+    /// default is true).
+    pub restrict_owner: bool,
 }

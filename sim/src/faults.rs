@@ -22,8 +22,25 @@ pub(crate) struct FaultState {
 }
 
 /// What the HTTP layer decided for one request; resolvers read it from the request data.
+/// How one read of an action or scheduled action is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFault {
+    Null,
+    Error,
+    UnknownStatus,
+}
+
+/// Fields whose reads the read faults apply to.
+pub(crate) const READS: &[&str] = &["action", "scheduledAction"];
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FaultPlan {
+    /// By response key (alias): how that read is answered.
+    pub reads: std::collections::HashMap<String, ReadFault>,
+    /// Refuse the document whole (too many top-level fields).
+    pub too_big: bool,
+    /// HTTP 403: a field the user may not use.
+    pub forbidden: Option<String>,
     pub latency_ms: u64,
     pub http_500: bool,
     pub graphql_error: bool,
@@ -58,6 +75,40 @@ impl FaultState {
             return true;
         }
         rate > 0.0 && rng.random::<f64>() < rate.min(1.0)
+    }
+
+    /// How each read among `fields` (field name, response key) of a query is answered.
+    pub(crate) fn decide_reads(&mut self, fields: &[(String, String)]) -> FaultPlan {
+        let f = &self.faults;
+        let mut plan = FaultPlan::default();
+        if f.max_top_level_fields > 0 && fields.len() > f.max_top_level_fields {
+            plan.too_big = true;
+        }
+        plan.forbidden = fields
+            .iter()
+            .find(|(name, _)| f.forbidden_fields.contains(name))
+            .map(|(name, _)| name.clone());
+        for (name, key) in fields {
+            if !READS.contains(&name.as_str()) {
+                continue;
+            }
+            let draw: f64 = self.rng.random();
+            let (null, error, unknown) =
+                (f.null_read_rate, f.read_error_rate, f.unknown_status_rate);
+            let fault = if draw < null {
+                Some(ReadFault::Null)
+            } else if draw < null + error {
+                Some(ReadFault::Error)
+            } else if draw < null + error + unknown && name == "action" {
+                Some(ReadFault::UnknownStatus)
+            } else {
+                None
+            };
+            if let Some(fault) = fault {
+                plan.reads.insert(key.clone(), fault);
+            }
+        }
+        plan
     }
 
     /// `mutation_fields` is empty for queries.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::audit::{AuditOutcome, RequestRecord};
 use crate::config::{AfterCommit, Faults};
+use crate::faults::ReadFault;
 use crate::fleet::EndpointSpec;
 use crate::schema::{GatewaySchema, RequestInfo};
 use crate::state::Sim;
@@ -55,6 +56,8 @@ fn unauthorized() -> Response {
 struct Shape {
     mutation: bool,
     fields: Vec<String>,
+    /// Each top-level field's name and response key (its alias, or its name).
+    keyed: Vec<(String, String)>,
     operation_name: Option<String>,
 }
 
@@ -62,6 +65,7 @@ fn shape(query: &str, operation_name: Option<&str>) -> Shape {
     let mut s = Shape {
         mutation: false,
         fields: Vec::new(),
+        keyed: Vec::new(),
         operation_name: operation_name.map(str::to_string),
     };
     let Ok(doc) = async_graphql::parser::parse_query(query) else {
@@ -86,6 +90,10 @@ fn shape(query: &str, operation_name: Option<&str>) -> Shape {
         for item in &op.node.selection_set.node.items {
             if let Selection::Field(f) = &item.node {
                 s.fields.push(f.node.name.node.to_string());
+                s.keyed.push((
+                    f.node.name.node.to_string(),
+                    f.node.response_key().node.to_string(),
+                ));
             }
         }
     }
@@ -149,8 +157,27 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
             fields,
         });
         let mutation_fields: &[String] = if shape.mutation { &shape.fields } else { &[] };
-        st.faults.decide(mutation_fields)
+        let mut plan = st.faults.decide(mutation_fields);
+        let reads = st.faults.decide_reads(&shape.keyed);
+        plan.reads = reads.reads;
+        plan.too_big = reads.too_big;
+        plan.forbidden = reads.forbidden;
+        plan
     };
+    if let Some(field) = &plan.forbidden {
+        // An authorised token whose user lacks a permission: refused before anything runs.
+        tracing::info!(%field, "refusing a field the user may not use (injected 403)");
+        let body = serde_json::json!({"errors": [{"message": format!("forbidden: the user may not use {field}")}]});
+        return json_response(StatusCode::FORBIDDEN, body.to_string().into_bytes());
+    }
+    if plan.too_big {
+        // A complexity or size limit: the whole document is refused before execution (no `path`).
+        let body = serde_json::json!({"data": null, "errors": [{
+            "message": format!("query complexity exceeds the limit: {} top-level fields", shape.fields.len()),
+            "extensions": {"code": "QUERY_TOO_COMPLEX"}
+        }]});
+        return json_response(StatusCode::OK, body.to_string().into_bytes());
+    }
     if plan.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
     }
@@ -198,6 +225,13 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         operation_name: shape.operation_name,
         plan,
     };
+    let unknown_status: Vec<String> = info
+        .plan
+        .reads
+        .iter()
+        .filter(|(_, f)| **f == ReadFault::UnknownStatus)
+        .map(|(k, _)| k.clone())
+        .collect();
     let response = app.schema.execute(request.data(info)).await;
     match after_commit {
         Some(AfterCommit::Drop) => {
@@ -220,7 +254,19 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         }
         _ => {}
     }
-    match serde_json::to_vec(&response) {
+    let answer = match serde_json::to_value(&response) {
+        Ok(mut answer) => {
+            // A status this client's schema does not know, as a newer Gateway might report.
+            for key in &unknown_status {
+                if let Some(status) = answer.pointer_mut(&format!("/data/{key}/status")) {
+                    *status = serde_json::Value::String("QUEUED".into());
+                }
+            }
+            serde_json::to_vec(&answer)
+        }
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialise a GraphQL response");

@@ -28,7 +28,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use audit::{AuditEntry, AuditOutcome, RequestRecord};
-pub use config::{AfterCommit, Faults, FleetSource, Generation, SimConfig, TokenUser};
+pub use config::{
+    AfterCommit, Faults, FleetSource, Generation, ListingModes, SimConfig, TokenUser,
+};
 pub use filter::{Filter, FilterError, GroupRef, Op, Subject, Target, compare, matches};
 pub use fleet::{
     AlertSpec, EndpointSpec, Platform, ProcessSpec, SSHD_MD5, generate as generate_fleet,

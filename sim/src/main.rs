@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tanium_sim::{AfterCommit, Faults, FleetSource, SimConfig, TokenUser};
+use tanium_sim::{AfterCommit, Faults, FleetSource, ListingModes, SimConfig, TokenUser};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +61,27 @@ struct Args {
     /// http502, http504; default: drop).
     #[arg(long, value_delimiter = ',', value_parser = parse_after_commit)]
     after_commit: Vec<AfterCommit>,
+    /// Reads of an action or scheduled action answered null though it exists.
+    #[arg(long, default_value_t = 0.0)]
+    null_read_rate: f64,
+    /// Reads answered with an error carrying the alias's path.
+    #[arg(long, default_value_t = 0.0)]
+    read_error_rate: f64,
+    /// Action reads reporting a status the client's schema does not know (QUEUED).
+    #[arg(long, default_value_t = 0.0)]
+    unknown_status_rate: f64,
+    /// Refuse documents with more top-level fields than this (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_top_level_fields: usize,
+    /// Top-level fields answered HTTP 403 (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    forbidden_fields: Vec<String>,
+    /// A new scheduled action matches a name filter only this long after it was created.
+    #[arg(long, default_value_t = 0)]
+    name_filter_lag_ms: u64,
+    /// Filters list only the caller's own scheduled actions unless they say restrictOwner: false.
+    #[arg(long)]
+    restrict_owner: bool,
 }
 
 fn parse_after_commit(s: &str) -> Result<AfterCommit, String> {
@@ -123,8 +144,17 @@ async fn main() -> std::process::ExitCode {
             retryable_error_rate: args.retryable_error_rate,
             drop_after_commit_rate: args.drop_after_commit_rate,
             after_commit: args.after_commit,
+            null_read_rate: args.null_read_rate,
+            read_error_rate: args.read_error_rate,
+            unknown_status_rate: args.unknown_status_rate,
+            max_top_level_fields: args.max_top_level_fields,
+            forbidden_fields: args.forbidden_fields,
             seed: args.seed,
             ..Faults::default()
+        },
+        listing: ListingModes {
+            name_filter_lag_ms: args.name_filter_lag_ms,
+            restrict_owner: args.restrict_owner,
         },
         ..SimConfig::default()
     };

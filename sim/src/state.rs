@@ -48,6 +48,7 @@ pub(crate) struct State {
     /// Every distinct GraphQL document received: a client that puts values in variables sends a handful.
     pub documents: BTreeSet<String>,
     pub faults: FaultState,
+    pub listing: crate::config::ListingModes,
 }
 
 impl State {
@@ -77,6 +78,7 @@ impl State {
             requests: Vec::new(),
             documents: BTreeSet::new(),
             faults: FaultState::new(config.faults.clone()),
+            listing: config.listing,
         };
         st.add_endpoints(fleet);
         st
@@ -263,6 +265,11 @@ impl Sim {
 
     pub fn set_faults(&self, f: Faults) {
         self.lock().faults.set(f);
+    }
+
+    /// How `scheduledActions` lists from now on (see [`crate::ListingModes`]).
+    pub fn set_listing(&self, modes: crate::config::ListingModes) {
+        self.lock().listing = modes;
     }
 
     pub fn advance(&self, d: Duration) {

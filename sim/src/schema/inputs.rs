@@ -472,6 +472,15 @@ impl ComputerGroupFilter {
 }
 
 impl FieldFilter {
+    /// Does it filter on the name (at any level)?
+    pub(crate) fn names_path(&self) -> bool {
+        self.path.as_deref() == Some("name")
+            || self
+                .filters
+                .as_ref()
+                .is_some_and(|fs| fs.iter().any(FieldFilter::names_path))
+    }
+
     pub fn to_filter(&self) -> Result<Filter, FilterError> {
         convert(
             Parts {

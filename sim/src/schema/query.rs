@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
+use super::RequestInfo;
 use super::inputs::{
     DirectConnectConnectionStatusInput, DirectConnectEndpointInput, EndpointFieldFilter,
     EndpointSource, FieldFilter, IdRefInput, NamedRefInput, OpenDirectConnectionInput,
@@ -13,6 +14,7 @@ use super::objects::{
     ScheduledActionConnection, ScheduledActionEdge,
 };
 use super::scalars::{Cursor, Time};
+use crate::faults::ReadFault;
 use crate::filter;
 use crate::groups;
 use crate::packages;
@@ -26,6 +28,17 @@ fn parse_id(id: &ID) -> Option<u64> {
     id.trim().parse().ok()
 }
 
+/// Answer this read as the injected faults say: `Ok(true)` for null, an error (with this field's path) for a
+/// failed read, `Ok(false)` to answer it truly.
+fn read_fault(ctx: &Context<'_>) -> Result<bool> {
+    let key = ctx.item.node.response_key().node.as_str();
+    match ctx.data::<RequestInfo>()?.plan.reads.get(key) {
+        Some(ReadFault::Null) => Ok(true),
+        Some(ReadFault::Error) => Err("injected fault: this read failed".into()),
+        Some(ReadFault::UnknownStatus) | None => Ok(false),
+    }
+}
+
 pub struct Query;
 
 #[Object(name = "Query")]
@@ -35,6 +48,9 @@ impl Query {
     }
 
     async fn action(&self, ctx: &Context<'_>, r#ref: IdRefInput) -> Result<Option<Action>> {
+        if read_fault(ctx)? {
+            return Ok(None);
+        }
         let st = ctx.data::<Sim>()?.peek();
         Ok(parse_id(&r#ref.id)
             .filter(|id| st.actions.contains_key(id))
@@ -47,6 +63,9 @@ impl Query {
         ctx: &Context<'_>,
         r#ref: IdRefInput,
     ) -> Result<Option<ScheduledAction>> {
+        if read_fault(ctx)? {
+            return Ok(None);
+        }
         let st = ctx.data::<Sim>()?.peek();
         Ok(parse_id(&r#ref.id)
             .filter(|id| st.scheduled.contains_key(id))
@@ -61,10 +80,25 @@ impl Query {
         #[graphql(default_with = "twenty()")] first: Option<i32>,
         filter: Option<FieldFilter>,
     ) -> Result<Option<ScheduledActionConnection>> {
+        let restrict_owner = filter.as_ref().is_some_and(|f| f.restrict_owner);
+        let by_name = filter.as_ref().is_some_and(FieldFilter::names_path);
         let f = filter.map(|f| f.to_filter()).transpose()?;
+        let user = ctx
+            .data::<RequestInfo>()
+            .map(|i| i.user.clone())
+            .unwrap_or_default();
         let mut st = ctx.data::<Sim>()?.peek();
+        let listing = st.listing;
+        let lag = std::time::Duration::from_millis(listing.name_filter_lag_ms);
         let mut ids = Vec::new();
         for sa in st.scheduled.values() {
+            // Where the docs are silent: a name index that lags, and a default that lists only one's own.
+            if by_name && sa.created_wall.elapsed() < lag {
+                continue;
+            }
+            if listing.restrict_owner && restrict_owner && sa.creator != user {
+                continue;
+            }
             if f.as_ref()
                 .map(|f| filter::matches(f, sa))
                 .transpose()?
