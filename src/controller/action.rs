@@ -381,8 +381,12 @@ impl<'a> Reconciler<'a> {
                         "DeployRefused",
                         format!("the Gateway refused actionPerform: {refusal}{UNCONFIRMED}"),
                     ),
+                    // A missing permission is a person's to grant; said as such, still looked up first.
                     None => (
-                        "OutcomeUnknown",
+                        match e.cause() {
+                            cause @ GatewayError::Forbidden { .. } => cause.reason(),
+                            _ => "OutcomeUnknown",
+                        },
                         format!("{e}; the action will be looked up by name before any new attempt"),
                     ),
                 };
@@ -438,6 +442,7 @@ impl<'a> Reconciler<'a> {
             &self.owner(),
             &mut self.status.deployment.scheduled_actions,
             recurring,
+            self.ctx.config.timing.gone_after,
         ) else {
             // The poller wakes this object when it has the answer; the requeue is only a safety net.
             return Ok(Action::requeue(self.ctx.config.timing.poll_max));

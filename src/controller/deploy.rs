@@ -63,12 +63,13 @@ impl Deployment {
         }
     }
 
-    /// From the recorded instance statuses, without asking the Gateway: could something still run?
+    /// From the recorded instance statuses, without asking the Gateway: could something still run? (A status
+    /// this client does not know may; "UNKNOWN", recorded by older versions, meant gone.)
     pub fn maybe_open(&self) -> bool {
         self.scheduled_actions.iter().any(|sa| {
             matches!(
                 sa.status.as_deref(),
-                None | Some("OPEN" | "PENDING" | "ACTIVE")
+                None | Some("OPEN" | "PENDING" | "ACTIVE" | "UNRECOGNIZED")
             )
         })
     }
@@ -196,20 +197,30 @@ pub fn instances(record: &Deployment) -> Vec<ActionId> {
         .collect()
 }
 
-/// Delete a scheduled action (no reissue). One that is already gone is fine.
+/// Delete a scheduled action (no reissue). One that is already gone is fine, once the Gateway confirms it: a
+/// refusal is not assumed to mean "already deleted".
 async fn delete_schedule(gateway: &GatewayClient, id: &str) -> Result<(), GatewayError> {
-    match gateway
-        .delete_scheduled_action(&ScheduledActionId(id.to_owned()))
-        .await
-    {
-        Err(GatewayError::Payload {
-            retryable: false,
-            message,
-            ..
-        }) => {
-            tracing::debug!(scheduled_action = id, %message, "scheduled action already gone");
-            Ok(())
-        }
+    let sa = ScheduledActionId(id.to_owned());
+    match gateway.delete_scheduled_action(&sa).await {
+        Err(
+            refused @ GatewayError::Payload {
+                retryable: false, ..
+            },
+        ) => match gateway.scheduled_action(&sa).await? {
+            None => {
+                tracing::debug!(scheduled_action = id, "scheduled action already gone");
+                Ok(())
+            }
+            Some(found)
+                if found
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("DELETED")) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(refused),
+        },
         other => other,
     }
 }

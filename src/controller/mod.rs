@@ -100,6 +100,10 @@ pub struct Timing {
     /// the name up. With the request timeout and the lease duration it must stay inside `lookup_grace`
     /// ([`Timing::check_fencing`]).
     pub intent_max_age: Duration,
+    /// How long every poll must have answered `null` for an action before it is looked at as possibly gone: its
+    /// scheduled action is then read instead, and only when that too answers `null` this long is it gone. Tanium
+    /// does not document when a read may be null (an action not visible yet, one field's failure).
+    pub gone_after: Duration,
     /// How long the Gateway keeps an unused Direct Connect connection (two minutes in Tanium's docs, five in
     /// newer ones). Connections are pinged well inside it, and kept between refreshes only when they come sooner.
     pub dc_idle_timeout: Duration,
@@ -118,6 +122,7 @@ impl Default for Timing {
             error_backoff_max: Duration::from_secs(300),
             lookup_grace: Duration::from_secs(90),
             intent_max_age: Duration::from_secs(45),
+            gone_after: Duration::from_secs(300),
             dc_idle_timeout: Duration::from_secs(120),
             dc_ready_timeout: Duration::from_secs(60),
         }

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -18,7 +19,7 @@ use kube::Resource as _;
 use super::Timing;
 use crate::crd::{TaniumAction, TaniumTag};
 use crate::gateway::actions::Polled;
-use crate::gateway::{ActionState, GatewayClient};
+use crate::gateway::{GatewayClient, Read};
 
 /// Whose action it is: the object to wake when it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,11 +41,19 @@ impl Owner {
     }
 }
 
+/// What the poller knows of one action.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reading {
+    /// The last answer that showed it (never [`Read::Absent`]); `None`: never shown yet.
+    pub known: Option<Read>,
+    /// How long every answer has been `null` (or an error for its alias), if the latest was.
+    pub absent_for: Option<Duration>,
+}
+
 /// What the poller last saw of some actions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
-    /// `None`: the Gateway does not know the action (purged).
-    pub states: HashMap<Polled, Option<ActionState>>,
+    pub states: HashMap<Polled, Reading>,
     /// The Gateway's clock, as of the oldest of these answers.
     pub now: jiff::Timestamp,
 }
@@ -54,8 +63,14 @@ struct Watched {
     /// When it was first watched: the interval grows with the action's age.
     since: Instant,
     next_due: Instant,
-    /// The last answer, with the Gateway's clock at that poll.
-    last: Option<(Option<ActionState>, jiff::Timestamp)>,
+    /// The last answer that showed the action: a `null` in between changes nothing known.
+    known: Option<Read>,
+    /// The Gateway's clock at the last answer of any kind; `None`: not polled yet.
+    answered_at: Option<jiff::Timestamp>,
+    /// Since when every answer has been `null`.
+    absent_since: Option<Instant>,
+    /// The owner was woken when the absence reached `Timing::gone_after`.
+    absence_reported: bool,
     /// When its owner last looked; an owner that stops looking (deleted, finished elsewhere) is forgotten.
     looked: Instant,
 }
@@ -70,8 +85,15 @@ struct Wakers {
 pub struct Poller {
     watched: Mutex<HashMap<Polled, Watched>>,
     wakers: Mutex<Wakers>,
-    /// Actions per request; 1 is the way scripts poll (one request per action).
+    /// Actions per request at most; 1 is the way scripts poll (one request per action).
     batch: usize,
+    /// Actions per request now: halved when the Gateway times out, fails (5xx) or refuses a document as too big,
+    /// doubled back after a cycle where every request went through.
+    size: std::sync::atomic::AtomicUsize,
+    /// The most actions per request the Gateway took: below the smallest document it refused as too big.
+    ceiling: std::sync::atomic::AtomicUsize,
+    /// Actions whose read broke every request it was in, found by splitting: read alone from then on.
+    isolated: Mutex<HashSet<Polled>>,
     /// Poll requests in flight at once.
     parallel: usize,
 }
@@ -85,6 +107,9 @@ impl Poller {
             watched: Mutex::new(HashMap::new()),
             wakers: Mutex::new(Wakers::default()),
             batch: batch.max(1),
+            size: std::sync::atomic::AtomicUsize::new(batch.max(1)),
+            ceiling: std::sync::atomic::AtomicUsize::new(batch.max(1)),
+            isolated: Mutex::new(HashSet::new()),
             parallel: 4,
         }
     }
@@ -113,14 +138,23 @@ impl Poller {
                 owner: owner.clone(),
                 since: now,
                 next_due: now,
-                last: None,
+                known: None,
+                answered_at: None,
+                absent_since: None,
+                absence_reported: false,
                 looked: now,
             });
             w.looked = now;
-            match &w.last {
-                Some((state, at)) => {
-                    states.insert(id.clone(), state.clone());
-                    oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
+            match w.answered_at {
+                Some(at) => {
+                    states.insert(
+                        id.clone(),
+                        Reading {
+                            known: w.known.clone(),
+                            absent_for: w.absent_since.map(|since| now.duration_since(since)),
+                        },
+                    );
+                    oldest = Some(oldest.map_or(at, |o| o.min(at)));
                 }
                 None => complete = false,
             }
@@ -136,6 +170,11 @@ impl Poller {
         if let Ok(mut watched) = self.watched.lock() {
             for id in ids {
                 watched.remove(id);
+            }
+        }
+        if let Ok(mut isolated) = self.isolated.lock() {
+            for id in ids {
+                isolated.remove(id);
             }
         }
     }
@@ -213,7 +252,8 @@ impl Poller {
         let fill = if due == 0 {
             0
         } else {
-            due.div_ceil(self.batch) * self.batch
+            let size = self.size();
+            due.div_ceil(size) * size
         };
         all.into_iter()
             .take(fill.min(watched.len()))
@@ -221,27 +261,43 @@ impl Poller {
             .collect()
     }
 
-    /// Record answers; returns the owners whose actions changed (or were answered for the first time).
-    fn record(
+    /// Record answers; returns the owners whose actions changed, were answered for the first time, or have been
+    /// answered `null` for `Timing::gone_after` (the owner then asks whether they are gone).
+    pub(crate) fn record(
         &self,
         timing: &Timing,
         gateway_now: jiff::Timestamp,
-        answers: HashMap<Polled, Option<ActionState>>,
+        answers: HashMap<Polled, Read>,
     ) -> HashSet<Owner> {
         let mut changed = HashSet::new();
         let Ok(mut watched) = self.watched.lock() else {
             return changed;
         };
         let now = Instant::now();
-        for (id, state) in answers {
+        for (id, read) in answers {
             let Some(w) = watched.get_mut(&id) else {
                 continue;
             };
             w.next_due = now + timing.poll_interval(now.duration_since(w.since));
-            if w.last.as_ref().map(|(s, _)| s) != Some(&state) {
-                changed.insert(w.owner.clone());
+            let first = w.answered_at.is_none();
+            w.answered_at = Some(gateway_now);
+            match read {
+                Read::Absent => {
+                    let since = *w.absent_since.get_or_insert(now);
+                    let long = now.duration_since(since) >= timing.gone_after;
+                    if first || (long && !std::mem::replace(&mut w.absence_reported, true)) {
+                        changed.insert(w.owner.clone());
+                    }
+                }
+                read => {
+                    w.absent_since = None;
+                    w.absence_reported = false;
+                    if first || w.known.as_ref() != Some(&read) {
+                        changed.insert(w.owner.clone());
+                    }
+                    w.known = Some(read);
+                }
             }
-            w.last = Some((state, gateway_now));
         }
         changed
     }
@@ -293,32 +349,97 @@ impl Poller {
         }
     }
 
-    /// One poll of `due`, `batch` actions per request, a few requests at once. `false` when any request failed.
+    /// Actions per request now.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed).clamp(1, self.batch)
+    }
+
+    fn ceiling(&self) -> usize {
+        self.ceiling.load(Ordering::Relaxed).clamp(1, self.batch)
+    }
+
+    /// One poll of `due`, `size` actions per request, a few requests at once. A request the Gateway could not
+    /// answer because of its size (a time-out, a 5xx, a refusal without a `path`) is split in two and asked again
+    /// at once, while other requests of the round went through (when none did, the Gateway is down: nothing is
+    /// split); an action whose read fails alone is read alone from then on. `false` when any read failed.
     async fn cycle(&self, gateway: &GatewayClient, timing: &Timing, due: Vec<Polled>) -> bool {
-        let chunks: Vec<Vec<Polled>> = due.chunks(self.batch).map(<[_]>::to_vec).collect();
-        let results: Vec<_> = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                let answer = gateway.poll(&chunk, self.batch).await;
-                (chunk, answer)
-            })
-            .buffer_unordered(self.parallel)
-            .collect()
-            .await;
+        let size = self.size();
+        let isolated = self.isolated.lock().map(|i| i.clone()).unwrap_or_default();
+        let (alone, together): (Vec<Polled>, Vec<Polled>) =
+            due.into_iter().partition(|p| isolated.contains(p));
+        let mut pending: Vec<Vec<Polled>> = together.chunks(size).map(<[_]>::to_vec).collect();
+        pending.extend(alone.into_iter().map(|p| vec![p]));
         let mut all_ok = true;
         let mut woken = HashSet::new();
-        for (chunk, answer) in results {
-            match answer {
-                Ok((Some(now), states)) => woken.extend(self.record(timing, now, states)),
-                Ok((None, _)) => {}
-                Err(e) => {
-                    all_ok = false;
+        while !pending.is_empty() {
+            let results: Vec<_> = futures::stream::iter(pending)
+                .map(|chunk| async move {
+                    let answer = gateway.poll(&chunk, chunk.len()).await;
+                    (chunk, answer)
+                })
+                .buffer_unordered(self.parallel)
+                .collect()
+                .await;
+            let any_through = results.iter().any(|(_, a)| a.is_ok());
+            pending = Vec::new();
+            for (chunk, answer) in results {
+                let e = match answer {
+                    Ok((Some(now), states)) => {
+                        woken.extend(self.record(timing, now, states));
+                        continue;
+                    }
+                    Ok((None, _)) => continue,
+                    Err(e) => e,
+                };
+                all_ok = false;
+                if !too_big(&e) {
                     tracing::warn!(error = %e, actions = chunk.len(), "results poll failed");
+                    self.postpone(&chunk, ERROR_PAUSE);
+                    continue;
+                }
+                if matches!(e, crate::gateway::GatewayError::GraphQl { .. }) {
+                    // Refused as too big: never ask this many at once again.
+                    self.ceiling
+                        .fetch_min(chunk.len().saturating_sub(1).max(1), Ordering::Relaxed);
+                }
+                let half = chunk.len().div_ceil(2);
+                let smaller = half.max(1);
+                if self.size.fetch_min(smaller, Ordering::Relaxed) > smaller {
+                    tracing::info!(error = %e, actions = smaller, "results poll failed for its size; asking fewer actions per request");
+                }
+                if chunk.len() == 1 && any_through {
+                    tracing::warn!(error = %e, action = ?chunk[0], "this action's read fails alone; reading it alone from now on");
+                    if let Ok(mut i) = self.isolated.lock() {
+                        i.insert(chunk[0].clone());
+                    }
+                }
+                if chunk.len() > 1 && any_through {
+                    pending.push(chunk[..half].to_vec());
+                    pending.push(chunk[half..].to_vec());
+                } else {
                     self.postpone(&chunk, ERROR_PAUSE);
                 }
             }
         }
+        if all_ok {
+            // Back up by a quarter at a time, never past what the Gateway refused.
+            let grown = (size + (size / 4).max(1)).min(self.ceiling());
+            self.size.store(grown, Ordering::Relaxed);
+        }
         self.wake(woken);
         all_ok
+    }
+}
+
+/// A poll the Gateway may have failed because of its size: a time-out, a 5xx, or a document refused before
+/// execution (a complexity or size limit says so with a GraphQL error without a `path`).
+fn too_big(e: &crate::gateway::GatewayError) -> bool {
+    use crate::gateway::GatewayError as E;
+    match e {
+        E::NoAnswer { .. } => true,
+        E::Http { status, .. } => *status >= 500,
+        E::GraphQl { errors, .. } => errors.iter().all(|x| x.path.is_none()),
+        _ => false,
     }
 }
 
@@ -331,8 +452,8 @@ mod tests {
         Owner::Action(ObjectRef::new(name).within("ns"))
     }
 
-    fn state(id: &str, completed: u32) -> Option<ActionState> {
-        Some(ActionState {
+    fn state(id: &str, completed: u32) -> Read {
+        Read::State(crate::gateway::ActionState {
             id: ActionId::from(id),
             status: ActionStatus::Open,
             expiration_time: None,
@@ -369,6 +490,12 @@ mod tests {
         );
         let progressed: HashMap<_, _> = [(ids[0].clone(), state("1", 3))].into();
         assert_eq!(p.record(&timing, now, progressed).len(), 1);
+        // A null in between is no news: what was known stays, the absence is timed, nobody is woken.
+        let null: HashMap<_, _> = [(ids[0].clone(), Read::Absent)].into();
+        assert!(p.record(&timing, now, null).is_empty());
+        let seen = p.observe(&owner("a"), &ids).unwrap();
+        assert_eq!(seen.states[&ids[0]].known, Some(state("1", 3)));
+        assert!(seen.states[&ids[0]].absent_for.is_some());
         // Just polled: not due again before poll_min.
         assert!(p.due(&timing, cycle).is_empty());
         p.forget(&ids);

@@ -421,6 +421,7 @@ impl<'a> Tagger<'a> {
             &owner,
             &mut round.deployment.scheduled_actions,
             false,
+            self.ctx.config.timing.gone_after,
         ) else {
             // The poller wakes this object when it has the answer; the requeue is only a safety net.
             self.status.round = Some(round);

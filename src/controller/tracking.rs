@@ -1,23 +1,24 @@
 //! Following deployed actions: the newest action instance of every scheduled action a deployment created, as the
 //! shared poller reads them, summed into one view. Shared by every kind that deploys.
 
-use std::collections::HashMap;
-
 use super::poller::{Owner, Poller};
 use crate::crd::ScheduledActionStatus;
 use crate::gateway::actions::Polled;
-use crate::gateway::{ActionId, ActionResults, ActionState, ActionStatus, ScheduledActionId};
+use crate::gateway::{ActionId, ActionResults, ActionStatus, Read, ScheduledActionId};
 
 /// What the scheduled actions of one deployment are doing, together.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
     pub results: ActionResults,
-    /// Action instances that can still run (OPEN, PENDING, ACTIVE).
+    /// Action instances that can still run (OPEN, PENDING, ACTIVE, or a status this client does not know).
     pub open: Vec<ActionId>,
     /// Scheduled actions waiting for approval in Tanium.
     pub awaiting_approval: Vec<String>,
     /// Scheduled actions with no action instance yet (a future start time): they will still run.
     pub not_issued: Vec<String>,
+    /// Scheduled actions the Gateway does not show now (a `null` answer, not yet long enough to mean "gone"):
+    /// they may still run.
+    pub unseen: Vec<String>,
     pub any_expired: bool,
     pub any_stopped: bool,
     /// The latest expiry among the instances.
@@ -29,7 +30,7 @@ pub struct Progress {
 impl Progress {
     /// Anything that can still run on an endpoint.
     pub fn any_open(&self) -> bool {
-        !self.open.is_empty() || !self.not_issued.is_empty()
+        !self.open.is_empty() || !self.not_issued.is_empty() || !self.unseen.is_empty()
     }
 }
 
@@ -46,43 +47,63 @@ pub fn polled(scheduled: &[ScheduledActionStatus], recurring: bool) -> Vec<Polle
         .collect()
 }
 
+/// Recorded for a scheduled action Tanium no longer shows: its instance and then the scheduled action itself were
+/// answered `null` for `gone_after` each.
+pub const GONE: &str = "GONE";
+
 /// The newest instance of each scheduled action, as the shared poller last read it; updates `scheduled` in place
 /// (ids, statuses). `None`: the poller has not answered for every one yet; it wakes `owner` when it has. No
 /// Gateway request is made here: the poller asks for every object's actions together, in batches.
+///
+/// A `null` answer is "not shown now", never "gone": what was known stays, and the action counts as open. Only when
+/// an instance has been `null` for `gone_after` is it read through its scheduled action instead, and only when
+/// that too has been `null` for `gone_after` is it gone.
 pub fn poll(
     poller: &Poller,
     owner: &Owner,
     scheduled: &mut [ScheduledActionStatus],
     recurring: bool,
+    gone_after: std::time::Duration,
 ) -> Option<Progress> {
     let keys = polled(scheduled, recurring);
     let seen = poller.observe(owner, &keys)?;
-    let mut states: HashMap<String, Option<ActionState>> = HashMap::new();
-    for (sa, key) in scheduled.iter_mut().zip(&keys) {
-        let state = seen.states.get(key).cloned().flatten();
-        if let (Polled::Schedule(_), Some(s)) = (key, &state) {
-            if sa.last_action_id.is_none() && !recurring {
-                // From now on the instance itself is read; its scheduled action no longer needs to be.
-                poller.rename(key, Polled::Action(s.id.clone()));
-            }
-            sa.last_action_id = Some(s.id.0.clone());
-        }
-        states.insert(sa.id.clone(), state);
-    }
     let mut progress = Progress {
         now: seen.now,
         ..Progress::default()
     };
-    for sa in scheduled.iter_mut() {
-        if sa.last_action_id.is_none() {
-            progress.not_issued.push(sa.id.clone());
+    for (sa, key) in scheduled.iter_mut().zip(&keys) {
+        let reading = seen.states.get(key).cloned().unwrap_or_default();
+        if reading.absent_for.is_some_and(|d| d >= gone_after) {
+            match key {
+                Polled::Action(_) => {
+                    // Asked through its scheduled action from now on: only that can say it is gone.
+                    poller.forget(std::slice::from_ref(key));
+                    sa.last_action_id = None;
+                    progress.unseen.push(sa.id.clone());
+                }
+                Polled::Schedule(_) => sa.status = Some(GONE.into()),
+            }
             continue;
         }
-        let Some(state) = states.remove(&sa.id).flatten() else {
-            // The Gateway no longer knows it (purged): nothing more will happen to it.
-            sa.status = Some("UNKNOWN".into());
-            continue;
+        let state = match reading.known {
+            None => {
+                // Never shown yet (not visible so soon after its creation, or its reads failed): it may run.
+                progress.unseen.push(sa.id.clone());
+                continue;
+            }
+            Some(Read::Absent | Read::NotIssued) => {
+                progress.not_issued.push(sa.id.clone());
+                continue;
+            }
+            Some(Read::State(state)) => state,
         };
+        if let Polled::Schedule(_) = key {
+            if sa.last_action_id.is_none() && !recurring {
+                // From now on the instance itself is read; its scheduled action no longer needs to be.
+                poller.rename(key, Polled::Action(state.id.clone()));
+            }
+            sa.last_action_id = Some(state.id.0.clone());
+        }
         sa.status = Some(status_name(state.status).into());
         add(&mut progress.results, &state.results);
         match state.status {
@@ -110,7 +131,8 @@ fn status_name(s: ActionStatus) -> &'static str {
         ActionStatus::Stopped => "STOPPED",
         ActionStatus::Expired => "EXPIRED",
         ActionStatus::Closed => "CLOSED",
-        ActionStatus::Unknown => "UNKNOWN",
+        // Not one of ours: followed as open until it expires (`ActionStatus::is_open`).
+        ActionStatus::Unknown => "UNRECOGNIZED",
     }
 }
 
@@ -125,4 +147,129 @@ fn add(total: &mut ActionResults, r: &ActionResults) {
     total.pending_verification += r.pending_verification;
     total.verified += r.verified;
     total.failed_verification += r.failed_verification;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use kube::runtime::reflector::ObjectRef;
+
+    use super::*;
+    use crate::controller::Timing;
+    use crate::gateway::ActionState;
+
+    fn open(id: &str, completed: u32) -> Read {
+        Read::State(ActionState {
+            id: ActionId::from(id),
+            status: ActionStatus::Open,
+            expiration_time: None,
+            stopped: false,
+            results: ActionResults {
+                completed,
+                ..ActionResults::default()
+            },
+        })
+    }
+
+    #[test]
+    fn a_null_is_not_gone_until_its_scheduled_action_says_so_for_long() {
+        let poller = Poller::new(50);
+        let owner = Owner::Action(ObjectRef::new("a").within("ns"));
+        let timing = Timing {
+            gone_after: Duration::from_millis(40),
+            ..Timing::default()
+        };
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let mut scheduled = vec![ScheduledActionStatus {
+            id: "5".into(),
+            platforms: Vec::new(),
+            last_action_id: Some("9".into()),
+            status: None,
+        }];
+        let instance = Polled::Action(ActionId::from("9"));
+        let schedule = Polled::Schedule(ScheduledActionId("5".into()));
+        let look = |scheduled: &mut Vec<ScheduledActionStatus>| {
+            poll(&poller, &owner, scheduled, false, timing.gone_after)
+        };
+        assert_eq!(look(&mut scheduled), None, "not polled yet");
+        let answer = |key: &Polled, read: Read| HashMap::from([(key.clone(), read)]);
+        poller.record(&timing, now, answer(&instance, open("9", 1)));
+        let p = look(&mut scheduled).unwrap();
+        assert!(p.any_open() && p.results.completed == 1);
+
+        // A null: no news. What was known stands.
+        poller.record(&timing, now, answer(&instance, Read::Absent));
+        let p = look(&mut scheduled).unwrap();
+        assert_eq!((p.open.len(), p.results.completed), (1, 1));
+        assert_eq!(scheduled[0].status.as_deref(), Some("OPEN"));
+
+        // Null for long: read through the scheduled action from now on, still open meanwhile.
+        std::thread::sleep(Duration::from_millis(50));
+        poller.record(&timing, now, answer(&instance, Read::Absent));
+        let p = look(&mut scheduled).unwrap();
+        assert!(p.any_open() && p.unseen == vec!["5".to_owned()]);
+        assert_eq!(scheduled[0].last_action_id, None);
+        assert_eq!(
+            look(&mut scheduled),
+            None,
+            "its scheduled action is not polled yet"
+        );
+
+        // The scheduled action shows its instance again: followed by id again.
+        poller.record(&timing, now, answer(&schedule, open("9", 2)));
+        let p = look(&mut scheduled).unwrap();
+        assert_eq!((p.open.len(), p.results.completed), (1, 2));
+        assert_eq!(scheduled[0].last_action_id.as_deref(), Some("9"));
+
+        // Gone for real: the instance null for long, then its scheduled action null for long.
+        std::thread::sleep(Duration::from_millis(50));
+        poller.record(&timing, now, answer(&instance, Read::Absent));
+        std::thread::sleep(Duration::from_millis(50));
+        poller.record(&timing, now, answer(&instance, Read::Absent));
+        assert!(look(&mut scheduled).unwrap().any_open());
+        assert_eq!(
+            look(&mut scheduled),
+            None,
+            "its scheduled action is not polled yet"
+        );
+        poller.record(&timing, now, answer(&schedule, Read::Absent));
+        assert!(
+            look(&mut scheduled).unwrap().any_open(),
+            "a first null of the schedule"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        poller.record(&timing, now, answer(&schedule, Read::Absent));
+        let p = look(&mut scheduled).unwrap();
+        assert!(!p.any_open(), "{p:?}");
+        assert_eq!(scheduled[0].status.as_deref(), Some(GONE));
+    }
+
+    #[test]
+    fn a_status_this_client_does_not_know_is_open() {
+        let poller = Poller::new(50);
+        let owner = Owner::Action(ObjectRef::new("a").within("ns"));
+        let timing = Timing::default();
+        let mut scheduled = vec![ScheduledActionStatus {
+            id: "5".into(),
+            platforms: Vec::new(),
+            last_action_id: Some("9".into()),
+            status: None,
+        }];
+        let key = Polled::Action(ActionId::from("9"));
+        poll(&poller, &owner, &mut scheduled, false, timing.gone_after);
+        let Read::State(mut state) = open("9", 0) else {
+            unreachable!()
+        };
+        state.status = ActionStatus::Unknown;
+        poller.record(
+            &timing,
+            jiff::Timestamp::UNIX_EPOCH,
+            HashMap::from([(key, Read::State(state))]),
+        );
+        let p = poll(&poller, &owner, &mut scheduled, false, timing.gone_after).unwrap();
+        assert!(p.any_open());
+        assert_eq!(scheduled[0].status.as_deref(), Some("UNRECOGNIZED"));
+    }
 }

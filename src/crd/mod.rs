@@ -138,7 +138,9 @@ pub struct ScheduledActionStatus {
     pub platforms: Vec<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action_id: Option<String>,
-    /// The action instance's Tanium status (OPEN, PENDING, ACTIVE, STOPPED, EXPIRED, CLOSED).
+    /// The action instance's Tanium status (OPEN, PENDING, ACTIVE, STOPPED, EXPIRED, CLOSED), UNRECOGNIZED for a
+    /// status this operator does not know (followed as open until it expires), or GONE once Tanium has shown
+    /// neither the instance nor its scheduled action for minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }

@@ -66,7 +66,7 @@ const SCHEDULED_ACTION: &str = concat!(
 
 const FIND_BY_NAME: &str = concat!(
     r#"query scheduledActionsByName($name: String!, $first: Int, $after: Cursor) {
-  scheduledActions(first: $first, after: $after, filter: {path: "name", op: EQ, value: $name}) {
+  scheduledActions(first: $first, after: $after, filter: {path: "name", op: EQ, value: $name, restrictOwner: false}) {
     pageInfo { hasNextPage endCursor }
     edges { node { id name status approved lastAction { ...ActionFields } } }
   }
@@ -256,9 +256,13 @@ pub enum ActionStatus {
 }
 
 impl ActionStatus {
-    /// Still able to run on endpoints (and so worth polling and, eventually, stopping).
+    /// Still able to run on endpoints (and so worth polling and, eventually, stopping). A status this client does
+    /// not know counts as open: it is followed until Tanium says more, or until the action expires.
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Open | Self::Pending | Self::Active)
+        matches!(
+            self,
+            Self::Open | Self::Pending | Self::Active | Self::Unknown
+        )
     }
 }
 
@@ -480,7 +484,28 @@ pub fn batch_poll_document(polled: &[Polled]) -> String {
     doc
 }
 
-type Batch = (Option<jiff::Timestamp>, Vec<(Polled, Option<ActionState>)>);
+/// One read of the batched poll, as the Gateway answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// `null`, or an error for this alias only: the Gateway does not show it now. Not "gone": an action may not be
+    /// visible yet, or one field's failure reads the same; Tanium does not document when a read is null.
+    Absent,
+    /// The scheduled action is there and has no instance yet (a future start).
+    NotIssued,
+    /// The action instance (by id, or a scheduled action's newest).
+    State(ActionState),
+}
+
+impl Read {
+    pub fn state(&self) -> Option<&ActionState> {
+        match self {
+            Self::State(s) => Some(s),
+            Self::Absent | Self::NotIssued => None,
+        }
+    }
+}
+
+type Batch = (Option<jiff::Timestamp>, Vec<(Polled, Read)>);
 
 // One decoder per operation, pure (an answer in, a value or an error out), so that `gateway::fuzzing` can feed
 // them arbitrary answers.
@@ -584,14 +609,23 @@ pub(crate) fn decode_batch(raw: RawResponse, polled: &[Polled]) -> Result<Batch,
                 .get_mut(format!("a{i}"))
                 .map(Value::take)
                 .unwrap_or(Value::Null);
-            let state: Option<WireAction> = match p {
-                Polled::Action(_) => decode("pollActions", value)?,
+            let read = match p {
+                Polled::Action(_) => {
+                    let state: Option<WireAction> = decode("pollActions", value)?;
+                    state.map_or(Read::Absent, |s| Read::State(s.into()))
+                }
                 Polled::Schedule(_) => {
                     let scheduled: Option<WireLastAction> = decode("pollActions", value)?;
-                    scheduled.and_then(|s| s.last_action)
+                    match scheduled {
+                        None => Read::Absent,
+                        Some(WireLastAction { last_action: None }) => Read::NotIssued,
+                        Some(WireLastAction {
+                            last_action: Some(s),
+                        }) => Read::State(s.into()),
+                    }
                 }
             };
-            Ok((p.clone(), state.map(Into::into)))
+            Ok((p.clone(), read))
         })
         .collect::<Result<_, GatewayError>>()?;
     Ok((now, states))
@@ -644,8 +678,8 @@ impl GatewayClient {
         let (_, states) = self.poll(&polled, batch).await?;
         Ok(states
             .into_iter()
-            .filter_map(|(p, state)| match p {
-                Polled::Action(id) => Some((id, state)),
+            .filter_map(|(p, read)| match p {
+                Polled::Action(id) => Some((id, read.state().cloned())),
                 Polled::Schedule(_) => None,
             })
             .collect())
@@ -657,13 +691,7 @@ impl GatewayClient {
         &self,
         polled: &[Polled],
         batch: usize,
-    ) -> Result<
-        (
-            Option<jiff::Timestamp>,
-            HashMap<Polled, Option<ActionState>>,
-        ),
-        GatewayError,
-    > {
+    ) -> Result<(Option<jiff::Timestamp>, HashMap<Polled, Read>), GatewayError> {
         let mut now = None;
         let mut out = HashMap::with_capacity(polled.len());
         for chunk in polled.chunks(batch.clamp(1, POLL_BATCH)) {
@@ -863,12 +891,16 @@ mod tests {
             Polled::Schedule(ScheduledActionId::from("6")),
         ];
         let (_, got) = decode_batch(raw, &ids).unwrap();
-        assert_eq!(got[0].1.as_ref().unwrap().results.completed, 2);
-        assert!(got[1].1.is_none());
+        assert_eq!(got[0].1.state().unwrap().results.completed, 2);
+        assert_eq!(
+            got[1].1,
+            Read::Absent,
+            "an errored alias is absent, not gone"
+        );
         // A scheduled action answers with its newest instance; one not issued yet with none.
-        let newest = got[2].1.as_ref().unwrap();
+        let newest = got[2].1.state().unwrap();
         assert_eq!((newest.id.0.as_str(), newest.results.running), ("9", 1));
-        assert!(got[3].1.is_none());
+        assert_eq!(got[3].1, Read::NotIssued);
         let all_bad: RawResponse =
             serde_json::from_value(json!({"data": null, "errors": [{"message": "boom"}]})).unwrap();
         assert!(matches!(

@@ -53,8 +53,8 @@ pub enum GatewayError {
         message: String,
     },
 
-    /// 401, 403, a redirect to a login page, or an HTML page instead of JSON: the token is bad, expired, revoked
-    /// or not trusted from this address. Retrying does not help; a person must act.
+    /// 401, a redirect to a login page, or an HTML page instead of JSON: the token is bad, expired, revoked or not
+    /// trusted from this address. Retrying does not help; a person must act.
     #[error(
         "{operation}: the Tanium Gateway rejected the API token ({reason}); check that the token is valid, \
          not expired, and trusts this client's IP address"
@@ -65,6 +65,14 @@ pub enum GatewayError {
         /// The HTTP status it came with (none for an HTML or non-JSON page on 200).
         status: Option<u16>,
     },
+
+    /// HTTP 403: the token is good but its user lacks a permission this request needs (Tanium's role-based
+    /// access). A person must grant it; a new token does not help.
+    #[error(
+        "{operation}: the Tanium Gateway refused this request (HTTP 403): the API token's user lacks a permission \
+         it needs; grant the role in Tanium"
+    )]
+    Forbidden { operation: &'static str },
 
     /// Any other HTTP status. 5xx (e.g. 500 "Failed to initialize request" while a backing service is down) and 429
     /// are retryable.
@@ -137,6 +145,7 @@ impl GatewayError {
             Self::Payload { retryable, .. } => *retryable,
             Self::GraphQl { errors, .. } => errors.iter().any(is_stale_cursor),
             Self::TokenRejected { .. }
+            | Self::Forbidden { .. }
             | Self::OutcomeUnknown { .. }
             | Self::Decode { .. }
             | Self::ConnectionFailed { .. }
@@ -160,6 +169,7 @@ impl GatewayError {
             Self::Unreachable { .. } => "GatewayUnreachable",
             Self::NoAnswer { .. } => "GatewayNoAnswer",
             Self::TokenRejected { .. } => Self::TOKEN_REJECTED,
+            Self::Forbidden { .. } => "GatewayForbidden",
             Self::Http { .. } => "GatewayHttpError",
             Self::GraphQl { .. } => "GatewayQueryError",
             Self::Payload { .. } => "GatewayRefused",
@@ -187,12 +197,22 @@ impl GatewayError {
             Self::GraphQl { errors, .. } => {
                 !errors.is_empty() && errors.iter().all(|e| e.path.is_none())
             }
+            // An authorisation layer may sit after a proxy that already acted: only a 401 is taken as certain.
             Self::NoAnswer { .. }
+            | Self::Forbidden { .. }
             | Self::Http { .. }
             | Self::Payload { .. }
             | Self::OutcomeUnknown { .. }
             | Self::Decode { .. }
             | Self::ConnectionFailed { .. } => false,
+        }
+    }
+
+    /// What actually went wrong, under an unknown outcome.
+    pub fn cause(&self) -> &GatewayError {
+        match self {
+            Self::OutcomeUnknown { source, .. } => source.cause(),
+            other => other,
         }
     }
 
@@ -306,8 +326,12 @@ mod tests {
             status,
         };
         assert!(token(Some(401)).certainly_not_applied());
-        assert!(!token(Some(403)).certainly_not_applied());
         assert!(!token(None).certainly_not_applied());
+        let forbidden = GatewayError::Forbidden {
+            operation: "actionPerform",
+        };
+        assert!(!forbidden.certainly_not_applied() && forbidden.is_permanent());
+        assert_eq!(forbidden.reason(), "GatewayForbidden");
         let graphql = |path: Option<Vec<serde_json::Value>>| GatewayError::GraphQl {
             operation: "actionPerform",
             errors: vec![GraphQlError {

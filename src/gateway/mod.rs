@@ -22,7 +22,7 @@ use serde_json::Value;
 
 pub use actions::{
     ActionResults, ActionState, ActionStatus, PackageParam, PackageRef, PerformRequest,
-    PerformedAction, Schedule, ScheduledActionInfo, Target, Targets,
+    PerformedAction, Read, Schedule, ScheduledActionInfo, Target, Targets,
 };
 pub use direct_connect::{
     Alert, DirectConnection, EndpointSnapshot, Family, Opening, Performance, Process, Reading,

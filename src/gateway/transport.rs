@@ -536,13 +536,15 @@ pub fn read_answer(
     quote_body: bool,
 ) -> Result<RawResponse, GatewayError> {
     match status {
-        401 | 403 => {
+        401 => {
             return Err(GatewayError::TokenRejected {
                 operation: op,
                 reason: format!("HTTP {status}"),
                 status: Some(status),
             });
         }
+        // The token was accepted; its user lacks a permission (a new token would not help).
+        403 => return Err(GatewayError::Forbidden { operation: op }),
         300..=399 => {
             return Err(GatewayError::TokenRejected {
                 operation: op,

@@ -59,6 +59,7 @@ pub fn fast_timing() -> Timing {
         lookup_grace: Duration::from_secs(1),
         // In-process, with no lease: half the grace.
         intent_max_age: Duration::from_millis(500),
+        gone_after: Duration::from_secs(5),
         // The sim's two-minute idle timeout at its time scale of 20.
         dc_idle_timeout: Duration::from_secs(6),
         dc_ready_timeout: Duration::from_secs(10),

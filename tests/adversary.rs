@@ -1,0 +1,318 @@
+//! The Gateway's unspecified corners (docs/gateway.md): where Tanium's documentation leaves the Gateway's answer
+//! open, the sim plays the other plausible one, and the operator must read it right. Real kube-apiserver + etcd,
+//! tanium-sim over HTTP, the controllers in-process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, TOKEN, phase, ready_reason};
+use kube::api::{Api, ListParams};
+use serde_json::json;
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::TaniumAction;
+use tanium_sim::{AfterCommit, AuditOutcome, Faults, ListingModes};
+
+/// The second Gateway user the test environment knows (another team's token, a shard's, a rotated user's).
+const OTHER_TOKEN: &str = "token-second-person";
+
+fn manifest(name: &str, endpoints: &[String], distribute: u64) -> serde_json::Value {
+    json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction", "metadata": {"name": name},
+           "spec": {"package": {"name": "Custom Tagging - Add Tags", "params": [name]},
+                    "targets": {"endpoints": endpoints},
+                    "schedule": {"distributeSeconds": distribute}}})
+}
+
+/// Two online endpoints per object, different ones for neighbours.
+fn targets(env: &Env, i: usize) -> Vec<String> {
+    let online = env.sim.sim().online_endpoint_ids();
+    vec![
+        online[(2 * i) % online.len()].clone(),
+        online[(2 * i + 1) % online.len()].clone(),
+    ]
+}
+
+/// Create `n` objects and wait until every one is terminal.
+async fn run(env: &Env, api: &Api<TaniumAction>, prefix: &str, n: usize) -> Vec<TaniumAction> {
+    for i in 0..n {
+        env.create(
+            api,
+            manifest(&format!("{prefix}-{i}"), &targets(env, i), 30),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let all = api.list(&ListParams::default()).await.expect("list").items;
+        let mine: Vec<TaniumAction> = all
+            .into_iter()
+            .filter(|o| {
+                o.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .collect();
+        let open: Vec<String> = mine
+            .iter()
+            .filter(|o| {
+                !o.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p.is_terminal())
+            })
+            .map(|o| {
+                format!(
+                    "{} {:?}",
+                    o.metadata.name.as_deref().unwrap_or(""),
+                    phase(o)
+                )
+            })
+            .collect();
+        if mine.len() == n && open.is_empty() {
+            return mine;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} not terminal: {open:?}",
+            open.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Every object ended as Tanium's own state says (every target of every action completed: all are online), none
+/// early, and each was deployed exactly once.
+fn assert_as_tanium_says(env: &Env, objects: &[TaniumAction]) {
+    for o in objects {
+        let name = o.metadata.name.as_deref().unwrap_or("");
+        let status = o.status.as_ref().expect("status");
+        let results = status.results.expect("results");
+        assert_eq!(
+            (phase(o).as_deref(), ready_reason(o).as_deref()),
+            (Some("Completed"), Some("Completed")),
+            "{name} ended before Tanium's action did: {status:#?}"
+        );
+        assert_eq!(
+            u64::from(results.counts.completed),
+            results.targeted,
+            "{name}: {results:?}"
+        );
+        assert_eq!(env.performs_for(o), 1, "{name}");
+    }
+    env.assert_exactly_once();
+}
+
+/// A batched poll with aliases answered `null` (an action not visible yet, one field's failure) or failed alone
+/// (an error with that alias's `path`): "not shown now", never "gone". On the code before, an object whose action
+/// read `null` once was ended as Expired or CompletedPartially while Tanium still ran it.
+#[tokio::test]
+async fn a_null_or_failed_read_is_not_the_end_of_an_action() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_faults(Faults {
+        null_read_rate: 0.3,
+        read_error_rate: 0.1,
+        seed: 11,
+        ..Faults::default()
+    });
+    env.start_controller();
+    let api = env.namespace("nulls").await;
+    let objects = run(&env, &api, "null", 20).await;
+    assert_as_tanium_says(&env, &objects);
+}
+
+/// A status this client's schema does not know (a newer Gateway's) keeps the action followed as open; on the code
+/// before it read as "not open", and the object ended while Tanium still ran the action.
+#[tokio::test]
+async fn a_status_this_client_does_not_know_keeps_the_action_followed() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_faults(Faults {
+        unknown_status_rate: 1.0,
+        ..Faults::default()
+    });
+    env.start_controller();
+    let api = env.namespace("unknown-status").await;
+    // Spread over 200 simulated seconds (10 s here): Tanium still runs it for a while.
+    env.create(&api, manifest("queued", &targets(&env, 0), 200))
+        .await;
+    env.wait_for(&api, "queued", "Running", |o| {
+        phase(o).as_deref() == Some("Running")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = api.get("queued").await.expect("get");
+    assert_eq!(
+        phase(&later).as_deref(),
+        Some("Running"),
+        "ended while its status was one it does not know: {:#?}",
+        later.status
+    );
+    let status = later.status.as_ref().expect("status");
+    assert_eq!(
+        status.deployment.scheduled_actions[0].status.as_deref(),
+        Some("UNRECOGNIZED")
+    );
+    env.sim.sim().set_faults(Faults::default());
+    let done = env
+        .wait_for(&api, "queued", "Completed", |o| {
+            phase(o).as_deref() == Some("Completed")
+        })
+        .await;
+    assert_as_tanium_says(&env, &[done]);
+}
+
+/// A Gateway that refuses documents above a size (here: more than 8 top-level fields, with a GraphQL error and no
+/// `path`, as a complexity limit would): the poller asks fewer actions per request and never again as many as
+/// were refused. On the code before, every poll of 20 open actions failed and nothing ever completed.
+#[tokio::test]
+async fn polls_shrink_to_what_the_gateway_takes() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_faults(Faults {
+        max_top_level_fields: 8,
+        ..Faults::default()
+    });
+    let ctx = env.start_controller();
+    let api = env.namespace("big-polls").await;
+    let objects = run(&env, &api, "big", 20).await;
+    assert_as_tanium_says(&env, &objects);
+    assert!(ctx.poller.size() <= 8, "{} per request", ctx.poller.size());
+    let polls = env
+        .sim
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation_name.as_deref() == Some("pollActions"))
+        .count();
+    assert!(polls > 0);
+}
+
+/// The look-up by name after a lost answer: the name filter may lag behind a new action (here by 2 s, inside the
+/// grace), and filters list only the caller's own actions unless they say `restrictOwner: false`. The action was
+/// deployed under one Gateway user and is recovered under another (a shard move, a new token): found, not
+/// deployed again. On the code before, the look-up asked with the default and deployed a second time.
+#[tokio::test]
+async fn the_look_up_finds_another_users_action_behind_a_lagging_index() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_listing(ListingModes {
+        name_filter_lag_ms: 2000,
+        restrict_owner: true,
+    });
+    env.sim.sim().set_faults(Faults {
+        drop_after_commit_next: 1,
+        drop_operations: vec!["actionPerform".into()],
+        ..Faults::default()
+    });
+    let client = env.client.clone();
+    env.start_controller_with(client.clone(), TOKEN, |c| {
+        c.timing.lookup_grace = Duration::from_secs(5);
+    });
+    let api = env.namespace("lookup").await;
+    env.create(&api, manifest("moved", &targets(&env, 0), 30))
+        .await;
+    // The answer is lost; the operator stops before it looks the name up, and comes back as another user.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !env
+        .sim
+        .sim()
+        .audit()
+        .iter()
+        .any(|e| matches!(e.outcome, AuditOutcome::Dropped { .. }))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no deploy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.stop_controller();
+    env.start_controller_with(client, OTHER_TOKEN, |c| {
+        c.timing.lookup_grace = Duration::from_secs(5);
+    });
+    let done = env
+        .wait_for(&api, "moved", "Completed", |o| {
+            phase(o).as_deref() == Some("Completed")
+        })
+        .await;
+    assert_eq!(
+        common::deployed_reason(&done).as_deref(),
+        Some("Recovered"),
+        "{:#?}",
+        done.status
+    );
+    assert_eq!(env.performs_for(&done), 1);
+    env.assert_exactly_once();
+}
+
+/// HTTP 403 for a token that is good but lacks a permission is a person's to grant, said as such; it is not a
+/// rejected token (which a new token would clear). Nothing is deployed meanwhile; granted, it goes on.
+#[tokio::test]
+async fn a_missing_permission_is_said_as_such() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_faults(Faults {
+        forbidden_fields: vec!["packageSpecs".into()],
+        ..Faults::default()
+    });
+    env.start_controller();
+    let api = env.namespace("forbidden").await;
+    env.create(&api, manifest("no-role", &targets(&env, 0), 30))
+        .await;
+    let held = env
+        .wait_for(&api, "no-role", "GatewayForbidden", |o| {
+            ready_reason(o).as_deref() == Some("GatewayForbidden")
+        })
+        .await;
+    assert_eq!(env.performs_for(&held), 0);
+    let message =
+        tanium_operator::crd::condition(&held.status.as_ref().expect("status").conditions, "Ready")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+    assert!(message.contains("permission"), "{message}");
+    env.sim.sim().set_faults(Faults::default());
+    let done = env
+        .wait_for(&api, "no-role", "Completed", |o| {
+            phase(o).as_deref() == Some("Completed")
+        })
+        .await;
+    assert_as_tanium_says(&env, &[done]);
+}
+
+/// Every corner at once, with the transport's faults on top: every object ends in the phase Tanium's own state
+/// says, none early, none deployed twice.
+#[tokio::test]
+async fn every_corner_at_once() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_listing(ListingModes {
+        name_filter_lag_ms: 500,
+        restrict_owner: true,
+    });
+    env.sim.sim().set_faults(Faults {
+        latency_ms: 10,
+        http_500_rate: 0.03,
+        retryable_error_rate: 0.03,
+        drop_after_commit_rate: 0.2,
+        drop_operations: vec!["actionPerform".into()],
+        after_commit: AfterCommit::ALL.to_vec(),
+        null_read_rate: 0.2,
+        read_error_rate: 0.05,
+        unknown_status_rate: 0.05,
+        max_top_level_fields: 12,
+        seed: 29,
+        ..Faults::default()
+    });
+    let client = env.client.clone();
+    env.start_controller_with(client, TOKEN, |c| {
+        c.timing.lookup_grace = Duration::from_secs(3);
+    });
+    let api = env.namespace("corners").await;
+    let objects = run(&env, &api, "corner", 30).await;
+    assert_as_tanium_says(&env, &objects);
+}
