@@ -893,7 +893,8 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
             spec["ttlSecondsAfterFinished"] = json!(ttl);
         }
         json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
-               "metadata": {"name": "synced", "labels": {"app.kubernetes.io/instance": "fleet-tags"}},
+               "metadata": {"name": "synced",
+                            "annotations": {"argocd.argoproj.io/tracking-id": "fleet-tags:tanium-operator.dev/TaniumAction:gitops/synced"}},
                "spec": spec})
     };
 

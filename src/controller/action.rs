@@ -646,6 +646,21 @@ impl<'a> Reconciler<'a> {
         // statuses say so without asking the Gateway.
         let still_open = self.status.deployment.maybe_open();
         let never_sent = self.status.deployment.action_name.is_none();
+        if !phase.is_terminal()
+            && !never_sent
+            && self.status.deployment.scheduled_actions.is_empty()
+        {
+            // An intent without ids: its request may still land in Tanium. The object stays until a look-up by name
+            // can be trusted, so that one created again under this name (a GitOps tool, a person) cannot deploy
+            // beside it. Whatever the look-up finds is stopped below, or left as it is (Orphan).
+            let grace = self.ctx.config.timing.lookup_grace;
+            match deploy::look_up(&self.ctx.gateway, &mut self.status.deployment, grace).await {
+                Ok(LookUp::TooEarly(wait)) => return Err(Error::Requeue(wait)),
+                Ok(LookUp::Adopted(_)) => {}
+                Ok(LookUp::Nothing) => return Ok(Action::await_change()),
+                Err(e) => return self.deletion_blocked(e).await,
+            }
+        }
         if self.obj.spec.deletion_policy == DeletionPolicy::Orphan
             || never_sent
             || (phase.is_terminal() && !still_open)
@@ -666,45 +681,38 @@ impl<'a> Reconciler<'a> {
                 }
                 Ok(Action::await_change())
             }
-            Err(e) => {
-                let since = self
-                    .obj
-                    .meta()
-                    .deletion_timestamp
-                    .as_ref()
-                    .map_or(Duration::ZERO, |t| {
-                        jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
-                    });
-                if since >= self.ctx.config.timing.deletion_timeout {
-                    let message = format!(
-                        "could not stop the Tanium action(s) for {since:?} ({e}); letting the object go and leaving them as they are"
-                    );
-                    self.event(true, "DeletionTimedOut", message);
-                    return Ok(Action::await_change());
-                }
-                let message = format!(
-                    "cannot stop the Tanium action(s) yet ({e}); deletion waits up to {:?}, or set deletionPolicy: Orphan",
-                    self.ctx.config.timing.deletion_timeout
-                );
-                self.set(condition::READY, false, "DeletionBlocked", message.clone());
-                self.save().await?;
-                self.event(true, "DeletionBlocked", message);
-                Err(e.into())
-            }
+            Err(e) => self.deletion_blocked(e).await,
         }
     }
 
-    async fn stop_everything(&mut self) -> Result<Vec<String>, GatewayError> {
-        if self.status.deployment.scheduled_actions.is_empty() {
-            // Deleted between intent and ids: whatever exists under our name is ours to stop. No grace here: the
-            // object is going, and an action created later under its name cannot be helped by waiting.
-            deploy::look_up(
-                &self.ctx.gateway,
-                &mut self.status.deployment,
-                Duration::ZERO,
-            )
-            .await?;
+    /// The Gateway cannot be asked what deletion needs: say so and try again, up to the deletion time-out.
+    async fn deletion_blocked(mut self, e: GatewayError) -> Result<Action, Error> {
+        let since = self
+            .obj
+            .meta()
+            .deletion_timestamp
+            .as_ref()
+            .map_or(Duration::ZERO, |t| {
+                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+            });
+        if since >= self.ctx.config.timing.deletion_timeout {
+            let message = format!(
+                "could not stop the Tanium action(s) for {since:?} ({e}); letting the object go and leaving them as they are"
+            );
+            self.event(true, "DeletionTimedOut", message);
+            return Ok(Action::await_change());
         }
+        let message = format!(
+            "cannot stop the Tanium action(s) yet ({e}); deletion waits up to {:?}, or set deletionPolicy: Orphan",
+            self.ctx.config.timing.deletion_timeout
+        );
+        self.set(condition::READY, false, "DeletionBlocked", message.clone());
+        self.save().await?;
+        self.event(true, "DeletionBlocked", message);
+        Err(e.into())
+    }
+
+    async fn stop_everything(&mut self) -> Result<Vec<String>, GatewayError> {
         let all = deploy::instances(&self.status.deployment);
         let recurring = self.recurring();
         deploy::close(

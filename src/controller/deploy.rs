@@ -76,10 +76,12 @@ impl Deployment {
 
     /// How long ago the last attempt was.
     fn since_attempt(&self) -> Duration {
+        // An attempt "in the future" (its writer's clock ahead of ours) has only just happened.
         self.deploy_attempted_at
             .as_ref()
             .map_or(Duration::MAX, |t| {
-                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+                Duration::try_from(jiff::Timestamp::now().duration_since(t.0))
+                    .unwrap_or(Duration::ZERO)
             })
     }
 }
@@ -198,29 +200,35 @@ pub fn instances(record: &Deployment) -> Vec<ActionId> {
 }
 
 /// Delete a scheduled action (no reissue). One that is already gone is fine, once the Gateway confirms it: a
-/// refusal is not assumed to mean "already deleted".
+/// refusal is not assumed to mean "already deleted", and neither is one `null` read (Tanium does not say when a read
+/// is null): the scheduled action must read DELETED, or `null` three times in a row.
 async fn delete_schedule(gateway: &GatewayClient, id: &str) -> Result<(), GatewayError> {
     let sa = ScheduledActionId(id.to_owned());
-    match gateway.delete_scheduled_action(&sa).await {
+    let refused = match gateway.delete_scheduled_action(&sa).await {
         Err(
             refused @ GatewayError::Payload {
                 retryable: false, ..
             },
-        ) => match gateway.scheduled_action(&sa).await? {
-            None => {
-                tracing::debug!(scheduled_action = id, "scheduled action already gone");
-                Ok(())
-            }
+        ) => refused,
+        other => return other,
+    };
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        match gateway.scheduled_action(&sa).await? {
+            None => continue,
             Some(found)
                 if found
                     .status
                     .as_deref()
                     .is_some_and(|s| s.eq_ignore_ascii_case("DELETED")) =>
             {
-                Ok(())
+                return Ok(());
             }
-            Some(_) => Err(refused),
-        },
-        other => other,
+            Some(_) => return Err(refused),
+        }
     }
+    tracing::debug!(scheduled_action = id, "scheduled action already gone");
+    Ok(())
 }

@@ -90,8 +90,6 @@ pub struct Poller {
     /// Actions per request now: halved when the Gateway times out, fails (5xx) or refuses a document as too big,
     /// doubled back after a cycle where every request went through.
     size: std::sync::atomic::AtomicUsize,
-    /// The most actions per request the Gateway took: below the smallest document it refused as too big.
-    ceiling: std::sync::atomic::AtomicUsize,
     /// Actions whose read broke every request it was in, found by splitting: read alone from then on.
     isolated: Mutex<HashSet<Polled>>,
     /// Poll requests in flight at once.
@@ -108,7 +106,6 @@ impl Poller {
             wakers: Mutex::new(Wakers::default()),
             batch: batch.max(1),
             size: std::sync::atomic::AtomicUsize::new(batch.max(1)),
-            ceiling: std::sync::atomic::AtomicUsize::new(batch.max(1)),
             isolated: Mutex::new(HashSet::new()),
             parallel: 4,
         }
@@ -184,6 +181,9 @@ impl Poller {
     pub fn forget_owner<K: kube::Resource<DynamicType = ()>>(&self, owner: &K) {
         if let Ok(mut watched) = self.watched.lock() {
             watched.retain(|_, w| !w.owner.is(owner));
+            if let Ok(mut isolated) = self.isolated.lock() {
+                isolated.retain(|k| watched.contains_key(k));
+            }
         }
     }
 
@@ -194,6 +194,9 @@ impl Poller {
             && let Some(w) = watched.remove(from)
         {
             watched.insert(to, w);
+        }
+        if let Ok(mut isolated) = self.isolated.lock() {
+            isolated.remove(from);
         }
     }
 
@@ -241,6 +244,9 @@ impl Poller {
         let horizon = now + cycle;
         let abandoned = timing.poll_max.max(Duration::from_secs(60)) * 10;
         watched.retain(|_, w| now.duration_since(w.looked) < abandoned);
+        if let Ok(mut isolated) = self.isolated.lock() {
+            isolated.retain(|k| watched.contains_key(k));
+        }
         let mut all: Vec<(Instant, Polled)> = watched
             .iter()
             .map(|(id, w)| (w.next_due, id.clone()))
@@ -354,24 +360,49 @@ impl Poller {
         self.size.load(Ordering::Relaxed).clamp(1, self.batch)
     }
 
-    fn ceiling(&self) -> usize {
-        self.ceiling.load(Ordering::Relaxed).clamp(1, self.batch)
-    }
-
     /// One poll of `due`, `size` actions per request, a few requests at once. A request the Gateway could not
-    /// answer because of its size (a time-out, a 5xx, a refusal without a `path`) is split in two and asked again
-    /// at once, while other requests of the round went through (when none did, the Gateway is down: nothing is
-    /// split); an action whose read fails alone is read alone from then on. `false` when any read failed.
+    /// answer because of its size (a document refused before execution, or a time-out or 5xx while other requests
+    /// went through) is split in two and asked again at once, within a budget of requests per cycle; the size
+    /// halves for later cycles and grows back by a quarter after a cycle where every request went through. When
+    /// nothing goes through, the Gateway is down: nothing is split or shrunk, and `run` pauses. A read that fails
+    /// alone is read alone, its failures timed as absence (`Timing::gone_after`), outside all of that. `false` when
+    /// any batch failed.
     async fn cycle(&self, gateway: &GatewayClient, timing: &Timing, due: Vec<Polled>) -> bool {
         let size = self.size();
         let isolated = self.isolated.lock().map(|i| i.clone()).unwrap_or_default();
         let (alone, together): (Vec<Polled>, Vec<Polled>) =
             due.into_iter().partition(|p| isolated.contains(p));
-        let mut pending: Vec<Vec<Polled>> = together.chunks(size).map(<[_]>::to_vec).collect();
-        pending.extend(alone.into_iter().map(|p| vec![p]));
-        let mut all_ok = true;
         let mut woken = HashSet::new();
+        let alone: Vec<_> = futures::stream::iter(alone)
+            .map(|p| async move {
+                let answer = gateway.poll(std::slice::from_ref(&p), 1).await;
+                (p, answer)
+            })
+            .buffer_unordered(self.parallel)
+            .collect()
+            .await;
+        for (p, answer) in alone {
+            match answer {
+                Ok((Some(now), states)) => {
+                    woken.extend(self.record(timing, now, states));
+                    // Fine again: it may share requests again (a split isolates it anew if not).
+                    if let Ok(mut i) = self.isolated.lock() {
+                        i.remove(&p);
+                    }
+                }
+                Ok((None, _)) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, action = ?p, "an isolated read failed again");
+                    woken.extend(self.absent(timing, &p));
+                    self.postpone(std::slice::from_ref(&p), ERROR_PAUSE * 4);
+                }
+            }
+        }
+        let mut pending: Vec<Vec<Polled>> = together.chunks(size).map(<[_]>::to_vec).collect();
+        let mut budget = pending.len() * 4 + 4;
+        let mut all_ok = true;
         while !pending.is_empty() {
+            budget = budget.saturating_sub(pending.len());
             let results: Vec<_> = futures::stream::iter(pending)
                 .map(|chunk| async move {
                     let answer = gateway.poll(&chunk, chunk.len()).await;
@@ -392,42 +423,47 @@ impl Poller {
                     Err(e) => e,
                 };
                 all_ok = false;
-                if !too_big(&e) {
+                let refused = matches!(e, crate::gateway::GatewayError::GraphQl { .. });
+                if !too_big(&e) || !(any_through || refused) || budget < 2 {
                     tracing::warn!(error = %e, actions = chunk.len(), "results poll failed");
                     self.postpone(&chunk, ERROR_PAUSE);
                     continue;
                 }
-                if matches!(e, crate::gateway::GatewayError::GraphQl { .. }) {
-                    // Refused as too big: never ask this many at once again.
-                    self.ceiling
-                        .fetch_min(chunk.len().saturating_sub(1).max(1), Ordering::Relaxed);
-                }
-                let half = chunk.len().div_ceil(2);
-                let smaller = half.max(1);
-                if self.size.fetch_min(smaller, Ordering::Relaxed) > smaller {
-                    tracing::info!(error = %e, actions = smaller, "results poll failed for its size; asking fewer actions per request");
-                }
-                if chunk.len() == 1 && any_through {
+                if chunk.len() == 1 {
                     tracing::warn!(error = %e, action = ?chunk[0], "this action's read fails alone; reading it alone from now on");
                     if let Ok(mut i) = self.isolated.lock() {
                         i.insert(chunk[0].clone());
                     }
-                }
-                if chunk.len() > 1 && any_through {
-                    pending.push(chunk[..half].to_vec());
-                    pending.push(chunk[half..].to_vec());
-                } else {
+                    woken.extend(self.absent(timing, &chunk[0]));
                     self.postpone(&chunk, ERROR_PAUSE);
+                    continue;
                 }
+                let half = chunk.len().div_ceil(2);
+                if self.size.fetch_min(half, Ordering::Relaxed) > half {
+                    tracing::info!(error = %e, actions = half, "results poll failed for its size; asking fewer actions per request");
+                }
+                budget = budget.saturating_sub(2);
+                pending.push(chunk[..half].to_vec());
+                pending.push(chunk[half..].to_vec());
             }
         }
         if all_ok {
-            // Back up by a quarter at a time, never past what the Gateway refused.
-            let grown = (size + (size / 4).max(1)).min(self.ceiling());
+            let grown = (size + (size / 4).max(1)).min(self.batch);
             self.size.store(grown, Ordering::Relaxed);
         }
         self.wake(woken);
         all_ok
+    }
+
+    /// A read the Gateway cannot answer counts as a `null` for the absence rules.
+    fn absent(&self, timing: &Timing, p: &Polled) -> HashSet<Owner> {
+        let now = self
+            .watched
+            .lock()
+            .ok()
+            .and_then(|w| w.get(p).and_then(|w| w.answered_at))
+            .unwrap_or_else(jiff::Timestamp::now);
+        self.record(timing, now, HashMap::from([(p.clone(), Read::Absent)]))
     }
 }
 

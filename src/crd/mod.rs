@@ -252,7 +252,8 @@ pub mod condition {
 }
 
 /// The GitOps tool that manages an object, from the marks each leaves on what it applies: Argo CD's tracking
-/// annotation or label, Flux's Kustomization and HelmRelease labels. Such a tool creates a deleted object again.
+/// annotation, Flux's Kustomization and HelmRelease labels. Such a tool creates a deleted object again. (Argo CD's
+/// older tracking label, `app.kubernetes.io/instance`, is not taken as one: Helm charts set it on everything.)
 pub fn gitops_manager(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> Option<&'static str> {
@@ -261,8 +262,6 @@ pub fn gitops_manager(
     };
     if has(&meta.annotations, "argocd.argoproj.io/tracking-id") {
         Some("Argo CD (annotation argocd.argoproj.io/tracking-id)")
-    } else if has(&meta.labels, "app.kubernetes.io/instance") {
-        Some("Argo CD (tracking label app.kubernetes.io/instance)")
     } else if has(&meta.labels, "kustomize.toolkit.fluxcd.io/name") {
         Some("Flux (a Kustomization)")
     } else if has(&meta.labels, "helm.toolkit.fluxcd.io/name") {
@@ -414,9 +413,13 @@ mod tests {
         };
         assert_eq!(gitops_manager(&ObjectMeta::default()), None);
         assert_eq!(gitops_manager(&with(&["app"], &["note"])), None);
+        // Helm sets it on everything; alone it is no GitOps tool.
+        assert_eq!(
+            gitops_manager(&with(&["app.kubernetes.io/instance"], &[])),
+            None
+        );
         for (labels, annotations, tool) in [
             (&[][..], &["argocd.argoproj.io/tracking-id"][..], "Argo CD"),
-            (&["app.kubernetes.io/instance"][..], &[][..], "Argo CD"),
             (&["kustomize.toolkit.fluxcd.io/name"][..], &[][..], "Flux"),
             (&["helm.toolkit.fluxcd.io/name"][..], &[][..], "Flux"),
         ] {

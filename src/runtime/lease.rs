@@ -205,10 +205,10 @@ pub async fn keep(
     let every = settings.retry_period();
     // A request that hangs must not keep the keeper from noticing that the time is up.
     let patience = settings.duration.saturating_sub(settings.margin).max(every);
-    let mut observed: Option<(String, Instant)> = None;
+    let mut seen = Seen::default();
     loop {
         let started = Instant::now();
-        match tokio::time::timeout(patience, round(&api, &settings, &mut observed)).await {
+        match tokio::time::timeout(patience, round(&api, &settings, &mut seen)).await {
             Ok(Ok(true)) => leadership.renewed_at(started),
             Ok(Ok(false)) => leadership.lost(),
             Ok(Err(e)) => {
@@ -229,21 +229,39 @@ pub async fn keep(
     let held = leadership.last_renewal().is_some();
     leadership.lost();
     if held {
-        match release(&api, &settings).await {
-            Ok(()) => tracing::info!(lease = %settings.name, "lease released"),
-            Err(e) => tracing::warn!(error = %e, lease = %settings.name, "releasing the lease"),
+        // Bounded: an apiserver that is down must not hold the shutdown past the pod's grace period.
+        match tokio::time::timeout(patience, release(&api, &settings)).await {
+            Ok(Ok(())) => tracing::info!(lease = %settings.name, "lease released"),
+            Ok(Err(e)) => tracing::warn!(error = %e, lease = %settings.name, "releasing the lease"),
+            Err(_) => tracing::warn!(lease = %settings.name, "releasing the lease timed out"),
         }
     }
+}
+
+/// What this replica has seen of the Lease, on its own clock.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The record's version, and since when it has stood unchanged.
+    record: Option<(String, Instant)>,
+    /// Since when the Lease has been missing (deleted, or not created yet).
+    missing: Option<Instant>,
 }
 
 /// One look at the Lease, and the write it calls for. `Ok(true)`: this replica holds it now.
 async fn round(
     api: &Api<Lease>,
     settings: &LeaseSettings,
-    observed: &mut Option<(String, Instant)>,
+    seen: &mut Seen,
 ) -> Result<bool, kube::Error> {
     let now = jiff::Timestamp::now();
     let Some(lease) = api.get_opt(&settings.name).await? else {
+        // A Lease deleted under a leader (a person, a reinstall): that leader may act on its last renewal for up to
+        // a lease duration, so nobody creates it anew before one has passed since it was first seen missing.
+        seen.record = None;
+        let missing = *seen.missing.get_or_insert_with(Instant::now);
+        if missing.elapsed() < settings.duration {
+            return Ok(false);
+        }
         let fresh = Lease {
             metadata: ObjectMeta {
                 name: Some(settings.name.clone()),
@@ -258,12 +276,13 @@ async fn round(
             Err(e) => Err(e),
         };
     };
+    seen.missing = None;
     let version = lease.metadata.resource_version.clone().unwrap_or_default();
-    let unchanged_since = match observed {
-        Some((seen, since)) if *seen == version => *since,
+    let unchanged_since = match &seen.record {
+        Some((known, since)) if *known == version => *since,
         _ => {
             let since = Instant::now();
-            *observed = Some((version.clone(), since));
+            seen.record = Some((version.clone(), since));
             since
         }
     };
@@ -284,7 +303,7 @@ async fn round(
             if step == Step::Acquire {
                 tracing::info!(lease = %settings.name, identity = %settings.identity, "lease acquired");
             }
-            *observed = written
+            seen.record = written
                 .metadata
                 .resource_version
                 .map(|v| (v, Instant::now()));
