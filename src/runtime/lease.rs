@@ -162,9 +162,15 @@ impl Leadership {
     }
 
     /// The time is up (no renewal for too long, as when the process was paused): stand down now.
+    /// Stand down once no renewal succeeded for a whole lease duration (another replica may hold it by now). A
+    /// slow apiserver that renews late is not a lost Lease: the controllers keep running meanwhile, and only
+    /// side effects wait for the fence ([`Leadership::may_act`], the duration minus the margin).
     fn expire(&self) {
-        if self.last_renewal().is_some() && !self.holds() {
-            tracing::warn!(lease = %self.settings.name, "no successful renewal within the lease duration minus the margin");
+        if self
+            .last_renewal()
+            .is_some_and(|at| at.elapsed() >= self.settings.duration)
+        {
+            tracing::warn!(lease = %self.settings.name, "no successful renewal within the lease duration");
             self.lost();
         }
     }
@@ -203,8 +209,9 @@ pub async fn keep(
     tokio::pin!(stop);
     let settings = leadership.settings.clone();
     let every = settings.retry_period();
-    // A request that hangs must not keep the keeper from noticing that the time is up.
-    let patience = settings.duration.saturating_sub(settings.margin).max(every);
+    // A request that hangs must not keep the keeper from noticing that the time is up; one that is only slow (a
+    // loaded apiserver) must still count when it succeeds, or no replica would lead while the apiserver is slow.
+    let patience = settings.duration.max(every);
     let mut seen = Seen::default();
     loop {
         let started = Instant::now();
@@ -453,10 +460,17 @@ mod tests {
         assert!(l.may_act().is_err(), "never renewed");
         l.renewed_at(Instant::now());
         assert!(l.may_act().is_ok() && l.holds() && *l.subscribe().borrow());
-        // A renewal 2.5 s ago (as after a pause): past 3 s - 1 s.
+        // A renewal 2.5 s ago (a slow apiserver, or a pause): past 3 s - 1 s, no side effect, still leading.
         l.set_renewal(Instant::now().checked_sub(Duration::from_millis(2500)));
         let refused = l.may_act().unwrap_err();
         assert!(refused.contains("another replica may lead"), "{refused}");
+        l.expire();
+        assert!(
+            *l.subscribe().borrow(),
+            "a late renewal is not a lost Lease"
+        );
+        // None for a whole lease duration: stand down.
+        l.set_renewal(Instant::now().checked_sub(Duration::from_millis(3100)));
         l.expire();
         assert!(!*l.subscribe().borrow(), "stood down");
         assert!(l.may_act().is_err());
