@@ -687,14 +687,7 @@ impl<'a> Reconciler<'a> {
 
     /// The Gateway cannot be asked what deletion needs: say so and try again, up to the deletion time-out.
     async fn deletion_blocked(mut self, e: GatewayError) -> Result<Action, Error> {
-        let since = self
-            .obj
-            .meta()
-            .deletion_timestamp
-            .as_ref()
-            .map_or(Duration::ZERO, |t| {
-                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
-            });
+        let since = super::deleting_for(self.obj.meta());
         if since >= self.ctx.config.timing.deletion_timeout {
             let message = format!(
                 "could not stop the Tanium action(s) for {since:?} ({e}); letting the object go and leaving them as they are"

@@ -311,6 +311,15 @@ impl Context {
     }
 }
 
+/// How long ago the object's deletion was asked for (zero when it is not being deleted).
+pub(crate) fn deleting_for(meta: &kube::core::ObjectMeta) -> Duration {
+    meta.deletion_timestamp
+        .as_ref()
+        .map_or(Duration::ZERO, |t| {
+            jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+        })
+}
+
 pub(crate) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;

@@ -480,7 +480,7 @@ fn too_big(e: &crate::gateway::GatewayError) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::gateway::{ActionId, ActionResults, ActionStatus};
 
@@ -488,7 +488,8 @@ mod tests {
         Owner::Action(ObjectRef::new(name).within("ns"))
     }
 
-    fn state(id: &str, completed: u32) -> Read {
+    /// An open action instance that finished on `completed` endpoints, as a poll reads it.
+    pub(crate) fn state(id: &str, completed: u32) -> Read {
         Read::State(crate::gateway::ActionState {
             id: ActionId::from(id),
             status: ActionStatus::Open,

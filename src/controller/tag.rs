@@ -488,14 +488,7 @@ impl<'a> Tagger<'a> {
     /// Deletion: finish or stop the round in flight, then remove every tag this object applied, tracked to the
     /// end, before the object goes. Bounded by the deletion timeout, with an event.
     async fn cleanup(mut self) -> Result<Action, Error> {
-        let since = self
-            .obj
-            .meta()
-            .deletion_timestamp
-            .as_ref()
-            .map_or(Duration::ZERO, |t| {
-                jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
-            });
+        let since = super::deleting_for(self.obj.meta());
         if since >= self.ctx.config.timing.deletion_timeout {
             // Best effort: a round still running would keep changing endpoints after the object is gone.
             if let Some(mut round) = self.status.round.clone() {

@@ -158,20 +158,8 @@ mod tests {
 
     use super::*;
     use crate::controller::Timing;
-    use crate::gateway::ActionState;
 
-    fn open(id: &str, completed: u32) -> Read {
-        Read::State(ActionState {
-            id: ActionId::from(id),
-            status: ActionStatus::Open,
-            expiration_time: None,
-            stopped: false,
-            results: ActionResults {
-                completed,
-                ..ActionResults::default()
-            },
-        })
-    }
+    use crate::controller::poller::tests::state as open;
 
     #[test]
     fn a_null_is_not_gone_until_its_scheduled_action_says_so_for_long() {
