@@ -375,3 +375,128 @@ async fn a_replaced_object_waits_for_what_its_predecessor_may_have_deployed() {
     assert_eq!(env.performs().len(), 1, "{:?}", env.performs());
     env.assert_exactly_once();
 }
+
+/// Online Windows endpoints running the binary the seed's kill example names: what a live question finds.
+fn running_sshd(env: &Env) -> u64 {
+    let sim = env.sim.sim();
+    sim.online_endpoint_ids()
+        .iter()
+        .filter_map(|id| sim.endpoint(id))
+        .filter(|e| e.platform == tanium_sim::Platform::Windows)
+        .filter(|e| e.processes.iter().any(|p| p.md5 == tanium_sim::SSHD_MD5))
+        .count() as u64
+}
+
+fn preview_of(o: &TaniumAction) -> tanium_operator::crd::Preview {
+    o.status
+        .as_ref()
+        .and_then(|s| s.preview.clone())
+        .expect("a preview")
+}
+
+/// The Tanium Data Service holds only registered sensors: the seed's kill-by-MD5 filter matches nothing there. The
+/// preview asks the endpoints live (Auto sees the process sensor is not collected) and counts what the action will
+/// hit; forced to the cached data it finds no target. On the code before, every preview read the cached data and
+/// the seed's example was held as NoTargets.
+#[tokio::test]
+async fn the_seed_kill_by_md5_previews_live_what_the_cache_cannot_see() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_sources(tanium_sim::SourceModes {
+        tds_registered_only: true,
+        tds_max_age_ms: 300_000,
+        live_answer_spread_ms: 4_000,
+    });
+    env.start_controller();
+    let api = env.namespace("preview-source").await;
+    let expected = running_sshd(&env);
+    assert!(
+        expected >= 2,
+        "the fleet runs OpenSSH on several Windows endpoints"
+    );
+
+    let mut seed = common::example("kill-openssh-by-md5");
+    seed["spec"]["safety"]["requirePreviewApproval"] = json!(true);
+    env.create(&api, seed.clone()).await;
+    let mut cached = seed;
+    cached["metadata"]["name"] = json!("kill-openssh-cached");
+    cached["spec"]["preview"] = json!({"source": "Cached"});
+    env.create(&api, cached).await;
+
+    let held = env
+        .wait_for(
+            &api,
+            "kill-openssh-by-md5",
+            "AwaitingPreviewApproval",
+            |o| ready_reason(o).as_deref() == Some("AwaitingPreviewApproval"),
+        )
+        .await;
+    let p = preview_of(&held);
+    assert_eq!(
+        p.source,
+        Some(tanium_operator::crd::PreviewRead::Live),
+        "{p:?}"
+    );
+    assert!(
+        p.source_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("does not collect"),
+        "{p:?}"
+    );
+    assert_eq!(p.count, expected, "{p:?}");
+    assert_eq!(p.answered, p.expected, "{p:?}");
+    let blind = env
+        .wait_for(&api, "kill-openssh-cached", "NoTargets", |o| {
+            ready_reason(o).as_deref() == Some("NoTargets")
+        })
+        .await;
+    assert_eq!(preview_of(&blind).count, 0);
+    assert_eq!(env.performs_for(&held) + env.performs_for(&blind), 0);
+}
+
+/// A live preview some online endpoints did not answer within maxWaitTime counts fewer than the action will hit:
+/// it is held (PreviewIncomplete), deploys nothing, and goes on once a longer wait lets every endpoint answer.
+#[tokio::test]
+async fn an_incomplete_live_preview_holds_the_deployment() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.sim.sim().set_sources(tanium_sim::SourceModes {
+        tds_registered_only: true,
+        live_answer_spread_ms: 40_000,
+        ..tanium_sim::SourceModes::default()
+    });
+    env.start_controller();
+    let api = env.namespace("preview-partial").await;
+    let mut seed = common::example("kill-openssh-by-md5");
+    seed["spec"]["preview"] = json!({"maxWaitTime": 10});
+    env.create(&api, seed).await;
+    let held = env
+        .wait_for(&api, "kill-openssh-by-md5", "PreviewIncomplete", |o| {
+            ready_reason(o).as_deref() == Some("PreviewIncomplete")
+        })
+        .await;
+    let p = preview_of(&held);
+    assert!(p.answered < p.expected, "{p:?}");
+    assert_eq!(env.performs_for(&held), 0);
+
+    let patch = json!({"spec": {"preview": {"maxWaitTime": 60}}});
+    api.patch(
+        "kill-openssh-by-md5",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("patch");
+    let done = env
+        .wait_for(&api, "kill-openssh-by-md5", "Completed", |o| {
+            phase(o).as_deref() == Some("Completed")
+        })
+        .await;
+    let p = preview_of(&done);
+    assert_eq!(p.answered, p.expected, "{p:?}");
+    assert!(p.count >= 2, "{p:?}");
+    assert_eq!(env.performs_for(&done), 1);
+}

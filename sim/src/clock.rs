@@ -35,6 +35,15 @@ impl Clock {
         self.sim_start.checked_add(offset).unwrap_or(Timestamp::MAX)
     }
 
+    /// The real time that `sim` of simulated time takes at this clock's pace (none when the clock is frozen).
+    pub(crate) fn real(&self, sim: Duration) -> Duration {
+        if self.scale > 0.0 {
+            sim.div_f64(self.scale)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     pub(crate) fn advance(&mut self, d: Duration) {
         let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
         self.manual = self.manual.saturating_add(d);

@@ -81,6 +81,7 @@ pub struct SimConfig {
     pub action_failure_rate: f64,
     pub faults: Faults,
     pub listing: ListingModes,
+    pub sources: SourceModes,
     /// How long a token made by `apiTokenRotate` is valid, in simulated time (Tanium advises two weeks or less).
     pub token_lifetime: Duration,
     pub generation: Generation,
@@ -98,6 +99,7 @@ impl Default for SimConfig {
             action_failure_rate: 0.0,
             faults: Faults::default(),
             listing: ListingModes::default(),
+            sources: SourceModes::default(),
             token_lifetime: Duration::from_secs(14 * 24 * 3600),
             generation: Generation::Current,
         }
@@ -187,4 +189,22 @@ pub struct ListingModes {
     /// Filters list only the caller's own scheduled actions unless they say `restrictOwner: false` (the field's
     /// default is true).
     pub restrict_owner: bool,
+}
+
+/// How `endpoints` answers by source (`tds` cached readings, `ts` live questions) where Tanium's documentation
+/// leaves room. The default plays the friendliest Gateway: TDS holds every sensor, fresh, and live questions are
+/// answered at once by every online endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SourceModes {
+    /// TDS holds only the sensors registered for collection (`Sensor.harvested`): a cached filter on any other
+    /// sensor finds no reading on any endpoint. Off, every sensor is collected and `sensors` says so.
+    pub tds_registered_only: bool,
+    /// TDS readings are up to this old: an endpoint's cached readings are refreshed only this long after the
+    /// last refresh, and `sensors` reports it as `maxAgeSeconds`. 0: always current.
+    pub tds_max_age_ms: u64,
+    /// Online endpoints answer a live question after a delay of up to this (fixed per endpoint); those slower
+    /// than its `maxWaitTime` are missing from the answer, which then says so in `collectionInfo`. The answer
+    /// takes as long as the Gateway waited (in simulated time). 0: every online endpoint answers at once.
+    pub live_answer_spread_ms: u64,
 }

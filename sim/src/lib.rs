@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use audit::{AuditEntry, AuditOutcome, RequestRecord};
 pub use config::{
-    AfterCommit, Faults, FleetSource, Generation, ListingModes, SimConfig, TokenUser,
+    AfterCommit, Faults, FleetSource, Generation, ListingModes, SimConfig, SourceModes, TokenUser,
 };
 pub use filter::{Filter, FilterError, GroupRef, Op, Subject, Target, compare, matches};
 pub use fleet::{

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tanium_sim::{AfterCommit, Faults, FleetSource, ListingModes, SimConfig, TokenUser};
+use tanium_sim::{
+    AfterCommit, Faults, FleetSource, ListingModes, SimConfig, SourceModes, TokenUser,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +84,15 @@ struct Args {
     /// Filters list only the caller's own scheduled actions unless they say restrictOwner: false.
     #[arg(long)]
     restrict_owner: bool,
+    /// TDS holds only sensors registered for collection (harvested).
+    #[arg(long)]
+    tds_registered_only: bool,
+    /// TDS readings are up to this old.
+    #[arg(long, default_value_t = 0)]
+    tds_max_age_ms: u64,
+    /// Online endpoints answer live questions after a delay of up to this; slower than maxWaitTime: missing.
+    #[arg(long, default_value_t = 0)]
+    live_answer_spread_ms: u64,
 }
 
 fn parse_after_commit(s: &str) -> Result<AfterCommit, String> {
@@ -155,6 +166,11 @@ async fn main() -> std::process::ExitCode {
         listing: ListingModes {
             name_filter_lag_ms: args.name_filter_lag_ms,
             restrict_owner: args.restrict_owner,
+        },
+        sources: SourceModes {
+            tds_registered_only: args.tds_registered_only,
+            tds_max_age_ms: args.tds_max_age_ms,
+            live_answer_spread_ms: args.live_answer_spread_ms,
         },
         ..SimConfig::default()
     };

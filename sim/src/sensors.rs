@@ -18,6 +18,30 @@ pub(crate) struct Reading {
     pub rows: Vec<Vec<String>>,
 }
 
+/// Every sensor the sim answers, as the `sensors` query lists them.
+pub(crate) const ALL: [&str; 5] = [
+    COMPUTER_NAME,
+    OS_PLATFORM,
+    IP_ADDRESS,
+    CUSTOM_TAGS,
+    PROCESSES_MD5,
+];
+
+/// Registered for collection by the Tanium Data Service, as on a server with default content: the process
+/// table changes by the second and costs every endpoint to collect, so it is asked live.
+pub(crate) fn harvested(sensor: &str) -> bool {
+    canonical(sensor) != Some(PROCESSES_MD5)
+}
+
+/// The column names a sensor's readings have.
+pub(crate) fn columns(sensor: &str) -> Vec<&'static str> {
+    match canonical(sensor) {
+        Some(PROCESSES_MD5) => vec!["Name", "MD5 Hash"],
+        Some(s) => vec![s],
+        None => Vec::new(),
+    }
+}
+
 fn canonical(name: &str) -> Option<&'static str> {
     [
         COMPUTER_NAME,
@@ -42,7 +66,7 @@ pub(crate) fn read(ep: &EndpointSpec, sensor: &str) -> Result<Reading, FilterErr
             ep.tags.iter().map(|t| vec![t.clone()]).collect(),
         ),
         _ => (
-            vec!["Name", "MD5 Hash"],
+            columns(PROCESSES_MD5),
             ep.processes
                 .iter()
                 .map(|p| vec![p.name.clone(), p.md5.clone()])
@@ -127,5 +151,70 @@ impl Subject for EndpointSpec {
             FilterError::UnknownGroup(group.name.clone().or(group.id.clone()).unwrap_or_default())
         })?;
         Ok(g.contains(self.platform))
+    }
+}
+
+/// An endpoint as the Tanium Data Service sees it: its collected readings, and none at all of a sensor that is not
+/// registered for collection when TDS holds only those.
+pub(crate) struct Collected<'a> {
+    pub spec: &'a EndpointSpec,
+    pub registered_only: bool,
+}
+
+impl Subject for Collected<'_> {
+    fn values(&self, target: &Target) -> Result<Vec<String>, FilterError> {
+        match target {
+            Target::Sensor { name, .. } if self.registered_only && !harvested(name) => {
+                // Still an error for a sensor nobody knows, as the live answer would give.
+                canonical(name).ok_or_else(|| FilterError::UnknownSensor(name.clone()))?;
+                Ok(Vec::new())
+            }
+            _ => self.spec.values(target),
+        }
+    }
+
+    fn member_of(&self, group: &GroupRef) -> Result<bool, FilterError> {
+        self.spec.member_of(group)
+    }
+}
+
+/// A sensor as the `sensors` query lists it; a `FieldFilter` reads its `name`, `harvested` and `category`.
+pub(crate) struct Listed {
+    pub name: &'static str,
+    pub harvested: bool,
+}
+
+/// The catalog as a Gateway with these source modes reports it: every sensor collected unless TDS holds only the
+/// registered ones.
+pub(crate) fn catalog(registered_only: bool) -> Vec<Listed> {
+    ALL.into_iter()
+        .map(|name| Listed {
+            name,
+            harvested: !registered_only || harvested(name),
+        })
+        .collect()
+}
+
+impl Listed {
+    pub(crate) fn category(&self) -> &'static str {
+        if self.name == PROCESSES_MD5 {
+            "Processes"
+        } else {
+            "Identification"
+        }
+    }
+}
+
+impl Subject for Listed {
+    fn values(&self, target: &Target) -> Result<Vec<String>, FilterError> {
+        match target {
+            Target::Path(p) => match p.as_str() {
+                "name" => Ok(vec![self.name.to_string()]),
+                "harvested" => Ok(vec![self.harvested.to_string()]),
+                "category" => Ok(vec![self.category().to_string()]),
+                _ => Err(FilterError::UnknownPath(p.clone())),
+            },
+            Target::Sensor { name, .. } => Err(FilterError::UnknownSensor(name.clone())),
+        }
     }
 }

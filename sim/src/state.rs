@@ -19,6 +19,8 @@ pub(crate) struct Endpoint {
     pub spec: EndpointSpec,
     /// When it last came online; an action waiting for it starts no earlier.
     pub online_since: Timestamp,
+    /// What the Tanium Data Service last collected from it, and when (only kept while readings may age).
+    pub collected: Option<(EndpointSpec, Timestamp)>,
 }
 
 #[derive(Debug)]
@@ -49,6 +51,7 @@ pub(crate) struct State {
     pub documents: BTreeSet<String>,
     pub faults: FaultState,
     pub listing: crate::config::ListingModes,
+    pub sources: crate::config::SourceModes,
 }
 
 impl State {
@@ -79,6 +82,7 @@ impl State {
             documents: BTreeSet::new(),
             faults: FaultState::new(config.faults.clone()),
             listing: config.listing,
+            sources: config.sources,
         };
         st.add_endpoints(fleet);
         st
@@ -113,6 +117,7 @@ impl State {
             self.endpoints.push(Endpoint {
                 spec,
                 online_since: now,
+                collected: None,
             });
         }
         ids
@@ -272,6 +277,15 @@ impl Sim {
         self.lock().listing = modes;
     }
 
+    /// How `endpoints` answers by source from now on (see [`crate::SourceModes`]).
+    pub fn set_sources(&self, modes: crate::config::SourceModes) {
+        let mut st = self.lock();
+        st.sources = modes;
+        for ep in &mut st.endpoints {
+            ep.collected = None;
+        }
+    }
+
     pub fn advance(&self, d: Duration) {
         let mut st = self.lock();
         st.clock.advance(d);
@@ -288,6 +302,18 @@ impl Sim {
 
     pub fn set_online(&self, endpoint_id: &str, online: bool) -> bool {
         self.lock().set_online(endpoint_id, online)
+    }
+
+    /// Replace an endpoint's custom tags, as a person at its console would (cached readings catch up later).
+    pub fn set_tags(&self, endpoint_id: &str, tags: Vec<String>) -> bool {
+        let mut st = self.lock();
+        match st.endpoint_mut(endpoint_id) {
+            Some(ep) => {
+                ep.spec.tags = tags;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn endpoint(&self, id: &str) -> Option<EndpointSpec> {

@@ -49,6 +49,12 @@ pub struct ActionPreview {
     /// At most ten of them.
     pub sample: Vec<EndpointSample>,
     pub digest: Option<String>,
+    /// `Live` or `Cached`, and why (see `spec.preview`).
+    pub source: Option<crate::crd::PreviewRead>,
+    pub source_reason: Option<String>,
+    /// Live: endpoints that answered, of those expected.
+    pub answered: Option<u64>,
+    pub expected: Option<u64>,
     pub would_deploy: bool,
     pub held_by: Option<Hold>,
     /// The `kubectl annotate` that approves this preview, when `requirePreviewApproval` holds it.
@@ -72,6 +78,10 @@ impl ActionPreview {
             count: None,
             sample: Vec::new(),
             digest: None,
+            source: None,
+            source_reason: None,
+            answered: None,
+            expected: None,
             would_deploy: false,
             held_by: None,
             approve_command: None,
@@ -103,7 +113,8 @@ pub async fn evaluate(
     if let Err(message) = spec.package.check_against(&package) {
         return Ok(out.hold("WrongParams", message));
     }
-    let found = preview::find(gateway, &spec.targets).await?;
+    let found = preview::find(gateway, &spec.targets, &spec.preview).await?;
+    let short = preview::incomplete(&found, spec.preview.min_answered_percent);
     if !found.unknown_ids.is_empty() {
         let ids: Vec<String> = found.unknown_ids.iter().map(ToString::to_string).collect();
         let message = format!(
@@ -118,9 +129,16 @@ pub async fn evaluate(
         count: Some(count),
         sample: found.sample,
         digest: Some(digest.clone()),
+        source: Some(found.source.read),
+        source_reason: Some(found.source.reason),
+        answered: found.answered,
+        expected: found.expected,
         would_deploy: true,
         ..out
     };
+    if let Some(message) = short {
+        return Ok(out.hold("PreviewIncomplete", message));
+    }
     if count == 0 {
         return Ok(out.hold(
             "NoTargets",
@@ -204,6 +222,10 @@ fn documents(
                 count: None,
                 sample: Vec::new(),
                 digest: None,
+                source: None,
+                source_reason: None,
+                answered: None,
+                expected: None,
                 would_deploy: false,
                 held_by: Some(Hold {
                     reason: "InvalidSpec",
@@ -281,6 +303,13 @@ fn render(report: &Report) -> String {
         }
         if let Some(count) = a.count {
             text.push_str(&format!("Matches:      {count} endpoint(s)\n"));
+        }
+        if let (Some(source), Some(why)) = (a.source, &a.source_reason) {
+            let answered = match (a.answered, a.expected) {
+                (Some(n), Some(of)) => format!(", {n} of {of} answered"),
+                _ => String::new(),
+            };
+            text.push_str(&format!("Source:       {source:?}{answered} ({why})\n"));
         }
         if let Some(d) = &a.digest {
             text.push_str(&format!("Digest:       {d}\n"));

@@ -216,7 +216,7 @@ impl<'a> Reconciler<'a> {
         });
 
         // Preview with the very targets that will be deployed.
-        let found = match preview::find(&self.ctx.gateway, &spec.targets).await {
+        let found = match preview::find(&self.ctx.gateway, &spec.targets, &spec.preview).await {
             Ok(f) => f,
             Err(e) => return self.gateway_trouble(e).await,
         };
@@ -232,6 +232,7 @@ impl<'a> Reconciler<'a> {
         }
         let digest = preview::action_digest(spec, found.count);
         let count = found.count;
+        let short = preview::incomplete(&found, spec.preview.min_answered_percent);
         let first_preview =
             self.status.preview.as_ref().map(|p| (&p.digest, p.count)) != Some((&digest, count));
         if first_preview {
@@ -239,7 +240,16 @@ impl<'a> Reconciler<'a> {
         } else if let Some(p) = self.status.preview.as_mut() {
             // Same count and digest: keep observedAt (the time it first looked like this), so repeated checks of
             // an unchanged preview write nothing new.
-            p.sample = found.sample;
+            let observed_at = p.observed_at.clone();
+            *p = found.into_preview(digest.clone());
+            p.observed_at = observed_at;
+        }
+        if let Some(message) = short {
+            // The count is a floor: the endpoints that did not answer may match too, and the action will reach
+            // them. Neither maxTargets nor an approval can be judged on it.
+            return self
+                .block("PreviewIncomplete", message, ctx.config.timing.blocked)
+                .await;
         }
         self.set(
             condition::PREVIEWED,

@@ -5,9 +5,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crd::{APPROVED_PREVIEW_ANNOTATION, EndpointSample, Preview, TaniumActionSpec, Targets};
-use crate::gateway::endpoints::EndpointQuery;
-use crate::gateway::{EndpointId, Filter, FilterOp, GatewayClient, GatewayError};
+use crate::crd::{
+    APPROVED_PREVIEW_ANNOTATION, EndpointSample, Preview, PreviewRead, PreviewSettings,
+    PreviewSource, TaniumActionSpec, Targets,
+};
+use crate::gateway::endpoints::{EndpointQuery, LiveSource};
+use crate::gateway::sensors::SensorInfo;
+use crate::gateway::{EndpointId, Filter, FilterOp, GatewayClient, GatewayError, SensorRef};
 
 /// Endpoints shown in status; the count covers the rest.
 pub const SAMPLE_SIZE: u32 = 10;
@@ -18,6 +22,96 @@ pub struct Found {
     pub sample: Vec<EndpointSample>,
     /// Listed endpoint ids the Gateway does not know.
     pub unknown_ids: Vec<EndpointId>,
+    pub source: Choice,
+    /// Live: how many endpoints answered, of how many the Gateway expected.
+    pub answered: Option<u64>,
+    pub expected: Option<u64>,
+}
+
+/// Where a preview reads, and why there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub read: PreviewRead,
+    pub reason: String,
+}
+
+impl Choice {
+    fn live(reason: impl Into<String>) -> Self {
+        Self {
+            read: PreviewRead::Live,
+            reason: reason.into(),
+        }
+    }
+    fn cached(reason: impl Into<String>) -> Self {
+        Self {
+            read: PreviewRead::Cached,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where to read a preview of a query that compares `used` sensors, given what the Gateway said of them (`None`:
+/// the sensor catalog could not be read). `Auto` reads the Tanium Data Service only when it holds every sensor
+/// compared, collected at most `max_reading_age` seconds ago; anything it cannot vouch for is asked live, as the
+/// action will be.
+pub fn choose(
+    settings: &PreviewSettings,
+    used: &[&SensorRef],
+    catalog: Option<&[SensorInfo]>,
+) -> Choice {
+    match settings.source {
+        PreviewSource::Live => return Choice::live("spec.preview.source is Live"),
+        PreviewSource::Cached => return Choice::cached("spec.preview.source is Cached"),
+        PreviewSource::Auto => {}
+    }
+    if used.is_empty() {
+        return Choice::cached("the targets compare no sensor");
+    }
+    let Some(catalog) = catalog else {
+        return Choice::live("the sensor catalog could not be read");
+    };
+    for sensor in used {
+        let Some(info) = catalog
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(&sensor.name))
+        else {
+            return Choice::live(format!(
+                "sensor {:?} is not in the sensor catalog",
+                sensor.name
+            ));
+        };
+        if !info.collected_with(&sensor.params) {
+            return Choice::live(format!(
+                "the Tanium Data Service does not collect sensor {:?}",
+                sensor.name
+            ));
+        }
+        if let Some(age) = info.max_age_seconds
+            && age > settings.max_reading_age
+        {
+            return Choice::live(format!(
+                "cached readings of sensor {:?} may be {age} s old, more than spec.preview.maxReadingAge ({} s)",
+                sensor.name, settings.max_reading_age
+            ));
+        }
+    }
+    Choice::cached("the Tanium Data Service collects every sensor the targets compare")
+}
+
+/// Why a live preview does not count yet, if it does not: fewer endpoints answered than `min_percent` of those
+/// the Gateway expected. A short count would let more endpoints through than maxTargets or an approval allowed.
+pub fn incomplete(found: &Found, min_percent: u8) -> Option<String> {
+    let (Some(answered), Some(expected)) = (found.answered, found.expected) else {
+        return (found.source.read == PreviewRead::Live)
+            .then(|| "the live answer did not say how many endpoints answered".to_string());
+    };
+    (answered.saturating_mul(100) < expected.saturating_mul(u64::from(min_percent))).then(|| {
+        format!(
+            "a live preview: {answered} of {expected} expected endpoints answered, fewer than \
+             spec.preview.minAnsweredPercent ({min_percent}%); it is asked again later. A longer \
+             spec.preview.maxWaitTime lets slow endpoints answer"
+        )
+    })
 }
 
 /// What the preview asks `endpoints`: the targets' filter exactly as `actionPerform` is given it
@@ -50,9 +144,43 @@ pub fn query(targets: &Targets) -> EndpointQuery {
     }
 }
 
-/// Ask the Gateway which endpoints the targets select: one request for a filter, one for a list of ids.
-pub async fn find(gateway: &GatewayClient, targets: &Targets) -> Result<Found, GatewayError> {
-    let query = query(targets);
+/// Ask the Gateway which endpoints the targets select: where it is read is [`choose`]n first (one `sensors`
+/// request when `Auto` meets a sensor), then one request for a filter, one for a list of ids.
+pub async fn find(
+    gateway: &GatewayClient,
+    targets: &Targets,
+    settings: &PreviewSettings,
+) -> Result<Found, GatewayError> {
+    let mut query = query(targets);
+    let used = query
+        .filter
+        .as_ref()
+        .map(Filter::sensors)
+        .unwrap_or_default();
+    let catalog = if settings.source == PreviewSource::Auto && !used.is_empty() {
+        let names: Vec<&str> = used.iter().map(|s| s.name.as_str()).collect();
+        match gateway.sensors_named(&names).await {
+            Ok(c) => Some(c),
+            // Without the catalog the preview asks live: slower, never wrong for want of a collected sensor.
+            Err(e) if e.is_retryable() || matches!(e, GatewayError::TokenRejected { .. }) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "sensor catalog unreadable; previewing live");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let source = choose(settings, &used, catalog.as_deref());
+    if source.read == PreviewRead::Live {
+        query.live = Some(LiveSource {
+            expected_count: None,
+            stable_wait_time: None,
+            max_wait_time: settings.max_wait_time,
+        });
+    }
     let ids = &query.ids;
     let page = gateway.endpoints_page(&query, None).await?;
     let unknown_ids = ids
@@ -60,6 +188,7 @@ pub async fn find(gateway: &GatewayClient, targets: &Targets) -> Result<Found, G
         .filter(|id| !page.endpoints.iter().any(|e| &e.id == *id))
         .cloned()
         .collect();
+    let live = source.read == PreviewRead::Live;
     Ok(Found {
         count: page.total,
         sample: page
@@ -72,6 +201,9 @@ pub async fn find(gateway: &GatewayClient, targets: &Targets) -> Result<Found, G
             })
             .collect(),
         unknown_ids,
+        source,
+        answered: page.responded.filter(|_| live),
+        expected: page.expected.filter(|_| live),
     })
 }
 
@@ -115,6 +247,10 @@ impl Found {
     pub fn into_preview(self, digest: String) -> Preview {
         Preview {
             count: self.count,
+            source: Some(self.source.read),
+            source_reason: Some(self.source.reason),
+            answered: self.answered,
+            expected: self.expected,
             sample: self.sample,
             digest,
             observed_at: Time(jiff::Timestamp::now()),
@@ -171,6 +307,102 @@ mod tests {
         assert_eq!(
             approve_command("a", None, "sha256:1"),
             "kubectl annotate taniumaction a --overwrite tanium-operator.dev/approved-preview=sha256:1"
+        );
+    }
+
+    fn info(name: &str, harvested: bool, age: Option<u64>) -> SensorInfo {
+        SensorInfo {
+            name: name.into(),
+            harvested,
+            max_age_seconds: age,
+            parameterizations: Vec::new(),
+        }
+    }
+
+    fn sensor(name: &str) -> SensorRef {
+        SensorRef {
+            name: name.into(),
+            column: None,
+            params: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn auto_reads_the_cache_only_where_it_holds_fresh_readings() {
+        let auto = PreviewSettings::default();
+        let platform = sensor("OS Platform");
+        let md5 = sensor("Running Processes with MD5 Hash");
+        let catalog = vec![
+            info("os platform", true, Some(600)),
+            info("Running Processes with MD5 Hash", false, Some(600)),
+            info("Custom Tags", true, Some(3600)),
+        ];
+        let read = |used: &[&SensorRef], c: Option<&[SensorInfo]>| choose(&auto, used, c).read;
+        assert_eq!(read(&[], None), PreviewRead::Cached);
+        assert_eq!(read(&[&platform], Some(&catalog)), PreviewRead::Cached);
+        let why = choose(&auto, &[&platform, &md5], Some(&catalog));
+        assert_eq!(why.read, PreviewRead::Live);
+        assert!(why.reason.contains("does not collect"), "{why:?}");
+        let stale = choose(&auto, &[&sensor("Custom Tags")], Some(&catalog));
+        assert_eq!(stale.read, PreviewRead::Live);
+        assert!(stale.reason.contains("3600 s old"), "{stale:?}");
+        assert_eq!(
+            read(&[&sensor("Unheard Of")], Some(&catalog)),
+            PreviewRead::Live
+        );
+        assert_eq!(
+            read(&[&platform], None),
+            PreviewRead::Live,
+            "no catalog: ask live"
+        );
+        let patient = PreviewSettings {
+            max_reading_age: 3600,
+            ..auto
+        };
+        assert_eq!(
+            choose(&patient, &[&sensor("Custom Tags")], Some(&catalog)).read,
+            PreviewRead::Cached
+        );
+        for (source, read) in [
+            (PreviewSource::Live, PreviewRead::Live),
+            (PreviewSource::Cached, PreviewRead::Cached),
+        ] {
+            let told = PreviewSettings { source, ..auto };
+            assert_eq!(choose(&told, &[&md5], Some(&catalog)).read, read);
+            assert_eq!(choose(&told, &[], None).read, read);
+        }
+    }
+
+    fn found(read: PreviewRead, answered: Option<u64>, expected: Option<u64>) -> Found {
+        Found {
+            count: 3,
+            sample: Vec::new(),
+            unknown_ids: Vec::new(),
+            source: Choice {
+                read,
+                reason: String::new(),
+            },
+            answered,
+            expected,
+        }
+    }
+
+    #[test]
+    fn a_live_preview_counts_only_when_enough_endpoints_answered() {
+        let live = |a, e| found(PreviewRead::Live, Some(a), Some(e));
+        assert_eq!(incomplete(&live(10, 10), 100), None);
+        assert!(incomplete(&live(9, 10), 100).is_some_and(|m| m.contains("9 of 10")));
+        assert_eq!(incomplete(&live(95, 100), 95), None);
+        assert!(incomplete(&live(94, 100), 95).is_some());
+        assert_eq!(
+            incomplete(&live(0, 0), 100),
+            None,
+            "nothing expected, nothing missing"
+        );
+        assert!(incomplete(&found(PreviewRead::Live, None, None), 100).is_some());
+        assert_eq!(
+            incomplete(&found(PreviewRead::Cached, None, None), 100),
+            None
         );
     }
 }

@@ -101,6 +101,10 @@ pub struct TaniumActionSpec {
     #[serde(default)]
     pub safety: Safety,
 
+    /// How the preview counts the targets: cached or live (it may change; it does not define the deployment).
+    #[serde(default)]
+    pub preview: super::PreviewSettings,
+
     /// Stop the Tanium action once every target finished, rather than leave it open until it expires.
     #[serde(default = "yes")]
     pub stop_when_complete: bool,

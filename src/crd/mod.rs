@@ -109,11 +109,89 @@ pub struct Safety {
     pub require_preview_approval: bool,
 }
 
+/// How the preview counts the endpoints the targets select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewSettings {
+    /// `Cached` reads the Tanium Data Service: fast, but it holds only the sensors registered for collection
+    /// ("harvested"), with readings up to their `maxAgeSeconds` old; a filter on any other sensor matches nothing
+    /// there. `Live` asks the online endpoints, as the action itself will. `Auto` (the default) asks live when the
+    /// targets compare a sensor the Data Service does not collect or collects less often than `maxReadingAge`,
+    /// and reads the cached data otherwise.
+    #[serde(default)]
+    pub source: PreviewSource,
+    /// Seconds a live preview waits for the online endpoints to answer.
+    #[serde(default = "PreviewSettings::default_max_wait_time")]
+    #[schemars(range(min = 5, max = 600))]
+    pub max_wait_time: u32,
+    /// A live preview counts only when at least this percentage of the endpoints expected to answer did; below
+    /// it the deployment is held (reason `PreviewIncomplete`) and the preview asked again later.
+    #[serde(default = "PreviewSettings::default_min_answered_percent")]
+    #[schemars(range(min = 50, max = 100))]
+    pub min_answered_percent: u8,
+    /// Seconds: `Auto` reads the cached data only for sensors collected at least this often (their
+    /// `maxAgeSeconds`).
+    #[serde(default = "PreviewSettings::default_max_reading_age")]
+    #[schemars(range(min = 0))]
+    pub max_reading_age: u64,
+}
+
+impl PreviewSettings {
+    fn default_max_wait_time() -> u32 {
+        30
+    }
+    fn default_min_answered_percent() -> u8 {
+        100
+    }
+    fn default_max_reading_age() -> u64 {
+        600
+    }
+}
+
+impl Default for PreviewSettings {
+    fn default() -> Self {
+        Self {
+            source: PreviewSource::default(),
+            max_wait_time: Self::default_max_wait_time(),
+            min_answered_percent: Self::default_min_answered_percent(),
+            max_reading_age: Self::default_max_reading_age(),
+        }
+    }
+}
+
+/// Where a preview may read (see [`PreviewSettings::source`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PreviewSource {
+    #[default]
+    Auto,
+    Live,
+    Cached,
+}
+
+/// Where a preview did read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PreviewRead {
+    /// The online endpoints were asked.
+    Live,
+    /// The Tanium Data Service's collected readings.
+    Cached,
+}
+
 /// What the preview found, as of `observedAt`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Preview {
     pub count: u64,
+    /// Where the count was read, and why there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PreviewRead>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_reason: Option<String>,
+    /// Live: how many endpoints answered, of how many the Gateway expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u64>,
     /// At most ten of the matching endpoints.
     #[serde(default)]
     pub sample: Vec<EndpointSample>,

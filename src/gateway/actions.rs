@@ -701,6 +701,7 @@ impl GatewayClient {
                 repeat: Repeat::Safe,
                 carries_token: false,
                 send_by: None,
+                server_wait: std::time::Duration::ZERO,
             };
             let variables: serde_json::Map<String, Value> = chunk
                 .iter()

@@ -137,6 +137,9 @@ pub struct EndpointPage {
     pub next_cursor: Option<String>,
     /// For live answers: did every expected endpoint answer?
     pub collection_complete: Option<bool>,
+    /// For live answers: how many endpoints answered, of how many the Gateway expected.
+    pub responded: Option<u64>,
+    pub expected: Option<u64>,
 }
 
 // --- wire shapes -------------------------------------------------------------------------------------------
@@ -241,6 +244,11 @@ pub(crate) fn decode_page(raw: RawResponse) -> Result<EndpointPage, GatewayError
         } else {
             None
         },
+        responded: conn
+            .collection_info
+            .as_ref()
+            .and_then(|c| c.responded_total),
+        expected: conn.collection_info.as_ref().and_then(|c| c.expected_total),
         collection_complete: conn.collection_info.map(|c| {
             !c.active
                 && c.success
@@ -271,7 +279,9 @@ impl GatewayClient {
             "sensors": query.sensors,
             "withSensors": !query.sensors.is_empty(),
         });
-        let doc = Document::fixed("endpoints", ENDPOINTS, Repeat::Safe);
+        let wait = query.live.map_or(0, |ts| u64::from(ts.max_wait_time));
+        let doc = Document::fixed("endpoints", ENDPOINTS, Repeat::Safe)
+            .waiting(std::time::Duration::from_secs(wait));
         self.call(&doc, &variables, decode_page).await
     }
 

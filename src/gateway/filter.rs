@@ -119,6 +119,25 @@ impl Filter {
         self
     }
 
+    /// Every sensor the filter compares, in order, each once.
+    pub fn sensors(&self) -> Vec<&SensorRef> {
+        fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a SensorRef>) {
+            if let Some(s) = &f.sensor
+                && !out
+                    .iter()
+                    .any(|o| o.name.eq_ignore_ascii_case(&s.name) && o.params == s.params)
+            {
+                out.push(s);
+            }
+            for child in &f.filters {
+                walk(child, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// Check the shape before it reaches the Gateway; the message names the offending node.
     pub fn validate(&self) -> Result<(), GatewayError> {
         self.validate_at("filter", 1)

@@ -13,6 +13,7 @@ pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod packages;
+pub mod sensors;
 pub mod tokens;
 pub mod transport;
 
@@ -120,6 +121,7 @@ pub fn documents() -> Vec<(&'static str, &'static str)> {
     let mut all = Vec::new();
     all.extend(endpoints::DOCUMENTS);
     all.extend(packages::DOCUMENTS);
+    all.extend(sensors::DOCUMENTS);
     all.extend(actions::DOCUMENTS);
     all.extend(direct_connect::DOCUMENTS);
     all.extend(tokens::DOCUMENTS);

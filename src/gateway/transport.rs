@@ -116,6 +116,9 @@ pub struct Document<'a> {
     pub carries_token: bool,
     /// A once-only mutation is not put on the wire after this instant (see [`SendBy`]).
     pub send_by: Option<SendBy>,
+    /// How long the Gateway is asked to wait before it answers (a live question's `maxWaitTime`): added to the
+    /// request timeout, so that a slow answer the client asked for is not taken for a hung Gateway.
+    pub server_wait: Duration,
 }
 
 impl Document<'static> {
@@ -126,6 +129,7 @@ impl Document<'static> {
             repeat,
             carries_token: false,
             send_by: None,
+            server_wait: Duration::ZERO,
         }
     }
 
@@ -136,6 +140,11 @@ impl Document<'static> {
 }
 
 impl Document<'_> {
+    pub fn waiting(mut self, server_wait: Duration) -> Self {
+        self.server_wait = server_wait;
+        self
+    }
+
     pub fn sent_by(mut self, send_by: Option<SendBy>) -> Self {
         self.send_by = send_by;
         self
@@ -184,6 +193,7 @@ struct Inner {
     /// objects held by a rejected token are looked at again at once (`token_changes`).
     token_generation: tokio::sync::watch::Sender<u64>,
     permits: Arc<Semaphore>,
+    request_timeout: Duration,
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
     tls: TlsVerification,
@@ -259,6 +269,7 @@ impl GatewayClient {
                 token: RwLock::new(config.token),
                 token_generation: tokio::sync::watch::Sender::new(0),
                 permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+                request_timeout: config.request_timeout,
                 retry: config.retry,
                 observer: std::sync::OnceLock::new(),
                 tls: config.tls,
@@ -483,15 +494,17 @@ impl GatewayClient {
             return Err(refusal);
         }
         let started = Instant::now();
-        let sent = self
+        let mut request = self
             .inner
             .http
             .post(self.inner.endpoint.clone())
             .header("session", session)
             .header(CONTENT_TYPE, "application/json")
-            .json(&body)
-            .send()
-            .await;
+            .json(&body);
+        if !doc.server_wait.is_zero() {
+            request = request.timeout(self.inner.request_timeout + doc.server_wait);
+        }
+        let sent = request.send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => return Err(classify_send_error(op, &e)),

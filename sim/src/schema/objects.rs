@@ -1034,3 +1034,65 @@ result_payload!(
     PingDirectConnectionPayload,
     KillProcessPayload
 );
+
+// ---------------------------------------------------------------- sensors
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SensorColumn {
+    pub name: String,
+    #[graphql(name = "ignoreCase")]
+    pub ignore_case: bool,
+    #[graphql(name = "valueType")]
+    pub value_type: String,
+    pub hidden: bool,
+}
+
+/// The fields of `Sensor` a client choosing between cached and live readings needs.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Sensor {
+    pub name: String,
+    pub description: String,
+    #[graphql(name = "contentSetName")]
+    pub content_set_name: String,
+    #[graphql(name = "virtual")]
+    pub is_virtual: bool,
+    pub columns: Option<Vec<SensorColumn>>,
+    /// Registered for collection by the Tanium Data Service.
+    pub harvested: bool,
+    pub parameterizations: Option<Vec<SensorParameterization>>,
+    pub category: String,
+    #[graphql(name = "maxAgeSeconds")]
+    pub max_age_seconds: Option<i32>,
+    #[graphql(name = "ignoreCase")]
+    pub ignore_case: bool,
+    #[graphql(name = "valueType")]
+    pub value_type: String,
+    pub hidden: bool,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SensorParameterValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SensorParameterization {
+    pub values: Vec<SensorParameterValue>,
+    pub harvested: bool,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SensorEdge {
+    pub node: Sensor,
+    pub cursor: Cursor,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SensorConnection {
+    pub edges: Vec<SensorEdge>,
+    #[graphql(name = "pageInfo")]
+    pub page_info: PageInfo,
+    #[graphql(name = "totalRecords")]
+    pub total_records: i32,
+}

@@ -11,7 +11,8 @@ use super::objects::{
     Action, ActionGroup, ActionGroupConnection, ActionGroupEdge, DirectConnect,
     DirectConnectConnectionStatusPayload, Endpoint, EndpointCollectionInfo, EndpointConnection,
     EndpointEdge, PackageSpec, PackageSpecConnection, PackageSpecEdge, PageInfo, ScheduledAction,
-    ScheduledActionConnection, ScheduledActionEdge,
+    ScheduledActionConnection, ScheduledActionEdge, Sensor, SensorColumn, SensorConnection,
+    SensorEdge,
 };
 use super::scalars::{Cursor, Time};
 use crate::faults::ReadFault;
@@ -19,6 +20,7 @@ use crate::filter;
 use crate::groups;
 use crate::packages;
 use crate::state::Sim;
+use crate::{det, sensors};
 
 fn twenty() -> Option<i32> {
     Some(crate::paging::DEFAULT_PAGE)
@@ -161,58 +163,121 @@ impl Query {
         source: Option<EndpointSource>,
     ) -> Result<Option<EndpointConnection>> {
         let f = filter.map(|f| f.to_filter()).transpose()?;
-        let mut st = ctx.data::<Sim>()?.peek();
-        let mut matched = Vec::new();
-        for (i, ep) in st.endpoints.iter().enumerate() {
-            if f.as_ref()
-                .map(|f| filter::matches(f, &ep.spec))
-                .transpose()?
-                .unwrap_or(true)
-            {
-                matched.push(i);
-            }
-        }
-        let online = matched
-            .iter()
-            .filter(|i| st.endpoints[**i].spec.online)
-            .count();
-        let w = st.page(matched.len(), first, after.as_ref().map(|c| c.0.as_str()))?;
-        let edges = w
-            .range
-            .clone()
-            .map(|i| EndpointEdge {
-                node: Endpoint(st.endpoints[matched[i]].spec.clone()),
-                cursor: Cursor(w.cursor(i)),
-            })
-            .collect();
-        // A live (ts) question is answered by the online endpoints; cached data by all of them.
         let live = source.as_ref().and_then(|s| s.ts.as_ref());
-        let responded = if live.is_some() {
-            online
-        } else {
-            matched.len()
+        // The state lock is not held across the Gateway's wait.
+        let (answer, pause) = {
+            let mut st = ctx.data::<Sim>()?.peek();
+            let modes = st.sources;
+            let (now, seed) = (st.synced_at, st.seed);
+            // A live question goes to every online endpoint; each answers after its own delay, and the Gateway waits
+            // at most maxWaitTime. The cached answer holds every endpoint's last collected readings.
+            let spread = modes.live_answer_spread_ms as f64;
+            let delay_ms = |id: &str| det::unit(&[seed, det::hash_str(id), 0x7453]) * spread;
+            let max_wait_ms = live.map_or(0.0, |t| f64::from(t.max_wait_time.max(0)) * 1000.0);
+            let aged = live.is_none() && modes.tds_max_age_ms > 0;
+            let max_age = std::time::Duration::from_millis(modes.tds_max_age_ms);
+            let mut matched = Vec::new();
+            let (mut online, mut responded, mut slowest) = (0usize, 0usize, 0.0f64);
+            for (i, ep) in st.endpoints.iter_mut().enumerate() {
+                if live.is_some() {
+                    if !ep.spec.online {
+                        continue;
+                    }
+                    online += 1;
+                    let d = delay_ms(&ep.spec.id);
+                    if d > max_wait_ms {
+                        continue;
+                    }
+                    responded += 1;
+                    slowest = slowest.max(d);
+                } else if aged {
+                    let stale = ep
+                        .collected
+                        .as_ref()
+                        .is_none_or(|(_, at)| now.duration_since(*at).unsigned_abs() >= max_age);
+                    if stale {
+                        // First seen: a reading of some age within the bound, taken from what the endpoint is now.
+                        let age = match ep.collected {
+                            None => max_age.mul_f64(det::unit(&[
+                                seed,
+                                det::hash_str(&ep.spec.id),
+                                0x7464,
+                            ])),
+                            Some(_) => std::time::Duration::ZERO,
+                        };
+                        let at = now.checked_sub(age).unwrap_or(now);
+                        ep.collected = Some((ep.spec.clone(), at));
+                    }
+                }
+                let seen = match (&ep.collected, aged) {
+                    (Some((spec, _)), true) => spec,
+                    _ => &ep.spec,
+                };
+                let subject = sensors::Collected {
+                    spec: seen,
+                    registered_only: live.is_none() && modes.tds_registered_only,
+                };
+                if f.as_ref()
+                    .map(|f| filter::matches(f, &subject))
+                    .transpose()?
+                    .unwrap_or(true)
+                {
+                    matched.push(i);
+                }
+            }
+            let w = st.page(matched.len(), first, after.as_ref().map(|c| c.0.as_str()))?;
+            let edges = w
+                .range
+                .clone()
+                .map(|i| {
+                    let ep = &st.endpoints[matched[i]];
+                    let seen = match (&ep.collected, aged) {
+                        (Some((spec, _)), true) => spec,
+                        _ => &ep.spec,
+                    };
+                    EndpointEdge {
+                        node: Endpoint(seen.clone()),
+                        cursor: Cursor(w.cursor(i)),
+                    }
+                })
+                .collect();
+            let (expected, responded) = match live {
+                Some(t) => (t.expected_count.unwrap_or(online as i32), responded),
+                None => (matched.len() as i32, matched.len()),
+            };
+            // The Gateway answers once every online endpoint did, or when maxWaitTime ran out.
+            let waited = match live {
+                Some(_) if responded < online => max_wait_ms,
+                Some(_) => slowest,
+                None => 0.0,
+            };
+            let pause = st
+                .clock
+                .real(std::time::Duration::from_millis(waited as u64));
+            let answer = EndpointConnection {
+                edges,
+                page_info: PageInfo::of(&w),
+                total_records: matched.len() as i32,
+                collection_info: EndpointCollectionInfo {
+                    active: false,
+                    success: true,
+                    expected_total: Some(expected),
+                    responded_total: Some(responded as i32),
+                    contributed_total: responded as i32,
+                    responded_percentage: Some(if expected <= 0 {
+                        100.0
+                    } else {
+                        responded as f64 * 100.0 / f64::from(expected)
+                    }),
+                    start_cursor: None,
+                },
+            };
+            (answer, pause)
         };
-        let expected = live
-            .and_then(|t| t.expected_count)
-            .unwrap_or(matched.len() as i32);
-        Ok(Some(EndpointConnection {
-            edges,
-            page_info: PageInfo::of(&w),
-            total_records: matched.len() as i32,
-            collection_info: EndpointCollectionInfo {
-                active: false,
-                success: true,
-                expected_total: Some(expected),
-                responded_total: Some(responded as i32),
-                contributed_total: responded as i32,
-                responded_percentage: Some(if matched.is_empty() {
-                    100.0
-                } else {
-                    responded as f64 * 100.0 / matched.len() as f64
-                }),
-                start_cursor: None,
-            },
-        }))
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        Ok(Some(answer))
     }
 
     #[graphql(name = "packageSpecs")]
@@ -243,6 +308,72 @@ impl Query {
                 .map(|i| PackageSpecEdge {
                     node: PackageSpec::from(matched[i]),
                     cursor: Cursor(w.cursor(i)),
+                })
+                .collect(),
+            page_info: PageInfo::of(&w),
+            total_records: matched.len() as i32,
+        }))
+    }
+
+    async fn sensors(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<Cursor>,
+        #[graphql(default = 2000)] first: Option<i32>,
+        filter: Option<FieldFilter>,
+        #[graphql(name = "includeHidden", default)] _include_hidden: bool,
+    ) -> Result<Option<SensorConnection>> {
+        let f = filter.map(|f| f.to_filter()).transpose()?;
+        let mut st = ctx.data::<Sim>()?.peek();
+        let modes = st.sources;
+        let mut matched = Vec::new();
+        for s in sensors::catalog(modes.tds_registered_only) {
+            if f.as_ref()
+                .map(|f| filter::matches(f, &s))
+                .transpose()?
+                .unwrap_or(true)
+            {
+                matched.push(s);
+            }
+        }
+        // How old a cached reading may be: the sim's TDS refresh bound, or Tanium's default of ten minutes.
+        let max_age = match modes.tds_max_age_ms {
+            0 => 600,
+            ms => ms.div_ceil(1000).min(i32::MAX as u64) as i32,
+        };
+        let w = st.page(matched.len(), first, after.as_ref().map(|c| c.0.as_str()))?;
+        Ok(Some(SensorConnection {
+            edges: w
+                .range
+                .clone()
+                .map(|i| {
+                    let s = &matched[i];
+                    let column = |name: &str| SensorColumn {
+                        name: name.to_string(),
+                        ignore_case: true,
+                        value_type: "String".into(),
+                        hidden: false,
+                    };
+                    SensorEdge {
+                        node: Sensor {
+                            name: s.name.to_string(),
+                            description: String::new(),
+                            content_set_name: "Base".into(),
+                            is_virtual: false,
+                            columns: Some(
+                                sensors::columns(s.name).into_iter().map(column).collect(),
+                            ),
+                            harvested: s.harvested,
+                            // The sim's sensors take no parameters.
+                            parameterizations: Some(Vec::new()),
+                            category: s.category().into(),
+                            max_age_seconds: Some(max_age),
+                            ignore_case: true,
+                            value_type: "String".into(),
+                            hidden: false,
+                        },
+                        cursor: Cursor(w.cursor(i)),
+                    }
                 })
                 .collect(),
             page_info: PageInfo::of(&w),
