@@ -32,14 +32,35 @@ fn targets(env: &Env, i: usize) -> Vec<String> {
     ]
 }
 
+/// The same two endpoints as [`targets`], by a filter on their computer names (previewed through `sensors`).
+fn by_name(env: &Env, i: usize) -> serde_json::Value {
+    let filters: Vec<serde_json::Value> = targets(env, i)
+        .iter()
+        .filter_map(|id| env.sim.sim().endpoint(id))
+        .map(|e| json!({"sensor": {"name": "Computer Name"}, "op": "EQ", "value": e.name}))
+        .collect();
+    json!({"filter": {"any": true, "filters": filters}})
+}
+
 /// Create `n` objects and wait until every one is terminal.
 async fn run(env: &Env, api: &Api<TaniumAction>, prefix: &str, n: usize) -> Vec<TaniumAction> {
+    run_with(env, api, prefix, n, false).await
+}
+
+/// As [`run`]; with `filters`, every third object targets its endpoints by a filter instead of by id.
+async fn run_with(
+    env: &Env,
+    api: &Api<TaniumAction>,
+    prefix: &str,
+    n: usize,
+    filters: bool,
+) -> Vec<TaniumAction> {
     for i in 0..n {
-        env.create(
-            api,
-            manifest(&format!("{prefix}-{i}"), &targets(env, i), 30),
-        )
-        .await;
+        let mut m = manifest(&format!("{prefix}-{i}"), &targets(env, i), 30);
+        if filters && i % 3 == 0 {
+            m["spec"]["targets"] = by_name(env, i);
+        }
+        env.create(api, m).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     loop {
@@ -305,15 +326,29 @@ async fn every_corner_at_once() {
         read_error_rate: 0.05,
         unknown_status_rate: 0.05,
         max_top_level_fields: 12,
+        delete_refused_rate: 0.3,
+        delete_again_refused: true,
         seed: 29,
         ..Faults::default()
+    });
+    // Cached readings may be 20 minutes old: filters are previewed live, and answers take up to 2 s (sim time).
+    env.sim.sim().set_sources(tanium_sim::SourceModes {
+        tds_registered_only: true,
+        tds_max_age_ms: 1_200_000,
+        live_answer_spread_ms: 2_000,
     });
     let client = env.client.clone();
     env.start_controller_with(client, TOKEN, |c| {
         c.timing.lookup_grace = Duration::from_secs(3);
     });
     let api = env.namespace("corners").await;
-    let objects = run(&env, &api, "corner", 30).await;
+    let objects = run_with(&env, &api, "corner", 30, true).await;
+    let live = objects
+        .iter()
+        .filter_map(|o| o.status.as_ref()?.preview.as_ref()?.source)
+        .filter(|s| *s == tanium_operator::crd::PreviewRead::Live)
+        .count();
+    assert_eq!(live, 10, "every filtered object previewed live");
     assert_as_tanium_says(&env, &objects);
 }
 
@@ -499,4 +534,152 @@ async fn an_incomplete_live_preview_holds_the_deployment() {
     assert_eq!(p.answered, p.expected, "{p:?}");
     assert!(p.count >= 2, "{p:?}");
     assert_eq!(env.performs_for(&done), 1);
+}
+
+/// The preview counted fewer endpoints than the action reached (cached readings that changed since, like endpoints
+/// that come online later): once the previewed number finished, the rest are still downloading or running. Tanium
+/// does not document what a stop does to them, and this sim's stop cuts them off, so stopWhenComplete waits until
+/// none is at work. On the code before, the action was stopped as soon as the previewed number finished, and the
+/// late endpoints never completed.
+#[tokio::test]
+async fn stop_when_complete_never_cuts_off_an_endpoint_at_work() {
+    // Real time: each endpoint downloads for 1-4 s and runs for 1-6 s, long enough for the operator to see the
+    // first finish while the others work.
+    let Some(mut env) = Env::start(Policy::default(), |c| c.time_scale = 1.0).await else {
+        return;
+    };
+    // Cached readings refresh only every 100 simulated hours: the preview sees the tags as they were.
+    env.sim.sim().set_sources(tanium_sim::SourceModes {
+        tds_max_age_ms: 360_000_000,
+        ..tanium_sim::SourceModes::default()
+    });
+    env.start_controller();
+    let api = env.namespace("late-joiners").await;
+    let online = env.sim.sim().online_endpoint_ids();
+    let (first, late) = (&online[0], &online[1..7]);
+    assert!(env.sim.sim().set_tags(first, vec!["Wave".into()]));
+    let manifest = json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+        "metadata": {"name": "wave"},
+        "spec": {"package": {"name": "Custom Tagging - Add Tags", "params": ["Reached"]},
+                 "targets": {"filter": {"sensor": {"name": "Custom Tags"}, "op": "EQ", "value": "Wave"}},
+                 "preview": {"source": "Cached"},
+                 "safety": {"requirePreviewApproval": true}}});
+    env.create(&api, manifest).await;
+    let held = env
+        .wait_for(&api, "wave", "AwaitingPreviewApproval", |o| {
+            ready_reason(o).as_deref() == Some("AwaitingPreviewApproval")
+        })
+        .await;
+    let p = preview_of(&held);
+    assert_eq!(p.count, 1, "{p:?}");
+    for id in late {
+        assert!(env.sim.sim().set_tags(id, vec!["Wave".into()]));
+    }
+    let approve = json!({"metadata": {"annotations": {
+        tanium_operator::crd::APPROVED_PREVIEW_ANNOTATION: p.digest}}});
+    api.patch(
+        "wave",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&approve),
+    )
+    .await
+    .expect("approve");
+    let done = env
+        .wait_for(&api, "wave", "terminal", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(|p| p.is_terminal())
+        })
+        .await;
+    let results = done
+        .status
+        .as_ref()
+        .and_then(|s| s.results)
+        .expect("results");
+    assert_eq!(results.counts.at_work(), 0, "{results:?}");
+    assert_eq!(results.counts.completed, 7, "{results:?}");
+    for id in std::iter::once(first).chain(late) {
+        let tags = env
+            .sim
+            .sim()
+            .endpoint(id)
+            .map(|e| e.tags)
+            .unwrap_or_default();
+        assert!(tags.iter().any(|t| t == "Reached"), "{id}: {tags:?}");
+    }
+    assert_eq!(env.performs_for(&done), 1);
+}
+
+/// A recurring object deleted under `deletionPolicy: Stop` deletes its schedule. Tanium does not document when
+/// `scheduledActionDelete` refuses: here it refuses twice while the schedule stays enabled, and (another object) a
+/// delete whose answer was lost is refused the second time as "not found". Each refusal is checked against the
+/// schedule's own status: the first object stays until the schedule is deleted, the second goes at once.
+#[tokio::test]
+async fn a_refused_schedule_deletion_is_checked_not_assumed() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.start_controller();
+    let api = env.namespace("refused-delete").await;
+    let end = env.sim.sim().now() + jiff::SignedDuration::from_hours(24);
+    for (i, name) in ["refused", "lost"].into_iter().enumerate() {
+        let mut m = manifest(name, &targets(&env, i), 0);
+        m["spec"]["schedule"] = json!({"reissueSeconds": 3600, "endTime": end.to_string()});
+        env.create(&api, m).await;
+    }
+    let schedule_of = |o: &TaniumAction| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.deployment.scheduled_actions.first())
+            .map(|s| s.id.clone())
+            .expect("a scheduled action")
+    };
+    let mut schedules = Vec::new();
+    for name in ["refused", "lost"] {
+        let o = env
+            .wait_for(&api, name, "Running", |o| {
+                phase(o).as_deref() == Some("Running")
+            })
+            .await;
+        schedules.push(schedule_of(&o));
+    }
+    let gateway = env.gateway(TOKEN);
+    let status = async |id: &str| {
+        gateway
+            .scheduled_action(&tanium_operator::gateway::ScheduledActionId(id.to_owned()))
+            .await
+            .expect("read")
+            .and_then(|s| s.status)
+    };
+
+    env.sim.sim().set_faults(Faults {
+        delete_refused_next: 2,
+        ..Faults::default()
+    });
+    api.delete("refused", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone(&api, "refused").await;
+    assert_eq!(status(&schedules[0]).await.as_deref(), Some("DELETED"));
+    let attempts = env.mutations("scheduledActionDelete", &schedules[0]);
+    assert_eq!(
+        attempts.len(),
+        3,
+        "two refusals, then deleted: {attempts:?}"
+    );
+
+    env.sim.sim().set_faults(Faults {
+        drop_after_commit_next: 1,
+        drop_operations: vec!["scheduledActionDelete".into()],
+        delete_again_refused: true,
+        ..Faults::default()
+    });
+    api.delete("lost", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone(&api, "lost").await;
+    assert_eq!(status(&schedules[1]).await.as_deref(), Some("DELETED"));
+    let attempts = env.mutations("scheduledActionDelete", &schedules[1]);
+    assert!(attempts.len() >= 2, "{attempts:?}");
 }

@@ -651,6 +651,12 @@ impl State {
     }
 
     /// Stops reissue; the current instance runs on until it expires or is stopped.
+    pub(crate) fn scheduled_deleted(&self, id: u64) -> bool {
+        self.scheduled
+            .get(&id)
+            .is_some_and(|sa| sa.status == ScheduledStatus::Deleted)
+    }
+
     pub(crate) fn delete_scheduled(&mut self, id: u64) -> Result<(), PerformError> {
         let sa = self
             .scheduled

@@ -177,6 +177,12 @@ pub struct Faults {
     pub max_top_level_fields: usize,
     /// Top-level fields the token's user may not use: HTTP 403 (the token is good, a permission is missing).
     pub forbidden_fields: Vec<String>,
+    /// `scheduledActionDelete` answered with a non-retryable payload error while the schedule stays enabled (a
+    /// refusal that is not "already deleted"; Tanium does not document when one comes).
+    pub delete_refused_rate: f64,
+    pub delete_refused_next: u32,
+    /// Deleting a scheduled action that is already deleted is refused ("not found") instead of a quiet success.
+    pub delete_again_refused: bool,
     pub seed: u64,
 }
 

@@ -111,6 +111,16 @@ impl FaultState {
         plan
     }
 
+    /// Is this schedule deletion refused without deleting (`delete_refused_*`)?
+    pub(crate) fn refuse_delete(&mut self) -> bool {
+        let f = &mut self.faults;
+        Self::fire(
+            &mut self.rng,
+            &mut f.delete_refused_next,
+            f.delete_refused_rate,
+        )
+    }
+
     /// `mutation_fields` is empty for queries.
     pub(crate) fn decide(&mut self, mutation_fields: &[String]) -> FaultPlan {
         let f = &mut self.faults;

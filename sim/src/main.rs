@@ -78,6 +78,12 @@ struct Args {
     /// Top-level fields answered HTTP 403 (comma separated).
     #[arg(long, value_delimiter = ',')]
     forbidden_fields: Vec<String>,
+    /// Schedule deletions refused (non-retryable) while the schedule stays.
+    #[arg(long, default_value_t = 0.0)]
+    delete_refused_rate: f64,
+    /// Deleting an already deleted schedule is refused ("not found").
+    #[arg(long)]
+    delete_again_refused: bool,
     /// A new scheduled action matches a name filter only this long after it was created.
     #[arg(long, default_value_t = 0)]
     name_filter_lag_ms: u64,
@@ -160,6 +166,8 @@ async fn main() -> std::process::ExitCode {
             unknown_status_rate: args.unknown_status_rate,
             max_top_level_fields: args.max_top_level_fields,
             forbidden_fields: args.forbidden_fields,
+            delete_refused_rate: args.delete_refused_rate,
+            delete_again_refused: args.delete_again_refused,
             seed: args.seed,
             ..Faults::default()
         },

@@ -461,9 +461,9 @@ impl<'a> Reconciler<'a> {
         self.status.results = Some(ResultCounts {
             targeted,
             counts: progress.results,
+            waiting_when_stopped: None,
         });
         self.status.expires_at = progress.expires_at.map(Time);
-        let finished = u64::from(progress.results.finished());
         let now = progress.now;
         let ended_schedule = self.obj.spec.schedule.end_time.is_none_or(|end| now >= end);
 
@@ -482,7 +482,7 @@ impl<'a> Reconciler<'a> {
             let message = self.status.results.unwrap_or_default().summary();
             return self.running(Phase::Running, "Running", message).await;
         }
-        let all_finished = targeted > 0 && finished >= targeted;
+        let all_finished = tracking::work_done(&progress.results, targeted);
         if !progress.any_open() && progress.any_stopped && !all_finished {
             return self
                 .finish(Phase::Stopped, "StoppedInTanium", Vec::new())
@@ -595,14 +595,19 @@ impl<'a> Reconciler<'a> {
         let now = Time(jiff::Timestamp::now());
         if !to_stop.is_empty() {
             self.status.stopped_at = Some(now.clone());
+            if let Some(r) = self.status.results.as_mut() {
+                r.waiting_when_stopped = Some(r.counts.waiting);
+            }
         }
         self.status.completed_at = Some(now);
         self.status.phase = Some(phase);
         let mut message = self.status.results.unwrap_or_default().summary();
         if !to_stop.is_empty() {
             let ids: Vec<String> = to_stop.iter().map(ToString::to_string).collect();
+            let waiting = self.status.results.map_or(0, |r| r.counts.waiting);
             message.push_str(&format!(
-                "; stopped action(s) {} that Tanium still showed open",
+                "; stopped action(s) {} that Tanium still showed open ({waiting} endpoint(s) still waiting were \
+                 cut off)",
                 ids.join(", ")
             ));
         }

@@ -430,10 +430,10 @@ impl<'a> Tagger<'a> {
         round.results = Some(ResultCounts {
             targeted: round.targeted,
             counts: progress.results,
+            waiting_when_stopped: None,
         });
-        let finished = u64::from(progress.results.finished());
         let over = !progress.any_open()
-            || finished >= round.targeted
+            || tracking::work_done(&progress.results, round.targeted)
             || progress.expires_at.is_some_and(|e| progress.now >= e);
         if !over {
             self.status.round = Some(round);
@@ -442,6 +442,11 @@ impl<'a> Tagger<'a> {
             return Ok(Action::requeue(self.ctx.config.timing.poll_max));
         }
         // Tanium keeps an action open until it expires; a finished round is closed now.
+        if !progress.open.is_empty()
+            && let Some(r) = round.results.as_mut()
+        {
+            r.waiting_when_stopped = Some(r.counts.waiting);
+        }
         if let Err(e) = deploy::close(
             &self.ctx.gateway,
             &mut round.deployment,

@@ -34,6 +34,14 @@ impl Progress {
     }
 }
 
+/// The action did what the preview showed: as many endpoints finished as were previewed (`targeted`), and none is
+/// at work, so that a stop cuts off only endpoints that had not started (see `stopWhenComplete`). Finishing the
+/// previewed number is not enough: the preview may have counted fewer than the action reached (endpoints that came
+/// online later, readings that changed since), and those may still be downloading or running.
+pub fn work_done(r: &ActionResults, targeted: u64) -> bool {
+    targeted > 0 && u64::from(r.finished()) >= targeted && r.at_work() == 0
+}
+
 /// What the shared poller reads for each scheduled action of a deployment, in order: the instance by id when it is
 /// known and does not change (a one-off action), else the scheduled action's newest instance (a recurring action
 /// gets a new one at each reissue; a future start has none yet).
@@ -259,5 +267,32 @@ mod tests {
         let p = poll(&poller, &owner, &mut scheduled, false, timing.gone_after).unwrap();
         assert!(p.any_open());
         assert_eq!(scheduled[0].status.as_deref(), Some("UNRECOGNIZED"));
+    }
+
+    #[test]
+    fn done_means_the_previewed_number_finished_and_none_is_at_work() {
+        let r = |completed, running, waiting| ActionResults {
+            completed,
+            running,
+            waiting,
+            ..ActionResults::default()
+        };
+        assert!(work_done(&r(3, 0, 0), 3));
+        assert!(work_done(&r(3, 0, 2), 3), "waiting ones may be cut off");
+        assert!(
+            !work_done(&r(3, 1, 0), 3),
+            "one that came in late is still running"
+        );
+        assert!(!work_done(&r(2, 0, 0), 3));
+        assert!(
+            !work_done(&r(0, 0, 0), 0),
+            "nothing previewed, nothing to judge by"
+        );
+        let retrying = ActionResults {
+            completed: 5,
+            waiting_to_retry: 1,
+            ..ActionResults::default()
+        };
+        assert!(!work_done(&retrying, 3));
     }
 }

@@ -105,7 +105,12 @@ pub struct TaniumActionSpec {
     #[serde(default)]
     pub preview: super::PreviewSettings,
 
-    /// Stop the Tanium action once every target finished, rather than leave it open until it expires.
+    /// Stop the Tanium action once it has done what the preview showed, rather than leave it open until it
+    /// expires: when as many endpoints finished as the preview counted and none is downloading, running, about
+    /// to retry or awaiting verification. The stop cuts off only endpoints that have not started: ones still
+    /// waiting (for their distribution slot, or online but not yet begun), and ones that come online later or
+    /// start to match the filter before it would have expired. `status.results.waitingWhenStopped` records how
+    /// many were waiting. Set false to let Tanium run it until it expires.
     #[serde(default = "yes")]
     pub stop_when_complete: bool,
 

@@ -230,6 +230,10 @@ pub struct ResultCounts {
     pub targeted: u64,
     #[serde(flatten)]
     pub counts: ActionResults,
+    /// Endpoints still waiting (they had not started) when the operator stopped the action: the ones a stop cut
+    /// off. Set only when it stopped one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_when_stopped: Option<u32>,
 }
 
 impl ResultCounts {

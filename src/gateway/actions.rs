@@ -300,6 +300,12 @@ impl ActionResults {
         self.completed + self.expired + self.failed + self.failed_verification + self.verified
     }
 
+    /// Endpoints with the package in hand: downloading, running, about to retry, or awaiting verification. Tanium
+    /// does not document what `actionStop` does to them, so a stop is taken to cut them off.
+    pub fn at_work(&self) -> u32 {
+        self.downloading + self.running + self.waiting_to_retry + self.pending_verification
+    }
+
     /// Every endpoint the action instance counts.
     pub fn total(&self) -> u32 {
         self.finished()

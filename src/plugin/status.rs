@@ -267,6 +267,7 @@ mod tests {
                 failed,
                 ..ActionResults::default()
             },
+            waiting_when_stopped: None,
         };
         assert_eq!(progress_bar(&r(0, 0, 0)), "[no endpoint targeted yet]");
         assert_eq!(

@@ -249,6 +249,16 @@ impl Mutation {
     ) -> Result<ScheduledActionDeletePayload> {
         run(ctx, "scheduledActionDelete", |st, _| {
             let id = numeric(&r#ref.id, "scheduled action")?;
+            if st.faults.refuse_delete() {
+                return Err(MutError::Payload(format!(
+                    "scheduled action {id} cannot be deleted now"
+                )));
+            }
+            if st.faults.faults.delete_again_refused && st.scheduled_deleted(id) {
+                return Err(MutError::Payload(format!(
+                    "scheduled action not found: {id}"
+                )));
+            }
             st.delete_scheduled(id)?;
             Ok((
                 ScheduledActionDeletePayload {
