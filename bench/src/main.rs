@@ -1,4 +1,4 @@
-//! `tanium-bench`: hold the operator to DESIGN.md's "Scale and cost" numbers, beside the naive way of polling.
+//! `tanium-bench`: hold the operator to its scale and cost targets (docs/performance.md), beside the naive way of polling.
 //!
 //! One run: a real control plane (etcd + kube-apiserver), tanium-sim with a sped-up clock, and the operator as a
 //! separate process (so that its memory and CPU are its own). N TaniumActions are created and followed to the end;

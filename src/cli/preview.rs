@@ -9,8 +9,8 @@ use serde::{Deserialize as _, Serialize};
 
 use super::output::{Table, print, print_data};
 use super::{CliError, Format, GatewayArgs, OutputArgs};
-use crate::controller::preview;
-use crate::crd::{APPROVED_PREVIEW_ANNOTATION, EndpointSample, GROUP, TaniumAction};
+use crate::controller::{gates, preview};
+use crate::crd::{APPROVED_PREVIEW_ANNOTATION, EndpointSample, GROUP, Reason, TaniumAction};
 use crate::gateway::{GatewayClient, GatewayError};
 
 #[derive(clap::Args, Debug)]
@@ -88,9 +88,12 @@ impl ActionPreview {
         }
     }
 
-    fn hold(mut self, reason: &'static str, message: String) -> Self {
+    fn hold(mut self, held: gates::Held) -> Self {
         self.would_deploy = false;
-        self.held_by = Some(Hold { reason, message });
+        self.held_by = Some(Hold {
+            reason: held.reason.as_str(),
+            message: held.message,
+        });
         self
     }
 }
@@ -103,32 +106,36 @@ pub async fn evaluate(
 ) -> Result<ActionPreview, GatewayError> {
     let spec = &obj.spec;
     let out = ActionPreview::new(obj);
-    if let Err(message) = spec.targets.validate() {
-        return Ok(out.hold("InvalidSpec", message));
+    // The operator's admin policy is its own (flags of its deployment): not known here.
+    if let Err(held) = gates::check_spec(spec, out.namespace.as_deref().unwrap_or(""), None) {
+        return Ok(out.hold(held));
     }
-    let Some(package) = gateway.package_spec(&spec.package.name).await? else {
-        let message = format!("Tanium has no package named {:?}", spec.package.name);
-        return Ok(out.hold("UnknownPackage", message));
-    };
-    if let Err(message) = spec.package.check_against(&package) {
-        return Ok(out.hold("WrongParams", message));
+    let package = gateway.package_spec(&spec.package.name).await?;
+    if let Err(held) = gates::check_package(spec, package.as_ref()) {
+        return Ok(out.hold(held));
     }
     let found = preview::find(gateway, &spec.targets, &spec.preview).await?;
-    let short = preview::incomplete(&found, spec.preview.min_answered_percent);
-    if !found.unknown_ids.is_empty() {
-        let ids: Vec<String> = found.unknown_ids.iter().map(ToString::to_string).collect();
-        let message = format!(
-            "spec.targets.endpoints: Tanium knows no endpoint with id {}",
-            ids.join(", ")
-        );
-        return Ok(out.hold("UnknownEndpoints", message));
+    if let Err(held) = gates::check_found(&found) {
+        return Ok(out.hold(held));
     }
     let count = found.count;
     let digest = preview::action_digest(spec, count);
+    let verdict = gates::judge_preview(
+        spec,
+        &found,
+        &digest,
+        None,
+        obj.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPROVED_PREVIEW_ANNOTATION))
+            .map(String::as_str),
+        (&out.name, out.namespace.as_deref()),
+    );
     let mut out = ActionPreview {
         count: Some(count),
         sample: found.sample,
-        digest: Some(digest.clone()),
+        digest: Some(digest),
         source: Some(found.source.read),
         source_reason: Some(found.source.reason),
         answered: found.answered,
@@ -136,46 +143,26 @@ pub async fn evaluate(
         would_deploy: true,
         ..out
     };
-    if let Some(message) = short {
-        return Ok(out.hold("PreviewIncomplete", message));
-    }
-    if count == 0 {
-        return Ok(out.hold(
-            "NoTargets",
-            "no endpoint matches the targets; nothing to deploy".into(),
-        ));
-    }
-    if let Some(max) = spec.safety.max_targets
-        && count > max
-    {
-        let message = format!(
-            "{count} endpoints match, more than spec.safety.maxTargets ({max}); narrow the targets or raise \
-             the limit"
-        );
-        return Ok(out.hold("TooManyTargets", message));
-    }
-    if spec.safety.require_preview_approval
-        && obj
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(APPROVED_PREVIEW_ANNOTATION))
-            != Some(&digest)
-    {
-        let command = preview::approve_command(&out.name, out.namespace.as_deref(), &digest);
-        out.approve_command = Some(command.clone());
-        let message = format!(
-            "{count} endpoint(s) would be targeted; to deploy, approve this preview: {command}"
-        );
-        return Ok(out.hold("AwaitingPreviewApproval", message));
+    match verdict {
+        gates::Verdict::Deploy => {}
+        gates::Verdict::Held(held) => return Ok(out.hold(held)),
+        gates::Verdict::AwaitingApproval { message, command } => {
+            out.approve_command = Some(command);
+            return Ok(out.hold(gates::Held {
+                reason: Reason::AwaitingPreviewApproval,
+                message,
+                wait: gates::Wait::Blocked,
+            }));
+        }
     }
     // The controller checks suspend before anything else and then does nothing; previewing anyway shows what
     // unsuspending would do.
     if spec.suspend {
-        return Ok(out.hold(
-            "Suspended",
-            "spec.suspend is true: nothing is deployed until it is false".into(),
-        ));
+        return Ok(out.hold(gates::Held {
+            reason: Reason::Suspended,
+            message: "spec.suspend is true: nothing is deployed until it is false".into(),
+            wait: gates::Wait::Permanent,
+        }));
     }
     Ok(out)
 }
@@ -228,7 +215,7 @@ fn documents(
                 expected: None,
                 would_deploy: false,
                 held_by: Some(Hold {
-                    reason: "InvalidSpec",
+                    reason: Reason::InvalidSpec.as_str(),
                     message: format!("{origin}: document {}: {e}", i + 1),
                 }),
                 approve_command: None,

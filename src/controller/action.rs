@@ -11,12 +11,12 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, Events, preview, tracking};
+use super::{Context, Error, Events, gates, preview, tracking};
 use crate::crd::ResultCounts;
 use crate::crd::action::{PackageStatus, Phase};
 use crate::crd::ready_reason_is;
 use crate::crd::{
-    APPROVED_PREVIEW_ANNOTATION, TaniumAction, TaniumActionStatus, condition, set_condition,
+    APPROVED_PREVIEW_ANNOTATION, Reason, TaniumAction, TaniumActionStatus, condition, set_condition,
 };
 use crate::gateway::actions::{PackageRef, PerformRequest};
 use crate::gateway::{ActionId, GatewayError};
@@ -180,132 +180,82 @@ impl<'a> Reconciler<'a> {
         let ctx = self.ctx;
         let spec = &self.obj.spec;
         let ns = self.obj.namespace().unwrap_or_default();
-        if let Err(message) = spec.targets.validate() {
-            return self
-                .block("InvalidSpec", message, ctx.config.timing.permanent_error)
-                .await;
+        let policy = Some(&ctx.config.policy);
+        if let Err(held) = gates::check_spec(spec, &ns, policy) {
+            return self.hold(held).await;
         }
-        if let Some(message) = self.ctx.config.policy.refuses(&ns, &spec.package.name) {
-            return self
-                .block("PolicyDenied", message, ctx.config.timing.permanent_error)
-                .await;
-        }
-        let package = match self
-            .ctx
-            .packages
-            .get(&self.ctx.gateway, &spec.package.name)
-            .await
-        {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                let message = format!("Tanium has no package named {:?}", spec.package.name);
-                return self
-                    .block("UnknownPackage", message, ctx.config.timing.permanent_error)
-                    .await;
-            }
+        let package = match ctx.packages.get(&ctx.gateway, &spec.package.name).await {
+            Ok(p) => p,
             Err(e) => return self.gateway_trouble(e).await,
         };
-        if let Err(message) = spec.package.check_against(&package) {
-            return self
-                .block("WrongParams", message, ctx.config.timing.permanent_error)
-                .await;
+        if let Err(held) = gates::check_package(spec, package.as_ref()) {
+            return self.hold(held).await;
         }
-        self.status.package = Some(PackageStatus {
-            id: package.id.clone(),
-            name: package.name.clone(),
-        });
+        if let Some(package) = package {
+            self.status.package = Some(PackageStatus {
+                id: package.id.clone(),
+                name: package.name.clone(),
+            });
+        }
 
         // Preview with the very targets that will be deployed.
-        let found = match preview::find(&self.ctx.gateway, &spec.targets, &spec.preview).await {
+        let found = match preview::find(&ctx.gateway, &spec.targets, &spec.preview).await {
             Ok(f) => f,
             Err(e) => return self.gateway_trouble(e).await,
         };
-        if !found.unknown_ids.is_empty() {
-            let ids: Vec<String> = found.unknown_ids.iter().map(ToString::to_string).collect();
-            let message = format!(
-                "spec.targets.endpoints: Tanium knows no endpoint with id {}",
-                ids.join(", ")
-            );
-            return self
-                .block("UnknownEndpoints", message, ctx.config.timing.blocked)
-                .await;
+        if let Err(held) = gates::check_found(&found) {
+            return self.hold(held).await;
         }
         let digest = preview::action_digest(spec, found.count);
         let count = found.count;
-        let short = preview::incomplete(&found, spec.preview.min_answered_percent);
+        let name = self.obj.name_any();
+        let verdict = gates::judge_preview(
+            spec,
+            &found,
+            &digest,
+            policy,
+            self.obj
+                .annotations()
+                .get(APPROVED_PREVIEW_ANNOTATION)
+                .map(String::as_str),
+            (&name, Some(&ns)),
+        );
         let first_preview =
             self.status.preview.as_ref().map(|p| (&p.digest, p.count)) != Some((&digest, count));
-        if first_preview {
-            self.status.preview = Some(found.into_preview(digest.clone()));
-        } else if let Some(p) = self.status.preview.as_mut() {
+        let observed_at = self.status.preview.as_ref().map(|p| p.observed_at.clone());
+        self.status.preview = Some(found.into_preview(digest.clone()));
+        if !first_preview && let (Some(p), Some(at)) = (self.status.preview.as_mut(), observed_at) {
             // Same count and digest: keep observedAt (the time it first looked like this), so repeated checks of
             // an unchanged preview write nothing new.
-            let observed_at = p.observed_at.clone();
-            *p = found.into_preview(digest.clone());
-            p.observed_at = observed_at;
-        }
-        if let Some(message) = short {
-            // The count is a floor: the endpoints that did not answer may match too, and the action will reach
-            // them. Neither maxTargets nor an approval can be judged on it.
-            return self
-                .block("PreviewIncomplete", message, ctx.config.timing.blocked)
-                .await;
+            p.observed_at = at;
         }
         self.set(
             condition::PREVIEWED,
             true,
-            "Previewed",
+            Reason::Previewed.as_str(),
             format!("{count} endpoint(s) match; digest {digest}"),
         );
         if first_preview {
             self.event(
                 false,
-                "Previewed",
+                Reason::Previewed.as_str(),
                 format!("{count} endpoint(s) match the targets (digest {digest})"),
             );
         }
-
-        // Safety gates.
-        if count == 0 {
-            return self
-                .block(
-                    "NoTargets",
-                    "no endpoint matches the targets; nothing to deploy".into(),
-                    ctx.config.timing.blocked,
-                )
-                .await;
-        }
-        if let Some(max) = self.ctx.config.policy.max_targets(spec.safety.max_targets)
-            && count > max
-        {
-            let message = format!(
-                "{count} endpoints match, more than the limit of {max} (spec.safety.maxTargets or the operator's \
-                 ceiling); narrow the targets or raise the limit"
-            );
-            return self
-                .block("TooManyTargets", message, ctx.config.timing.blocked)
-                .await;
-        }
-        if spec.safety.require_preview_approval
-            && self.obj.annotations().get(APPROVED_PREVIEW_ANNOTATION) != Some(&digest)
-        {
-            let message = format!(
-                "{count} endpoint(s) would be targeted; to deploy, approve this preview: {}",
-                preview::approve_command(&self.obj.name_any(), Some(&ns), &digest)
-            );
-            let was = self.phase();
-            self.status.phase = Some(Phase::AwaitingPreviewApproval);
-            self.set(
-                condition::READY,
-                false,
-                "AwaitingPreviewApproval",
-                message.clone(),
-            );
-            self.save().await?;
-            if was != Phase::AwaitingPreviewApproval || first_preview {
-                self.event(false, "AwaitingPreviewApproval", message);
+        match verdict {
+            gates::Verdict::Deploy => {}
+            gates::Verdict::Held(held) => return self.hold(held).await,
+            gates::Verdict::AwaitingApproval { message, .. } => {
+                let reason = Reason::AwaitingPreviewApproval.as_str();
+                let was = self.phase();
+                self.status.phase = Some(Phase::AwaitingPreviewApproval);
+                self.set(condition::READY, false, reason, message.clone());
+                self.save().await?;
+                if was != Phase::AwaitingPreviewApproval || first_preview {
+                    self.event(false, reason, message);
+                }
+                return Ok(Action::requeue(ctx.config.timing.blocked));
             }
-            return Ok(Action::requeue(self.ctx.config.timing.blocked));
         }
 
         // An earlier intent may have reached Tanium: look before deploying (once per reconcile).
@@ -733,6 +683,15 @@ impl<'a> Reconciler<'a> {
     }
 
     /// Hold the deployment with a condition and an event; nothing is deployed.
+    /// Held by a gate: phase Blocked, the reason in Ready, an event when it is new.
+    async fn hold(self, held: gates::Held) -> Result<Action, Error> {
+        let retry = match held.wait {
+            gates::Wait::Permanent => self.ctx.config.timing.permanent_error,
+            gates::Wait::Blocked => self.ctx.config.timing.blocked,
+        };
+        self.block(held.reason.as_str(), held.message, retry).await
+    }
+
     async fn block(
         mut self,
         reason: &str,

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod changes;
 mod deploy;
+pub mod gates;
 pub mod inspection;
 pub mod invalid;
 mod packages;

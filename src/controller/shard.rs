@@ -1,4 +1,4 @@
-//! Which objects this process reconciles. Past one replica, Kubernetes is the engine (DESIGN.md "Scale and cost"):
+//! Which objects this process reconciles. Past one replica, Kubernetes is the engine (docs/performance.md):
 //! the objects are split into shards, each a Deployment with its own Lease, by a namespace set or a label
 //! selector. Every shard has its own watch caches, poller and Gateway budget; what keeps an object that moves
 //! between shards from being deployed twice is the same as between two leaders: every status write is

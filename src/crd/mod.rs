@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod inspection;
+pub mod reason;
 mod schema;
 pub mod tag;
 
@@ -23,6 +24,7 @@ pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
 pub use inspection::{
     TaniumEndpointInspection, TaniumEndpointInspectionSpec, TaniumEndpointInspectionStatus,
 };
+pub use reason::Reason;
 pub use tag::{TaniumTag, TaniumTagSpec, TaniumTagStatus};
 
 pub const GROUP: &str = "tanium-operator.dev";

@@ -1,0 +1,130 @@
+//! The reasons of conditions and events, beside the API types that carry them (as Flux and cert-manager keep
+//! theirs): Argo CD's health checks, `kubectl tanium`, the chart's alerts and people's scripts read them, so each is
+//! spelled once, here. Reasons of Gateway errors are the client's (`GatewayError::reason`), since `crd` knows no
+//! Gateway; this module names the rest.
+
+use std::fmt;
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// A condition's or event's reason: CamelCase, stable, one per situation a person acts on differently.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Gates: held before anything is deployed; nothing reached the endpoints.
+    /// The spec cannot be deployed as written (targets, params); fix the manifest.
+    InvalidSpec,
+    /// The operator's admin policy does not let this namespace or package deploy.
+    PolicyDenied,
+    /// Tanium has no package of that name.
+    UnknownPackage,
+    /// The params do not fit the package's parameters.
+    WrongParams,
+    /// A listed endpoint id is unknown to Tanium.
+    UnknownEndpoints,
+    /// A live preview was answered by fewer endpoints than `spec.preview.minAnsweredPercent` of those expected.
+    PreviewIncomplete,
+    /// No endpoint matches the targets.
+    NoTargets,
+    /// More endpoints match than `spec.safety.maxTargets` or the operator's ceiling allows.
+    TooManyTargets,
+    /// The preview waits for a person's approval annotation.
+    AwaitingPreviewApproval,
+    /// `spec.suspend` holds the deployment.
+    Suspended,
+
+    // The deployment and its life in Tanium.
+    /// The preview ran (condition Previewed).
+    Previewed,
+    /// The intent is recorded; `actionPerform` is on its way.
+    Deploying,
+    /// Tanium created the scheduled action(s).
+    Deployed,
+    /// An action of this manifest's name already existed (a re-created object): followed, not deployed again.
+    Adopted,
+    /// An earlier attempt whose answer was lost did reach Tanium: found by name and followed.
+    Recovered,
+    /// Tanium refused the deployment, and a look-up by name confirmed nothing was created.
+    DeployRefused,
+    /// Whether the deployment reached Tanium is not known yet; it is looked up by name, never sent blindly.
+    OutcomeUnknown,
+    /// Tanium holds the scheduled action for approval by a user other than the operator's.
+    AwaitingTaniumApproval,
+    /// Endpoints are running the action.
+    Running,
+
+    // Terminal outcomes.
+    /// Every targeted endpoint completed it.
+    Completed,
+    /// It ended with some endpoints that did not run it (expired, or never targeted).
+    CompletedPartially,
+    /// It ended with some endpoints reporting failure.
+    CompletedWithFailures,
+    /// It expired before any endpoint ran it.
+    Expired,
+    /// The operator stopped it (deletion, or the object's request).
+    Stopped,
+    /// Someone stopped it in Tanium before every target finished.
+    StoppedInTanium,
+
+    // The object itself.
+    /// `ttlSecondsAfterFinished` under a GitOps tool: deleted and re-created again and again.
+    TTLUnderGitOps,
+    /// Deletion waits: an intent without ids may still reach Tanium, or the Gateway did not answer.
+    DeletionBlocked,
+    /// Deletion gave up waiting for the Gateway and let the object go; Tanium may still run its action.
+    DeletionTimedOut,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Reason {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Reason {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_distinct_camel_case_words() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+                "{s}"
+            );
+            assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
+        }
+    }
+}
