@@ -1,7 +1,7 @@
 //! A filter is previewed and deployed as the same thing, for any filter a manifest can hold.
 //!
 //! 1. Serialisation: the preview's `endpoints` filter variable and the deploy's `targetGroup.filter` carry the
-//!    filter's JSON unchanged, and it reads back as the same filter (`gateway::fuzzing::filter_translation`,
+//!    filter's JSON unchanged, and it reads back as the same filter (`fuzzing::filter_translation`,
 //!    which the `filter_translation` fuzz target also calls).
 //! 2. Meaning: read the way the Gateway (here the sim) reads them, as `EndpointFieldFilter` for the preview and
 //!    `ComputerGroupFilter` plus `platforms` for the deploy, the two select exactly the same endpoints of a fleet,
@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use tanium_operator::controller::preview;
 use tanium_operator::crd::Targets;
+use tanium_operator::fuzzing::filter_translation;
 use tanium_operator::gateway::actions::{PackageRef, PerformRequest, Schedule};
-use tanium_operator::gateway::fuzzing::filter_translation;
 use tanium_operator::gateway::{Filter, FilterOp, GroupRef, Platform, SensorRef};
 use tanium_sim::{EndpointSpec, FilterInput, matches, parse_filter};
 

@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tanium_operator::gateway::fuzzing::{
-    OPERATIONS, answer_from_bytes, filter_translation_from_bytes,
-};
+use tanium_operator::fuzzing::{OPERATIONS, answer_from_bytes, filter_translation_from_bytes};
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

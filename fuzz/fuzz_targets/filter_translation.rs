@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(e) = tanium_operator::gateway::fuzzing::filter_translation_from_bytes(data) {
+    if let Err(e) = tanium_operator::fuzzing::filter_translation_from_bytes(data) {
         panic!("preview and deploy differ: {e}");
     }
 });

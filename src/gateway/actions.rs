@@ -513,7 +513,7 @@ impl Read {
 
 type Batch = (Option<jiff::Timestamp>, Vec<(Polled, Read)>);
 
-// One decoder per operation, pure (an answer in, a value or an error out), so that `gateway::fuzzing` can feed
+// One decoder per operation, pure (an answer in, a value or an error out), so that `crate::fuzzing` can feed
 // them arbitrary answers.
 
 pub(crate) fn decode_perform(raw: RawResponse) -> Result<Vec<PerformedAction>, GatewayError> {

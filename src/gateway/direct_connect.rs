@@ -201,7 +201,7 @@ pub(crate) enum Opened {
     Absent,
 }
 
-// One decoder per operation, pure, so that `gateway::fuzzing` can feed them arbitrary answers.
+// One decoder per operation, pure, so that `crate::fuzzing` can feed them arbitrary answers.
 
 pub(crate) fn decode_open(raw: RawResponse) -> Result<Opened, GatewayError> {
     if lacks_field(&raw, "directConnectOpen") {

@@ -233,7 +233,7 @@ impl From<WireEndpoint> for Endpoint {
     }
 }
 
-/// The `endpoints` answer, pure, so that `gateway::fuzzing` can feed it arbitrary answers.
+/// The `endpoints` answer, pure, so that `crate::fuzzing` can feed it arbitrary answers.
 pub(crate) fn decode_page(raw: RawResponse) -> Result<EndpointPage, GatewayError> {
     let conn: WireConnection = data_field("endpoints", raw, "endpoints")?;
     let endpoints: Vec<Endpoint> = conn.edges.into_iter().map(|e| e.node.into()).collect();

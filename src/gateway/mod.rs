@@ -10,8 +10,7 @@ pub mod endpoints;
 pub mod error;
 pub mod features;
 pub mod filter;
-#[doc(hidden)]
-pub mod fuzzing;
+pub mod introspect;
 pub mod packages;
 pub mod sensors;
 pub mod tokens;
@@ -125,7 +124,7 @@ pub fn documents() -> Vec<(&'static str, &'static str)> {
     all.extend(actions::DOCUMENTS);
     all.extend(direct_connect::DOCUMENTS);
     all.extend(tokens::DOCUMENTS);
-    all.extend(features::DOCUMENTS);
+    all.extend(introspect::DOCUMENTS);
     all
 }
 

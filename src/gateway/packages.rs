@@ -121,7 +121,7 @@ impl PackageSpec {
     }
 }
 
-/// The `packageSpecs` answer, pure, so that `gateway::fuzzing` can feed it arbitrary answers.
+/// The `packageSpecs` answer, pure, so that `crate::fuzzing` can feed it arbitrary answers.
 pub(crate) fn decode_package_specs(raw: RawResponse) -> Result<Vec<PackageSpec>, GatewayError> {
     let conn: Connection = data_field("packageSpecs", raw, "packageSpecs")?;
     Ok(conn.edges.into_iter().map(|e| e.node).collect())

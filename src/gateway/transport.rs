@@ -197,7 +197,7 @@ struct Inner {
     retry: RetryPolicy,
     observer: std::sync::OnceLock<Observer>,
     tls: TlsVerification,
-    /// What the Gateway offers, once detected (`features::detect_features`).
+    /// What the Gateway offers, once detected (`introspect`).
     features: RwLock<Option<super::features::Features>>,
     /// Consulted before every once-only mutation; none: this process acts alone (no leader election).
     fence: RwLock<Option<Arc<dyn Fence>>>,
@@ -538,7 +538,7 @@ impl GatewayClient {
 }
 
 /// What an HTTP answer means, from its status, content type and body alone: pure, so that it can be fuzzed.
-/// Everything the network can send reaches the operator through here and a decoder (see `gateway::fuzzing`).
+/// Everything the network can send reaches the operator through here and a decoder (see `crate::fuzzing`).
 /// `quote_body`: an error page's start goes into the error (not when the request carried a token: a proxy may
 /// echo it).
 pub fn read_answer(

@@ -1,17 +1,17 @@
 //! Entry points for the fuzz targets in `fuzz/` (and the corpus test that replays their seeds in every test run).
 //!
-//! Everything the Gateway sends reaches the operator through [`super::transport::read_answer`] and one decoder
+//! Everything the Gateway sends reaches the operator through [`transport::read_answer`] and one decoder
 //! per operation; [`answer`] runs both on one answer. Whatever the bytes, the result is a value or an error,
 //! never a panic. [`filter_translation`] checks that a filter, however odd, reaches the preview and the deploy
 //! identically.
 
 use serde_json::json;
 
-use super::actions::{PackageRef, PerformRequest, Schedule};
-use super::error::GatewayError;
-use super::filter::Filter;
-use super::{ActionId, EndpointId, Platform};
-use super::{actions, direct_connect, endpoints, features, packages, tokens, transport};
+use crate::gateway::actions::{PackageRef, PerformRequest, Schedule};
+use crate::gateway::error::GatewayError;
+use crate::gateway::filter::Filter;
+use crate::gateway::{ActionId, EndpointId, Platform};
+use crate::gateway::{actions, direct_connect, endpoints, introspect, packages, tokens, transport};
 
 /// Every operation whose answer the operator decodes, by the name its document carries.
 pub const OPERATIONS: &[&str] = &[
@@ -87,7 +87,7 @@ pub fn answer(
             direct_connect::decode_read(op, op, &EndpointId::from("1"), raw)?
         ),
         "apiTokenRotate" => format!("{:?}", tokens::decode_rotate(raw)?),
-        "gatewayFeatures" => format!("{:?}", features::decode_features(raw)?),
+        "gatewayFeatures" => format!("{:?}", introspect::decode_features(raw)?),
         // The ping, close and kill answers share one shape.
         _ => format!("{:?}", direct_connect::decode_result(op, op, raw)?),
     };
