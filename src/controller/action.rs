@@ -2,21 +2,23 @@
 //! track results → complete → stop what is still open. Status is the durable record: a terminal object costs no
 //! Gateway request, and an intent without ids is looked up by name before anything is deployed again.
 
+mod decide;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, Events, gates, preview, tracking};
+use super::object::{Kind, Object};
+use super::{Context, Error, gates, preview, tracking};
 use crate::crd::ResultCounts;
 use crate::crd::action::{PackageStatus, Phase};
-use crate::crd::ready_reason_is;
 use crate::crd::{
-    APPROVED_PREVIEW_ANNOTATION, Reason, TaniumAction, TaniumActionStatus, condition, set_condition,
+    APPROVED_PREVIEW_ANNOTATION, Reason, TaniumAction, TaniumActionStatus, condition,
 };
 use crate::gateway::actions::{PackageRef, PerformRequest};
 use crate::gateway::{ActionId, GatewayError};
@@ -27,43 +29,21 @@ pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
 /// so it is final only once a look-up by name after the grace finds nothing.
 const UNCONFIRMED: &str = "; to be confirmed by a look-up by name before the object fails";
 
-/// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
-/// finished cleanly), `Expired` when it ran nowhere before it expired.
-fn outcome(r: &crate::gateway::ActionResults, all_finished: bool) -> (Phase, &'static str) {
-    let ran = r.completed + r.verified + r.failed + r.failed_verification;
-    if ran == 0 {
-        (Phase::Expired, "Expired")
-    } else if r.failed + r.failed_verification > 0 {
-        (Phase::Completed, "CompletedWithFailures")
-    } else if r.expired > 0 || !all_finished {
-        (Phase::Completed, "CompletedPartially")
-    } else {
-        (Phase::Completed, "Completed")
-    }
-}
-
 pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Action, Error> {
     let c = ctx.clone();
-    super::with_finalizer(
+    super::object::with_finalizer(
         obj,
         ctx,
         FINALIZER,
-        async |obj, api, events| Reconciler::new(&obj, &c, &api, events).apply().await,
-        async |obj, api, events| Reconciler::new(&obj, &c, &api, events).cleanup().await,
+        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).apply().await,
+        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).cleanup().await,
     )
     .await
 }
 
-/// One reconcile of one object: the object as read, a working copy of its status, and where to write it.
-struct Reconciler<'a> {
-    obj: &'a TaniumAction,
-    ctx: &'a Context,
-    api: &'a Api<TaniumAction>,
-    events: &'a Events,
-    status: TaniumActionStatus,
-    /// The object's version as this reconcile knows it: every status write is conditional on it, so a reconcile
-    /// that started from a stale copy fails with a conflict instead of acting on old state.
-    resource_version: Option<String>,
+/// What one reconcile of a TaniumAction carries besides its status.
+#[derive(Default)]
+pub struct Scratch {
     /// A look-up by action name found nothing in this reconcile.
     looked_up: bool,
     /// The intent this reconcile recorded (a request slot and when, before the status write): `actionPerform` is
@@ -71,48 +51,39 @@ struct Reconciler<'a> {
     intent: Option<deploy::Intent>,
 }
 
-impl<'a> Reconciler<'a> {
-    fn new(
-        obj: &'a TaniumAction,
-        ctx: &'a Context,
-        api: &'a Api<TaniumAction>,
-        events: &'a Events,
-    ) -> Self {
-        let mut status = obj.status.clone().unwrap_or_default();
-        // Counted as read, so that objects that need no write (terminal, steady) count after a restart too.
-        let phase = status.phase.map(|p| p.to_string());
-        ctx.metrics.phase(
-            "TaniumAction",
-            &obj.uid().unwrap_or_default(),
-            phase.as_deref(),
-        );
-        status.observed_generation = obj.metadata.generation;
-        super::mark_operator_conditions(&mut status.conditions, ctx, obj.metadata.generation);
-        Self {
-            obj,
-            ctx,
-            api,
-            events,
-            status,
-            resource_version: obj.metadata.resource_version.clone(),
-            looked_up: false,
-            intent: None,
-        }
-    }
+impl Kind for TaniumAction {
+    type Status = TaniumActionStatus;
+    type Scratch = Scratch;
 
+    fn scratch(&self) -> Scratch {
+        Scratch::default()
+    }
+    fn status(&self) -> Option<&TaniumActionStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &TaniumActionStatus) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut TaniumActionStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+    fn observe(status: &mut TaniumActionStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+    fn phase_label(status: &TaniumActionStatus) -> Option<String> {
+        status.phase.map(|p| p.to_string())
+    }
+    /// Finished or suspended: its Gateway access no longer matters to it.
+    fn at_rest(status: &TaniumActionStatus) -> bool {
+        status
+            .phase
+            .is_some_and(|p| p.is_terminal() || p == Phase::Suspended)
+    }
+}
+
+impl Object<'_, TaniumAction> {
     fn phase(&self) -> Phase {
         self.status.phase.unwrap_or(Phase::Pending)
-    }
-
-    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
-        set_condition(
-            &mut self.status.conditions,
-            type_,
-            ok,
-            reason,
-            message,
-            self.obj.metadata.generation,
-        );
     }
 
     /// A TTL deletes the finished object, and a GitOps tool creates it again from the manifest, again and again.
@@ -137,11 +108,11 @@ impl<'a> Reconciler<'a> {
         self.set(
             condition::RECREATION_LOOP,
             true,
-            "TTLUnderGitOps",
+            Reason::TTLUnderGitOps,
             message.clone(),
         );
         if fresh {
-            self.event(true, "TTLUnderGitOps", message);
+            self.event(true, Reason::TTLUnderGitOps, message);
         }
     }
 
@@ -152,27 +123,29 @@ impl<'a> Reconciler<'a> {
     async fn apply(mut self) -> Result<Action, Error> {
         self.warn_of_recreation_loop();
         let phase = self.phase();
-        if phase.is_terminal() {
-            return self.finished().await;
-        }
-        if phase.is_deployed() {
-            return self.track().await;
-        }
-        if self.obj.spec.suspend {
-            if phase != Phase::Suspended {
-                self.status.phase = Some(Phase::Suspended);
-                self.set(
-                    condition::READY,
-                    false,
-                    "Suspended",
-                    "spec.suspend is true: nothing is deployed until it is false",
-                );
-                self.save().await?;
-                self.event(false, "Suspended", "deployment held by spec.suspend".into());
+        match decide::stage(phase, self.obj.spec.suspend) {
+            decide::Stage::Finished => self.finished().await,
+            decide::Stage::Track => self.track().await,
+            decide::Stage::Prepare => self.prepare_and_deploy().await,
+            decide::Stage::Suspend => {
+                if phase != Phase::Suspended {
+                    self.status.phase = Some(Phase::Suspended);
+                    self.set(
+                        condition::READY,
+                        false,
+                        Reason::Suspended,
+                        "spec.suspend is true: nothing is deployed until it is false",
+                    );
+                    self.save().await?;
+                    self.event(
+                        false,
+                        Reason::Suspended,
+                        "deployment held by spec.suspend".into(),
+                    );
+                }
+                Ok(Action::await_change())
             }
-            return Ok(Action::await_change());
         }
-        self.prepare_and_deploy().await
     }
 
     /// Everything before the deployment; every check can hold it back with a condition and deploys nothing.
@@ -259,7 +232,7 @@ impl<'a> Reconciler<'a> {
         }
 
         // An earlier intent may have reached Tanium: look before deploying (once per reconcile).
-        if self.status.deployment.intended() && !self.looked_up {
+        if self.status.deployment.intended() && !self.scratch.looked_up {
             return self.recover().await;
         }
         let name = self.action_name();
@@ -275,7 +248,7 @@ impl<'a> Reconciler<'a> {
             }
         }
         // Record the intent, durably, before the side effect that must not repeat.
-        self.intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
+        self.scratch.intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
             Ok(intent) => Some(intent),
             Err(e) => return self.gateway_trouble(e).await,
         };
@@ -284,7 +257,7 @@ impl<'a> Reconciler<'a> {
         self.set(
             condition::READY,
             false,
-            "Deploying",
+            Reason::Deploying,
             "deploying through actionPerform",
         );
         self.save().await?;
@@ -294,7 +267,7 @@ impl<'a> Reconciler<'a> {
     /// `actionPerform`, once. Only reached with the intent already in status.
     async fn deploy(mut self) -> Result<Action, Error> {
         let request = self.perform_request()?;
-        let intent = match self.intent.take() {
+        let intent = match self.scratch.intent.take() {
             Some(intent) => intent,
             None => return Err(Error::MissingField("the intent recorded in this reconcile")),
         };
@@ -321,10 +294,10 @@ impl<'a> Reconciler<'a> {
                     ids.join(", "),
                     request.name
                 );
-                self.set(condition::DEPLOYED, true, "Deployed", message.clone());
+                self.set(condition::DEPLOYED, true, Reason::Deployed, message.clone());
                 self.status.phase = Some(Phase::Running);
                 self.save().await?;
-                self.event(false, "Deployed", message);
+                self.event(false, Reason::Deployed, message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
             Err(GatewayError::Fenced { reason, .. }) => {
@@ -338,14 +311,14 @@ impl<'a> Reconciler<'a> {
                 // look-up by name after the grace finds nothing (`recover`).
                 let (reason, message) = match e.refusal() {
                     Some(refusal) => (
-                        "DeployRefused",
+                        Reason::DeployRefused.as_str(),
                         format!("the Gateway refused actionPerform: {refusal}{UNCONFIRMED}"),
                     ),
                     // A missing permission is a person's to grant; said as such, still looked up first.
                     None => (
                         match e.cause() {
                             cause @ GatewayError::Forbidden { .. } => cause.reason(),
-                            _ => "OutcomeUnknown",
+                            _ => Reason::OutcomeUnknown.as_str(),
                         },
                         format!("{e}; the action will be looked up by name before any new attempt"),
                     ),
@@ -364,10 +337,20 @@ impl<'a> Reconciler<'a> {
     async fn refused(mut self, message: String) -> Result<Action, Error> {
         self.status.phase = Some(Phase::Failed);
         self.status.completed_at = Some(Time(jiff::Timestamp::now()));
-        self.set(condition::DEPLOYED, false, "DeployRefused", message.clone());
-        self.set(condition::READY, false, "DeployRefused", message.clone());
+        self.set(
+            condition::DEPLOYED,
+            false,
+            Reason::DeployRefused,
+            message.clone(),
+        );
+        self.set(
+            condition::READY,
+            false,
+            Reason::DeployRefused,
+            message.clone(),
+        );
         self.save().await?;
-        self.event(true, "DeployRefused", message);
+        self.event(true, Reason::DeployRefused, message);
         Ok(Action::await_change())
     }
 
@@ -379,11 +362,11 @@ impl<'a> Reconciler<'a> {
              change spec.runId or the name",
             ids.join(", ")
         );
-        self.follow_found("Adopted", message).await
+        self.follow_found(Reason::Adopted, message).await
     }
 
     /// What a look-up by name found is this object's deployment now: follow it.
-    async fn follow_found(mut self, reason: &str, message: String) -> Result<Action, Error> {
+    async fn follow_found(mut self, reason: Reason, message: String) -> Result<Action, Error> {
         self.set(condition::DEPLOYED, true, reason, message.clone());
         self.status.phase = Some(Phase::Running);
         self.save().await?;
@@ -415,47 +398,36 @@ impl<'a> Reconciler<'a> {
         });
         self.status.expires_at = progress.expires_at.map(Time);
         let now = progress.now;
-        let ended_schedule = self.obj.spec.schedule.end_time.is_none_or(|end| now >= end);
-
-        if !progress.awaiting_approval.is_empty() {
-            let message = format!(
-                "scheduled action(s) {} wait for approval in Tanium by a user other than the operator's \
-                 (the operator never approves its own actions)",
-                progress.awaiting_approval.join(", ")
-            );
-            return self
-                .running(Phase::AwaitingApproval, "AwaitingTaniumApproval", message)
-                .await;
+        let settings = decide::Settings {
+            targeted,
+            recurring,
+            schedule_ended: self.obj.spec.schedule.end_time.is_none_or(|end| now >= end),
+            stop_when_complete: self.obj.spec.stop_when_complete,
+        };
+        match decide::after_poll(&progress, settings) {
+            decide::Step::AwaitingApproval(ids) => {
+                let message = format!(
+                    "scheduled action(s) {} wait for approval in Tanium by a user other than the operator's \
+                     (the operator never approves its own actions)",
+                    ids.join(", ")
+                );
+                self.running(
+                    Phase::AwaitingApproval,
+                    Reason::AwaitingTaniumApproval,
+                    message,
+                )
+                .await
+            }
+            decide::Step::Running => {
+                let message = self.status.results.unwrap_or_default().summary();
+                self.running(Phase::Running, Reason::Running, message).await
+            }
+            decide::Step::Finish {
+                phase,
+                reason,
+                stop,
+            } => self.finish(phase, reason, stop).await,
         }
-        if recurring && !ended_schedule {
-            // Tanium reissues it until its end time; there is nothing to decide before then.
-            let message = self.status.results.unwrap_or_default().summary();
-            return self.running(Phase::Running, "Running", message).await;
-        }
-        let all_finished = tracking::work_done(&progress.results, targeted);
-        if !progress.any_open() && progress.any_stopped && !all_finished {
-            return self
-                .finish(Phase::Stopped, "StoppedInTanium", Vec::new())
-                .await;
-        }
-        if !progress.any_open() || all_finished {
-            // Tanium closed every instance, or every target finished: the action is over. Close what Tanium
-            // still shows open (a recurring action past its end time too, so its last instance does not linger).
-            let to_stop = if self.obj.spec.stop_when_complete || recurring {
-                progress.open.clone()
-            } else {
-                Vec::new()
-            };
-            let (phase, reason) = outcome(&progress.results, all_finished);
-            return self.finish(phase, reason, to_stop).await;
-        }
-        if progress.expires_at.is_some_and(|expiry| now >= expiry) {
-            // Past its expiry and Tanium still shows it open: close it so it cannot linger.
-            let (phase, reason) = outcome(&progress.results, false);
-            return self.finish(phase, reason, progress.open.clone()).await;
-        }
-        let message = self.status.results.unwrap_or_default().summary();
-        self.running(Phase::Running, "Running", message).await
     }
 
     /// The intent is recorded but no ids are: an `actionPerform` may have happened. Look before deploying again.
@@ -474,13 +446,13 @@ impl<'a> Reconciler<'a> {
             Ok(LookUp::Nothing) => {
                 let deployed = crate::crd::condition(&self.status.conditions, condition::DEPLOYED);
                 if let Some(refusal) = deployed
-                    .filter(|c| c.reason == "DeployRefused" && c.status == "False")
+                    .filter(|c| c.reason == Reason::DeployRefused.as_str() && c.status == "False")
                     .map(|c| c.message.trim_end_matches(UNCONFIRMED).to_owned())
                 {
                     return self.refused(refusal).await;
                 }
                 tracing::info!(action = %name, "no action by this name in Tanium; deploying after fresh checks");
-                self.looked_up = true;
+                self.scratch.looked_up = true;
                 // Everything may have changed since the intent (targets, limits, approval, suspend): check again.
                 self.status.phase = Some(Phase::Pending);
                 return Box::pin(self.apply()).await;
@@ -491,13 +463,13 @@ impl<'a> Reconciler<'a> {
             "found scheduled action(s) {} named {name:?} from an earlier attempt whose answer was lost; not deploying again",
             ids.join(", ")
         );
-        self.follow_found("Recovered", message).await
+        self.follow_found(Reason::Recovered, message).await
     }
 
     async fn running(
         mut self,
         phase: Phase,
-        reason: &str,
+        reason: Reason,
         message: String,
     ) -> Result<Action, Error> {
         let was = self.phase();
@@ -506,7 +478,7 @@ impl<'a> Reconciler<'a> {
         self.set(condition::COMPLETED, false, reason, message.clone());
         self.save().await?;
         if was != phase && phase == Phase::AwaitingApproval {
-            self.event(false, "AwaitingTaniumApproval", message);
+            self.event(false, Reason::AwaitingTaniumApproval, message);
         }
         if !self.recurring() {
             // The shared poller wakes this object when one of its actions changes.
@@ -527,7 +499,7 @@ impl<'a> Reconciler<'a> {
     async fn finish(
         mut self,
         phase: Phase,
-        reason: &str,
+        reason: Reason,
         to_stop: Vec<ActionId>,
     ) -> Result<Action, Error> {
         // A recurring action's schedule goes first, so that nothing is reissued once the object is terminal.
@@ -569,7 +541,7 @@ impl<'a> Reconciler<'a> {
             &self.status.deployment.scheduled_actions,
             self.recurring(),
         ));
-        self.event(reason != "Completed", reason, message);
+        self.event(reason != Reason::Completed, reason, message);
         self.finished().await
     }
 
@@ -637,7 +609,7 @@ impl<'a> Reconciler<'a> {
                 if !stopped.is_empty() {
                     self.event(
                         false,
-                        "Stopped",
+                        Reason::Stopped,
                         format!(
                             "stopped Tanium action(s) {} on deletion",
                             stopped.join(", ")
@@ -657,16 +629,21 @@ impl<'a> Reconciler<'a> {
             let message = format!(
                 "could not stop the Tanium action(s) for {since:?} ({e}); letting the object go and leaving them as they are"
             );
-            self.event(true, "DeletionTimedOut", message);
+            self.event(true, Reason::DeletionTimedOut, message);
             return Ok(Action::await_change());
         }
         let message = format!(
             "cannot stop the Tanium action(s) yet ({e}); deletion waits up to {:?}, or set deletionPolicy: Orphan",
             self.ctx.config.timing.deletion_timeout
         );
-        self.set(condition::READY, false, "DeletionBlocked", message.clone());
+        self.set(
+            condition::READY,
+            false,
+            Reason::DeletionBlocked,
+            message.clone(),
+        );
         self.save().await?;
-        self.event(true, "DeletionBlocked", message);
+        self.event(true, Reason::DeletionBlocked, message);
         Err(e.into())
     }
 
@@ -689,37 +666,19 @@ impl<'a> Reconciler<'a> {
             gates::Wait::Permanent => self.ctx.config.timing.permanent_error,
             gates::Wait::Blocked => self.ctx.config.timing.blocked,
         };
-        self.block(held.reason.as_str(), held.message, retry).await
+        self.block(held.reason, held.message, retry).await
     }
 
     async fn block(
         mut self,
-        reason: &str,
+        reason: Reason,
         message: String,
         retry: Duration,
     ) -> Result<Action, Error> {
-        let unchanged =
-            self.phase() == Phase::Blocked && ready_reason_is(&self.status.conditions, reason);
+        let known = self.phase() == Phase::Blocked && self.ready_reason_is(reason);
         self.status.phase = Some(Phase::Blocked);
-        self.set(condition::READY, false, reason, message.clone());
-        self.save().await?;
-        if !unchanged {
-            self.event(true, reason, message);
-        }
+        self.warn(reason, message, known).await?;
         Ok(Action::requeue(retry))
-    }
-
-    /// A Gateway error: a person's problem (token, refusal) gets a condition and a slow requeue; a passing one
-    /// goes to the error policy's backoff.
-    async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
-        let message = e.to_string();
-        let unchanged = ready_reason_is(&self.status.conditions, e.reason());
-        self.set(condition::READY, false, e.reason(), message.clone());
-        self.save().await?;
-        if !unchanged {
-            self.event(true, e.reason(), message);
-        }
-        super::after_gateway_error(self.ctx, e)
     }
 
     fn owner(&self) -> super::poller::Owner {
@@ -754,36 +713,5 @@ impl<'a> Reconciler<'a> {
             targets: spec.targets.to_gateway().map_err(Error::MissingField)?,
             schedule: spec.schedule.clone(),
         })
-    }
-
-    /// The one place status is written: server-side apply of the whole status, as this operator's field manager.
-    async fn save(&mut self) -> Result<(), Error> {
-        if self.phase().is_terminal() || self.phase() == Phase::Suspended {
-            super::clear_operator_conditions(&mut self.status.conditions);
-        }
-        // A reconcile that learned nothing new writes nothing (the object as read already says it).
-        if self.obj.status.as_ref() == Some(&self.status)
-            && self.resource_version == self.obj.metadata.resource_version
-        {
-            return Ok(());
-        }
-        super::write_status(
-            self.api,
-            &self.obj.name_any(),
-            &mut self.resource_version,
-            &self.status,
-        )
-        .await?;
-        let phase = self.status.phase.map(|p| p.to_string());
-        self.ctx.metrics.phase(
-            "TaniumAction",
-            &self.obj.uid().unwrap_or_default(),
-            phase.as_deref(),
-        );
-        Ok(())
-    }
-
-    fn event(&self, warning: bool, reason: &str, note: String) {
-        self.events.raise(warning, reason, note);
     }
 }

@@ -4,44 +4,38 @@
 //! well inside the idle timeout, otherwise close it. The connection is pinged while work goes on, opened again when
 //! Tanium has dropped it, and closed on deletion and on shutdown.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod summary;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt as _;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 
-use super::{Context, Error, Events};
+use super::object::{Kind, Object};
+use super::{Context, Error};
 use crate::crd::inspection::{
-    AlertEntry, AlertSummary, ConnectionState, ConnectionStatus, KillRecord, KillState,
-    MAX_ALERTS_LISTED, MAX_TOP_PROCESSES, PerformanceStatus, ProcessEntry, ProcessSummary,
+    ConnectionState, ConnectionStatus, KillRecord, KillState, MAX_TOP_PROCESSES, PerformanceStatus,
     ResolvedEndpoint,
 };
-use crate::crd::{
-    TaniumEndpointInspection, TaniumEndpointInspectionStatus, condition, ready_reason_is,
-    set_condition,
-};
+use crate::crd::{Reason, TaniumEndpointInspection, TaniumEndpointInspectionStatus, condition};
 use crate::gateway::{
-    Alert, DirectConnection, EndpointId, EndpointSnapshot, GatewayError, Process, Reading, Resolved,
+    DirectConnection, EndpointId, EndpointSnapshot, GatewayError, Reading, Resolved,
 };
 
 pub const FINALIZER: &str = "tanium-operator.dev/close-connection";
-const KIND: &str = "TaniumEndpointInspection";
-/// Longest process name or alert key kept in status.
-const MAX_TEXT: usize = 256;
 
 pub async fn reconcile(
     obj: Arc<TaniumEndpointInspection>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let c = ctx.clone();
-    super::with_finalizer(
+    super::object::with_finalizer(
         obj,
         ctx,
         FINALIZER,
-        async |obj, api, events| Inspector::new(&obj, &c, &api, events).apply().await,
+        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).apply().await,
         async |obj, _, _| {
             let uid = obj.uid().unwrap_or_default();
             c.sessions.close(&c.gateway, &uid).await;
@@ -51,112 +45,41 @@ pub async fn reconcile(
     .await
 }
 
-/// Direct Connect connections kept open between refreshes, by object uid. Closed on deletion and when the
-/// controllers stop.
-#[derive(Debug, Default)]
-pub struct Sessions(Mutex<HashMap<String, DirectConnection>>);
-
-impl Sessions {
-    fn get(&self, uid: &str) -> Option<DirectConnection> {
-        self.0.lock().ok()?.get(uid).cloned()
-    }
-
-    fn put(&self, uid: &str, conn: DirectConnection) {
-        if let Ok(mut s) = self.0.lock() {
-            s.insert(uid.to_owned(), conn);
-        }
-    }
-
-    fn take(&self, uid: &str) -> Option<DirectConnection> {
-        self.0.lock().ok()?.remove(uid)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Close one object's connection, if it has one. A failure is logged: the Gateway drops idle connections
-    /// anyway.
-    pub async fn close(&self, gateway: &crate::gateway::GatewayClient, uid: &str) {
-        if let Some(conn) = self.take(uid) {
-            close_quietly(gateway, &conn).await;
-        }
-    }
-
-    /// Close every connection (the controllers are stopping).
-    pub async fn close_all(&self, gateway: &crate::gateway::GatewayClient) {
-        let all: Vec<DirectConnection> = match self.0.lock() {
-            Ok(mut s) => s.drain().map(|(_, c)| c).collect(),
-            Err(_) => return,
-        };
-        if !all.is_empty() {
-            tracing::info!(
-                connections = all.len(),
-                "closing Direct Connect connections"
-            );
-        }
-        futures::future::join_all(all.iter().map(|c| close_quietly(gateway, c))).await;
-    }
-}
-
-async fn close_quietly(gateway: &crate::gateway::GatewayClient, conn: &DirectConnection) {
-    match gateway.dc_close(conn).await {
-        Ok(_) => {
-            tracing::debug!(connection = %conn.id, endpoint = %conn.endpoint, "connection closed")
-        }
-        Err(e) => {
-            tracing::info!(connection = %conn.id, error = %e, "cannot close connection; it idles out")
-        }
-    }
-}
-
-struct Inspector<'a> {
-    obj: &'a TaniumEndpointInspection,
-    ctx: &'a Context,
-    api: &'a Api<TaniumEndpointInspection>,
-    events: &'a Events,
+/// What one reconcile of an inspection carries besides its status: the uid its connection is kept under.
+pub struct Scratch {
     uid: String,
-    status: TaniumEndpointInspectionStatus,
-    resource_version: Option<String>,
 }
 
-impl<'a> Inspector<'a> {
-    fn new(
-        obj: &'a TaniumEndpointInspection,
-        ctx: &'a Context,
-        api: &'a Api<TaniumEndpointInspection>,
-        events: &'a Events,
-    ) -> Self {
-        let mut status = obj.status.clone().unwrap_or_default();
-        let uid = obj.uid().unwrap_or_default();
-        let reason = condition_reason(&status);
-        ctx.metrics.phase(KIND, &uid, reason.as_deref());
-        status.observed_generation = obj.metadata.generation;
-        super::mark_operator_conditions(&mut status.conditions, ctx, obj.metadata.generation);
-        Self {
-            obj,
-            ctx,
-            api,
-            events,
-            uid,
-            status,
-            resource_version: obj.metadata.resource_version.clone(),
+impl Kind for TaniumEndpointInspection {
+    type Status = TaniumEndpointInspectionStatus;
+    type Scratch = Scratch;
+
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            uid: self.uid().unwrap_or_default(),
         }
     }
+    fn status(&self) -> Option<&TaniumEndpointInspectionStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &TaniumEndpointInspectionStatus) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut TaniumEndpointInspectionStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+    fn observe(status: &mut TaniumEndpointInspectionStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+    /// An inspection has no phase: it is counted under its Ready reason.
+    fn phase_label(status: &TaniumEndpointInspectionStatus) -> Option<String> {
+        condition_reason(status)
+    }
+}
 
-    fn set_ready(&mut self, ok: bool, reason: &str, message: impl Into<String>) {
-        set_condition(
-            &mut self.status.conditions,
-            condition::READY,
-            ok,
-            reason,
-            message,
-            self.obj.metadata.generation,
-        );
+impl Object<'_, TaniumEndpointInspection> {
+    fn set_ready(&mut self, ok: bool, reason: impl AsRef<str>, message: impl Into<String>) {
+        self.set(condition::READY, ok, reason, message);
     }
 
     fn refresh(&self) -> Duration {
@@ -175,13 +98,13 @@ impl<'a> Inspector<'a> {
         let ns = self.obj.namespace().unwrap_or_default();
         if let Some(refusal) = self.ctx.config.policy.refuses_namespace(&ns) {
             return self
-                .hold("PolicyDenied", refusal, timing.permanent_error)
+                .hold(Reason::PolicyDenied, refusal, timing.permanent_error)
                 .await;
         }
         let Some(selector) = self.obj.spec.endpoint.selector() else {
             return self
                 .hold(
-                    "InvalidSpec",
+                    Reason::InvalidSpec,
                     "spec.endpoint needs exactly one of id or computerName".into(),
                     timing.permanent_error,
                 )
@@ -191,7 +114,9 @@ impl<'a> Inspector<'a> {
             Ok(Resolved::One(e)) => e,
             Ok(Resolved::None) => {
                 let message = format!("Tanium knows no endpoint with {selector}");
-                return self.hold("EndpointNotFound", message, timing.blocked).await;
+                return self
+                    .hold(Reason::EndpointNotFound, message, timing.blocked)
+                    .await;
             }
             Ok(Resolved::Several { total, some }) => {
                 let ids: Vec<String> = some.iter().map(|e| e.id.to_string()).collect();
@@ -205,10 +130,10 @@ impl<'a> Inspector<'a> {
                     }
                 );
                 return self
-                    .hold("EndpointAmbiguous", message, timing.blocked)
+                    .hold(Reason::EndpointAmbiguous, message, timing.blocked)
                     .await;
             }
-            Err(e) => return self.gateway_trouble(e).await,
+            Err(e) => return self.trouble(e).await,
         };
         self.status.endpoint = Some(ResolvedEndpoint {
             id: endpoint.id.clone(),
@@ -216,7 +141,7 @@ impl<'a> Inspector<'a> {
         });
 
         let ctx = self.ctx;
-        let uid = self.uid.clone();
+        let uid = self.scratch.uid.clone();
         let done = ctx
             .gateway
             .while_pinging(
@@ -267,17 +192,20 @@ impl<'a> Inspector<'a> {
         }
         self.summarise(snapshot);
         let summary = self.summary_message();
-        self.set_ready(true, "Inspected", summary);
+        self.set_ready(true, Reason::Inspected, summary);
         Ok(self)
     }
 
     /// The object's connection: the one kept from the last refresh, or a new one.
     async fn session(&mut self, endpoint: &EndpointId) -> Result<DirectConnection, GatewayError> {
-        if let Some(conn) = self.ctx.sessions.get(&self.uid) {
+        if let Some(conn) = self.ctx.sessions.get(&self.scratch.uid) {
             if &conn.endpoint == endpoint {
                 return Ok(conn);
             }
-            self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
+            self.ctx
+                .sessions
+                .close(&self.ctx.gateway, &self.scratch.uid)
+                .await;
         }
         self.open(endpoint, false).await
     }
@@ -291,12 +219,12 @@ impl<'a> Inspector<'a> {
         let opening = gateway.dc_open_start(endpoint).await?;
         let conn = opening.connection.clone();
         // Held before it is ready, so that every path (failure, deletion, shutdown) closes it.
-        self.ctx.sessions.put(&self.uid, conn.clone());
+        self.ctx.sessions.put(&self.scratch.uid, conn.clone());
         if let Err(e) = gateway
             .dc_wait_ready(opening, self.ctx.config.timing.dc_ready_timeout)
             .await
         {
-            self.ctx.sessions.close(gateway, &self.uid).await;
+            self.ctx.sessions.close(gateway, &self.scratch.uid).await;
             return Err(e);
         }
         let reconnects = self.status.connection.as_ref().map_or(0, |c| c.reconnects);
@@ -309,7 +237,7 @@ impl<'a> Inspector<'a> {
         if reconnect {
             self.event(
                 false,
-                "Reconnected",
+                Reason::Reconnected,
                 format!(
                     "the Gateway had dropped the connection to endpoint {endpoint}; opened {}",
                     conn.id
@@ -338,7 +266,7 @@ impl<'a> Inspector<'a> {
     /// not sent into a connection that idled out). Never repeated: its outcome goes into `status.kill`.
     async fn send_kill(&mut self, endpoint: &EndpointId, mut record: KillRecord) {
         let (pid, name, signal) = (record.pid, record.name.clone(), record.signal);
-        let sent = match self.ctx.sessions.get(&self.uid) {
+        let sent = match self.ctx.sessions.get(&self.scratch.uid) {
             Some(conn) => {
                 self.ctx
                     .gateway
@@ -373,7 +301,7 @@ impl<'a> Inspector<'a> {
                 // Not carried out: forget the intent so that a later refresh tries again.
                 self.status.kill = None;
                 let message = format!("process {pid} ({name}) not ended yet, will try again: {e}");
-                self.event(true, "KillDeferred", message);
+                self.event(true, Reason::KillDeferred, message);
                 return;
             }
             Err(e) if refused_as_a_document(&e) => (
@@ -394,10 +322,10 @@ impl<'a> Inspector<'a> {
         record.finished_at = Some(Time(jiff::Timestamp::now()));
         self.status.kill = Some(record);
         let reason = match state {
-            KillState::Ended => "ProcessEnded",
-            KillState::NotFound => "ProcessNotFound",
-            KillState::Failed => "KillFailed",
-            _ => "KillOutcomeUnknown",
+            KillState::Ended => Reason::ProcessEnded,
+            KillState::NotFound => Reason::ProcessNotFound,
+            KillState::Failed => Reason::KillFailed,
+            _ => Reason::KillOutcomeUnknown,
         };
         self.event(warning, reason, message);
     }
@@ -418,7 +346,7 @@ impl<'a> Inspector<'a> {
                 if !still_ours {
                     return Err(Error::Kube(kube::Error::Api(s)));
                 }
-                self.resource_version = fresh.metadata.resource_version;
+                self.rebase(fresh.metadata.resource_version);
                 self.save().await
             }
             other => other,
@@ -483,7 +411,7 @@ impl<'a> Inspector<'a> {
         if self.ctx.gateway.dc_alive(&conn).await != Some(false) {
             return Err(e);
         }
-        self.ctx.sessions.take(&self.uid);
+        self.ctx.sessions.take(&self.scratch.uid);
         let conn = self.open(endpoint, true).await?;
         self.ctx.gateway.dc_read(&conn, reading).await
     }
@@ -492,18 +420,18 @@ impl<'a> Inspector<'a> {
     fn summarise(&mut self, snapshot: EndpointSnapshot) {
         let collect = &self.obj.spec.collect;
         self.status.performance = snapshot.performance.map(|p| PerformanceStatus {
-            cpu_usage_percent: round2(p.cpu_usage_percent),
-            memory_used_percent: round2(p.memory_used_percent),
+            cpu_usage_percent: summary::round2(p.cpu_usage_percent),
+            memory_used_percent: summary::round2(p.memory_used_percent),
         });
         self.status.processes = match (&collect.processes, snapshot.processes) {
-            (Some(selection), Some(all)) => Some(summarise_processes(
+            (Some(selection), Some(all)) => Some(summary::processes(
                 all,
                 selection.name_contains.as_deref(),
                 selection.top.min(MAX_TOP_PROCESSES) as usize,
             )),
             _ => None,
         };
-        self.status.alerts = snapshot.alerts.map(summarise_alerts);
+        self.status.alerts = snapshot.alerts.map(summary::alerts);
         self.status.last_refreshed = Some(Time(jiff::Timestamp::now()));
     }
 
@@ -542,67 +470,42 @@ impl<'a> Inspector<'a> {
             let message = format!(
                 "{e}; the endpoint must be online and have the Performance module; trying again in {retry:?}"
             );
-            return self.hold("EndpointUnreachable", message, retry).await;
+            return self.hold(Reason::EndpointUnreachable, message, retry).await;
         }
-        self.gateway_trouble(e).await
+        self.trouble(e).await
     }
 
     /// Not inspected this time: a condition (an event when it is news), no connection kept.
     async fn hold(
         mut self,
-        reason: &str,
+        reason: Reason,
         message: String,
         retry: Duration,
     ) -> Result<Action, Error> {
         self.forget_connection().await;
-        let unchanged = ready_reason_is(&self.status.conditions, reason);
-        self.set_ready(false, reason, message.clone());
-        self.save().await?;
-        if !unchanged {
-            self.event(true, reason, message);
-        }
+        let known = self.ready_reason_is(reason);
+        self.warn(reason, message, known).await?;
         Ok(Action::requeue(retry))
     }
 
-    async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
+    /// A Gateway error, with no connection kept (it may be broken).
+    async fn trouble(mut self, e: GatewayError) -> Result<Action, Error> {
         self.forget_connection().await;
-        let message = e.to_string();
-        let unchanged = ready_reason_is(&self.status.conditions, e.reason());
-        self.set_ready(false, e.reason(), message.clone());
-        self.save().await?;
-        if !unchanged {
-            self.event(true, e.reason(), message);
-        }
-        super::after_gateway_error(self.ctx, e)
+        self.gateway_trouble(e).await
     }
 
     /// Close the object's connection, if it has one, and say so in status.
     async fn forget_connection(&mut self) {
-        self.ctx.sessions.close(&self.ctx.gateway, &self.uid).await;
+        self.ctx
+            .sessions
+            .close(&self.ctx.gateway, &self.scratch.uid)
+            .await;
         if let Some(c) = self.status.connection.as_mut()
             && c.state == ConnectionState::Open
         {
             c.state = ConnectionState::Closed;
             c.id = None;
         }
-    }
-
-    /// The one place status is written.
-    async fn save(&mut self) -> Result<(), Error> {
-        super::write_status(
-            self.api,
-            &self.obj.name_any(),
-            &mut self.resource_version,
-            &self.status,
-        )
-        .await?;
-        let reason = condition_reason(&self.status);
-        self.ctx.metrics.phase(KIND, &self.uid, reason.as_deref());
-        Ok(())
-    }
-
-    fn event(&self, warning: bool, reason: &str, note: String) {
-        self.events.raise(warning, reason, note);
     }
 }
 
@@ -621,164 +524,4 @@ fn refused_as_a_document(e: &GatewayError) -> bool {
 
 fn condition_reason(status: &TaniumEndpointInspectionStatus) -> Option<String> {
     crate::crd::condition(&status.conditions, condition::READY).map(|c| c.reason.clone())
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn clip(s: String) -> String {
-    if s.len() <= MAX_TEXT {
-        return s;
-    }
-    let mut end = MAX_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
-fn summarise_processes(
-    all: Vec<Process>,
-    name_contains: Option<&str>,
-    top: usize,
-) -> ProcessSummary {
-    let count = all.len() as u64;
-    let needle = name_contains.map(str::to_lowercase);
-    let mut matching: Vec<Process> = all
-        .into_iter()
-        .filter(|p| {
-            needle
-                .as_ref()
-                .is_none_or(|n| p.name.to_lowercase().contains(n))
-        })
-        .collect();
-    let matched = needle.is_some().then_some(matching.len() as u64);
-    matching.sort_by(|a, b| {
-        b.memory_resident_bytes
-            .cmp(&a.memory_resident_bytes)
-            .then(a.pid.cmp(&b.pid))
-    });
-    ProcessSummary {
-        count,
-        matched,
-        top: matching
-            .into_iter()
-            .take(top)
-            .map(|p| ProcessEntry {
-                pid: p.pid,
-                ppid: p.ppid,
-                name: clip(p.name),
-                user_name: clip(p.user_name),
-                memory_resident_bytes: p.memory_resident_bytes,
-                cpu_usage_percent: round2(p.cpu_usage_percent),
-            })
-            .collect(),
-    }
-}
-
-fn summarise_alerts(mut all: Vec<Alert>) -> AlertSummary {
-    let firing = |a: &Alert| a.firing.unwrap_or(a.resolved_at.is_none());
-    let count = all.len() as u64;
-    let firing_count = all.iter().filter(|a| firing(a)).count() as u64;
-    // RFC 3339 times in one zone sort as text; firing ones first.
-    all.sort_by(|a, b| {
-        firing(b)
-            .cmp(&firing(a))
-            .then_with(|| b.start.cmp(&a.start))
-    });
-    AlertSummary {
-        count,
-        firing: firing_count,
-        recent: all
-            .into_iter()
-            .take(MAX_ALERTS_LISTED)
-            .map(|a| AlertEntry {
-                firing: firing(&a),
-                kind: a.kind.map(clip),
-                key: a.key.map(clip),
-                start: a.start,
-                resolved_at: a.resolved_at,
-                value: a.value,
-            })
-            .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn process(pid: i64, name: &str, memory: i64) -> Process {
-        Process {
-            pid,
-            ppid: 1,
-            name: name.into(),
-            command_line: "secret --password=hunter2".into(),
-            user_name: "root".into(),
-            group_name: String::new(),
-            cpu_usage_percent: 1.234,
-            memory_resident_bytes: memory,
-        }
-    }
-
-    #[test]
-    fn processes_are_counted_filtered_and_bounded() {
-        let all: Vec<Process> = (1..=5000)
-            .map(|i| process(i, if i % 2 == 0 { "nginx" } else { "Java" }, i * 10))
-            .collect();
-        let s = summarise_processes(all.clone(), None, 3);
-        assert_eq!(s.count, 5000);
-        assert_eq!(s.matched, None);
-        assert_eq!(
-            s.top.iter().map(|p| p.pid).collect::<Vec<_>>(),
-            [5000, 4999, 4998]
-        );
-        let s = summarise_processes(all, Some("JAVA"), 2);
-        assert_eq!((s.count, s.matched), (5000, Some(2500)));
-        assert_eq!(
-            s.top.iter().map(|p| p.pid).collect::<Vec<_>>(),
-            [4999, 4997]
-        );
-        assert_eq!(s.top[0].cpu_usage_percent, 1.23);
-        let text = serde_json::to_string(&s).unwrap();
-        assert!(
-            !text.contains("hunter2"),
-            "command lines stay out of status"
-        );
-    }
-
-    #[test]
-    fn alerts_list_firing_then_newest() {
-        let alert = |key: &str, start: &str, resolved: bool| Alert {
-            key: Some(key.into()),
-            kind: Some("available-mem".into()),
-            labels: None,
-            start: Some(start.into()),
-            resolved_at: resolved.then(|| "2026-01-01T00:00:00Z".into()),
-            value: Some(1.0),
-            firing: None,
-        };
-        let all: Vec<Alert> = (0..30)
-            .map(|i| {
-                alert(
-                    &format!("k{i}"),
-                    &format!("2026-01-01T00:{i:02}:00Z"),
-                    i != 3,
-                )
-            })
-            .collect();
-        let s = summarise_alerts(all);
-        assert_eq!((s.count, s.firing), (30, 1));
-        assert_eq!(s.recent.len(), MAX_ALERTS_LISTED);
-        assert_eq!(s.recent[0].key.as_deref(), Some("k3"));
-        assert_eq!(s.recent[1].key.as_deref(), Some("k29"));
-    }
-
-    #[test]
-    fn long_text_is_clipped_on_a_char_boundary() {
-        let s = clip("é".repeat(300));
-        assert!(s.len() <= MAX_TEXT + "…".len());
-        assert!(s.ends_with('…'));
-    }
 }

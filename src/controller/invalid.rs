@@ -79,7 +79,7 @@ impl<K: kube::Resource> kube::Resource for Guarded<K> {
 }
 
 /// The event's reason, for people and for tests.
-pub const REASON: &str = "InvalidObject";
+pub const REASON: &str = crate::crd::Reason::InvalidObject.as_str();
 
 /// At most this many unreadable objects are remembered (to say it once per version); past it, the memory starts
 /// over and each is said once more.

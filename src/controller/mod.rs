@@ -7,10 +7,12 @@ mod deploy;
 pub mod gates;
 pub mod inspection;
 pub mod invalid;
+mod object;
 mod packages;
 pub mod poller;
 pub mod preview;
 pub mod rotation;
+pub mod sessions;
 pub mod shard;
 pub mod tag;
 mod tracking;
@@ -21,12 +23,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
-use crate::crd::{condition, set_condition};
-use crate::gateway::{GatewayClient, GatewayError, TlsVerification};
+use crate::gateway::{GatewayClient, GatewayError};
 
 pub use packages::PackageCache;
 pub use shard::Shard;
@@ -221,7 +221,7 @@ pub struct FailPoints {
 pub struct Context {
     pub client: kube::Client,
     pub gateway: GatewayClient,
-    /// Who publishes events (see [`Events`]).
+    /// Who publishes events (see [`object::Events`]).
     pub reporter: Reporter,
     pub config: Config,
     pub packages: PackageCache,
@@ -229,7 +229,7 @@ pub struct Context {
     /// Consecutive failed reconciles per object uid, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Direct Connect connections kept between refreshes.
-    pub sessions: inspection::Sessions,
+    pub sessions: sessions::Sessions,
     /// The one results poller for every object's open actions.
     pub poller: poller::Poller,
     /// Kinds whose watch cache has synced since the controllers last started.
@@ -262,7 +262,7 @@ impl Context {
             packages: PackageCache::new(Duration::from_secs(300)),
             metrics,
             failures: Mutex::new(HashMap::new()),
-            sessions: inspection::Sessions::default(),
+            sessions: sessions::Sessions::default(),
             poller: poller::Poller::new(batch),
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
@@ -358,16 +358,6 @@ impl Error {
             Self::MissingField(_) => "MalformedObject",
             Self::Requeue(_) => "InProgress",
         }
-    }
-}
-
-/// After a Gateway error has been recorded in a condition: a person's problem (rejected token, refusal) is looked
-/// at again slowly; a passing one goes to the error policy's backoff.
-fn after_gateway_error(ctx: &Context, e: GatewayError) -> Result<Action, Error> {
-    if e.is_permanent() {
-        Ok(Action::requeue(ctx.config.timing.permanent_error))
-    } else {
-        Err(e.into())
     }
 }
 
@@ -573,236 +563,6 @@ async fn run_kind<K, R, Fut>(
     if synced.load(Ordering::SeqCst) {
         sync_ctx.caches_synced.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// The events one reconcile raises. They are published in order once the reconcile is over, so that no event write
-/// stands between an object's change and the side effect it leads to (a deploy does not wait for its "Previewed"
-/// event). Events are best effort: a failure to publish is logged, never fatal to the reconcile.
-#[derive(Default)]
-pub struct Events(Mutex<Vec<Event>>);
-
-impl Events {
-    pub fn raise(&self, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(truncate(note, 1000)),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Ok(mut queued) = self.0.lock() {
-            queued.push(event);
-        }
-    }
-
-    /// Through a recorder of its own: kube's `Recorder` keeps every event it published for six minutes, to count
-    /// repeats into a series; ours raises an event only when something changed, so that cache only held memory
-    /// (70 MB of a 108 MB heap with 10,000 TaniumActions, docs/performance.md).
-    async fn publish(self, client: &kube::Client, reporter: &Reporter, object: &ObjectReference) {
-        let queued = self.0.into_inner().unwrap_or_default();
-        if queued.is_empty() {
-            return;
-        }
-        let recorder = Recorder::new(client.clone(), reporter.clone());
-        for event in queued {
-            if let Err(e) = recorder.publish(&event, object).await {
-                tracing::warn!(error = %e, reason = event.reason, "cannot publish event");
-            }
-        }
-    }
-}
-
-/// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
-/// (the finalizer is released when `cleanup` returns `Ok`).
-async fn with_finalizer<K>(
-    obj: Arc<K>,
-    ctx: Arc<Context>,
-    name: &str,
-    apply: impl AsyncFnOnce(Arc<K>, kube::Api<K>, &Events) -> Result<Action, Error>,
-    cleanup: impl AsyncFnOnce(Arc<K>, kube::Api<K>, &Events) -> Result<Action, Error>,
-) -> Result<Action, Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    use kube::runtime::finalizer::{Error as FinalizerError, Event as Step, finalizer};
-    let started = std::time::Instant::now();
-    let ns = obj
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let uid = obj
-        .meta()
-        .uid
-        .clone()
-        .ok_or(Error::MissingField("metadata.uid"))?;
-    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &ns);
-    let obj = match with_our_finalizer(&api, name, obj).await {
-        Ok(obj) => obj,
-        Err(e) => {
-            ctx.metrics.reconciled(
-                K::kind(&()).as_ref(),
-                "KubernetesApiError",
-                started.elapsed(),
-            );
-            return Err(e);
-        }
-    };
-    let reference = obj.object_ref(&());
-    let events = Events::default();
-    let result = finalizer(&api, name, obj, |event| async {
-        match event {
-            Step::Apply(obj) => apply(obj, api.clone(), &events).await,
-            Step::Cleanup(obj) => {
-                let done = cleanup(obj, api.clone(), &events).await;
-                if done.is_ok() {
-                    // The finalizer is released next: the object no longer counts in any phase.
-                    ctx.metrics.phase(K::kind(&()).as_ref(), &uid, None);
-                }
-                done
-            }
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    events.publish(&ctx.client, &ctx.reporter, &reference).await;
-    if result.is_ok() {
-        ctx.record_success(&uid);
-    }
-    let outcome = match &result {
-        Ok(_) | Err(Error::Requeue(_)) => "ok",
-        Err(e) => e.reason(),
-    };
-    ctx.metrics
-        .reconciled(K::kind(&()).as_ref(), outcome, started.elapsed());
-    result
-}
-
-/// A new object gets the finalizer here, and the reconcile goes on with the object the patch returned, rather than
-/// ending and waiting for the watch to bring the change back: one reconcile per new object, not two, which is most
-/// of an apply → deploy's latency. The patch is kube-runtime's own (it tests the list it extends).
-async fn with_our_finalizer<K>(api: &kube::Api<K>, name: &str, obj: Arc<K>) -> Result<Arc<K>, Error>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    use kube::api::{Patch, PatchParams};
-    let meta = obj.meta();
-    let finalizers = meta.finalizers.clone().unwrap_or_default();
-    if meta.deletion_timestamp.is_some() || finalizers.iter().any(|f| f == name) {
-        return Ok(obj);
-    }
-    let object_name = meta
-        .name
-        .clone()
-        .ok_or(Error::MissingField("metadata.name"))?;
-    let ops = if finalizers.is_empty() {
-        serde_json::json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": [name]},
-        ])
-    } else {
-        serde_json::json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": name},
-        ])
-    };
-    let patch: json_patch::Patch =
-        serde_json::from_value(ops).map_err(|_| Error::MissingField("a valid finalizer patch"))?;
-    let patched = api
-        .patch(
-            &object_name,
-            &PatchParams::default(),
-            &Patch::Json::<()>(patch),
-        )
-        .await?;
-    Ok(Arc::new(patched))
-}
-
-/// Remove what `mark_operator_conditions` adds: an object the operator no longer acts for (a finished or suspended
-/// TaniumAction) does not depend on its Gateway access, and would otherwise keep a stale `GatewayToken` for ever.
-pub(crate) fn clear_operator_conditions(
-    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-) {
-    conditions.retain(|c| {
-        c.type_ != condition::GATEWAY_TLS_VERIFIED && c.type_ != condition::GATEWAY_TOKEN
-    });
-}
-
-/// What every object says about the operator itself, present only while a person should act:
-/// `GatewayTLSVerified=False` while the Gateway's certificate is not checked (what the object reports came over a
-/// connection anyone on the path could have answered), `GatewayToken=False` while token rotation needs a person.
-pub(crate) fn mark_operator_conditions(
-    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    ctx: &Context,
-    generation: Option<i64>,
-) {
-    match ctx.gateway.tls() {
-        TlsVerification::Insecure => set_condition(
-            conditions,
-            condition::GATEWAY_TLS_VERIFIED,
-            false,
-            "VerificationDisabled",
-            format!(
-                "the operator runs with TANIUM_INSECURE_SKIP_TLS_VERIFY: it does not check the Gateway's certificate, \
-                 so {}",
-                TlsVerification::INSECURE_RISK
-            ),
-            generation,
-        ),
-        TlsVerification::Verify => {
-            conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
-        }
-    }
-    let trouble = ctx.rotation.trouble();
-    match trouble {
-        Some(t) => set_condition(
-            conditions,
-            condition::GATEWAY_TOKEN,
-            false,
-            t.reason,
-            t.message,
-            generation,
-        ),
-        None => conditions.retain(|c| c.type_ != condition::GATEWAY_TOKEN),
-    }
-}
-
-async fn write_status<K>(
-    api: &kube::Api<K>,
-    name: &str,
-    resource_version: &mut Option<String>,
-    status: &impl serde::Serialize,
-) -> Result<(), Error>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    use kube::api::{Patch, PatchParams};
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "metadata": {"resourceVersion": resource_version},
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            name,
-            &PatchParams::apply(crate::crd::MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    *resource_version = written.meta().resource_version.clone();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use super::Context;
-use crate::crd::MANAGER;
+use crate::crd::{MANAGER, Reason};
 use crate::gateway::GatewayError;
 use crate::gateway::tokens::RotatedToken;
 
@@ -83,7 +83,7 @@ impl RotationState {
 /// What the objects' `GatewayToken` condition says while something needs a person (see `mark_operator_conditions`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenTrouble {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -119,7 +119,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                     set_trouble(
                         &ctx,
                         Some(TokenTrouble {
-                            reason: "TokenRotationFailing",
+                            reason: Reason::TokenRotationFailing,
                             message: format!(
                                 "token rotation failed {failures} times in a row; the last time: {e}"
                             ),
@@ -314,7 +314,7 @@ async fn write_new(
                 set_trouble(
                     ctx,
                     Some(TokenTrouble {
-                        reason: "TokenNotSaved",
+                        reason: Reason::TokenNotSaved,
                         message: format!(
                             "the token was rotated but the new one is not yet in Secret {}/{} ({e}); the operator \
                              holds it and keeps trying: do not restart it",
@@ -354,7 +354,7 @@ async fn confirm(
         ctx,
         &done,
         false,
-        "TokenRotated",
+        Reason::TokenRotated,
         format!("rotated; the new token expires at {expires}"),
     )
     .await;
@@ -399,15 +399,22 @@ async fn resume(
                 annotation(secret, ROTATION_STARTED_AT).map_or("?", String::as_str),
                 cfg.key
             );
-            let fresh = ctx.rotation.trouble().map(|t| t.reason) != Some("TokenRotationLost");
+            let fresh = ctx.rotation.trouble().map(|t| t.reason) != Some(Reason::TokenRotationLost);
             if fresh {
                 tracing::error!("{message}");
-                event(ctx, secret, true, "TokenRotationLost", message.clone()).await;
+                event(
+                    ctx,
+                    secret,
+                    true,
+                    Reason::TokenRotationLost,
+                    message.clone(),
+                )
+                .await;
             }
             set_trouble(
                 ctx,
                 Some(TokenTrouble {
-                    reason: "TokenRotationLost",
+                    reason: Reason::TokenRotationLost,
                     message,
                 }),
             );
@@ -467,9 +474,9 @@ fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
     }
 }
 
-async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: &str, note: String) {
-    let events = super::Events::default();
-    events.raise(warning, reason, note);
+async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: Reason, note: String) {
+    let events = super::object::Events::default();
+    events.raise(warning, reason.as_str(), note);
     events
         .publish(&ctx.client, &ctx.reporter, &secret.object_ref(&()))
         .await;

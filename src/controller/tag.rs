@@ -3,19 +3,20 @@
 //! Tags" to those only, track the round to its end; remove tags dropped from the spec; and on deletion remove
 //! every tag it applied before letting the object go. A steady state makes no Gateway write.
 
-use std::collections::BTreeSet;
+mod decide;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
-use super::{Context, Error, Events, tracking};
-use crate::crd::ready_reason_is;
+use super::object::{Kind, Object};
+use super::{Context, Error, tracking};
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
-use crate::crd::{Deployment, ResultCounts, TaniumTag, TaniumTagStatus, condition, set_condition};
+use crate::crd::{Deployment, Reason, ResultCounts, TaniumTag, TaniumTagStatus, condition};
 use crate::gateway::actions::{
     PackageRef, PerformRequest, Schedule, Target, Targets as GatewayTargets,
 };
@@ -29,12 +30,12 @@ const CUSTOM_TAGS: &str = "Custom Tags";
 
 pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action, Error> {
     let c = ctx.clone();
-    super::with_finalizer(
+    super::object::with_finalizer(
         obj,
         ctx,
         FINALIZER,
-        async |obj, api, events| Tagger::new(&obj, &c, &api, events).apply().await,
-        async |obj, api, events| Tagger::new(&obj, &c, &api, events).cleanup().await,
+        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).apply().await,
+        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).cleanup().await,
     )
     .await
 }
@@ -62,59 +63,35 @@ fn lacking(tags: &[String]) -> Filter {
     )
 }
 
-struct Tagger<'a> {
-    obj: &'a TaniumTag,
-    ctx: &'a Context,
-    api: &'a Api<TaniumTag>,
-    events: &'a Events,
-    status: TaniumTagStatus,
-    resource_version: Option<String>,
-}
-
 /// Which endpoints a round deploys to.
 enum Selection {
     Filter(Filter),
     Ids(Vec<EndpointId>),
 }
 
-impl<'a> Tagger<'a> {
-    fn new(
-        obj: &'a TaniumTag,
-        ctx: &'a Context,
-        api: &'a Api<TaniumTag>,
-        events: &'a Events,
-    ) -> Self {
-        let mut status = obj.status.clone().unwrap_or_default();
-        // Counted as read, so that objects that need no write (steady) count after a restart too.
-        let phase = status.phase.map(|p| format!("{p:?}"));
-        ctx.metrics.phase(
-            "TaniumTag",
-            &obj.uid().unwrap_or_default(),
-            phase.as_deref(),
-        );
-        status.observed_generation = obj.metadata.generation;
-        super::mark_operator_conditions(&mut status.conditions, ctx, obj.metadata.generation);
-        Self {
-            obj,
-            ctx,
-            api,
-            events,
-            status,
-            resource_version: obj.metadata.resource_version.clone(),
-        }
-    }
+impl Kind for TaniumTag {
+    type Status = TaniumTagStatus;
+    type Scratch = ();
 
-    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
-        set_condition(
-            &mut self.status.conditions,
-            type_,
-            ok,
-            reason,
-            message,
-            self.obj.metadata.generation,
-        );
+    fn scratch(&self) {}
+    fn status(&self) -> Option<&TaniumTagStatus> {
+        self.status.as_ref()
     }
+    fn conditions(status: &TaniumTagStatus) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut TaniumTagStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+    fn observe(status: &mut TaniumTagStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+    fn phase_label(status: &TaniumTagStatus) -> Option<String> {
+        status.phase.map(|p| format!("{p:?}"))
+    }
+}
 
+impl Object<'_, TaniumTag> {
     fn interval(&self) -> Duration {
         self.obj.spec.interval()
     }
@@ -128,42 +105,31 @@ impl<'a> Tagger<'a> {
             self.set(
                 condition::READY,
                 false,
-                "Suspended",
+                Reason::Suspended,
                 "spec.suspend is true: no tagging rounds",
             );
-            self.save_if_changed().await?;
+            self.save().await?;
             return Ok(Action::requeue(self.interval()));
         }
         let spec = &self.obj.spec;
         let ns = self.obj.namespace().unwrap_or_default();
-        if let Err(message) = spec.targets.validate() {
-            return self.block("InvalidSpec", message).await;
+        if let Err(held) =
+            decide::check_spec(spec, &ns, &self.ctx.config.policy, &[ADD_TAGS, REMOVE_TAGS])
+        {
+            return self.block(held.reason, held.message).await;
         }
         for package in [ADD_TAGS, REMOVE_TAGS] {
-            if let Some(message) = self.ctx.config.policy.refuses(&ns, package) {
-                return self.block("PolicyDenied", message).await;
-            }
-            match self.ctx.packages.get(&self.ctx.gateway, package).await {
-                Ok(Some(p)) if p.params.len() == 1 => {}
-                Ok(_) => {
-                    let message = format!(
-                        "Tanium has no package {package:?} taking one parameter (the tags)"
-                    );
-                    return self.block("UnknownPackage", message).await;
-                }
+            let found = match self.ctx.packages.get(&self.ctx.gateway, package).await {
+                Ok(p) => p,
                 Err(e) => return self.gateway_trouble(e).await,
+            };
+            if let Err(held) = decide::check_package(package, found.as_ref()) {
+                return self.block(held.reason, held.message).await;
             }
         }
 
         // Tags dropped from the spec come off first.
-        let wanted: BTreeSet<&String> = spec.tags.iter().collect();
-        let dropped: Vec<String> = self
-            .status
-            .applied_tags
-            .iter()
-            .filter(|t| !wanted.contains(t))
-            .cloned()
-            .collect();
+        let dropped = decide::dropped(&self.status.applied_tags, &spec.tags);
         if !dropped.is_empty() {
             let (count, selection) = match self.select(carrying(&dropped)).await {
                 Ok(found) => found,
@@ -191,29 +157,25 @@ impl<'a> Tagger<'a> {
         self.status.matched = Some(matched);
         self.status.pending = Some(pending);
         self.status.tagged = Some(matched.saturating_sub(pending));
-        if pending == 0 {
-            for t in &tags {
-                if !self.status.applied_tags.contains(t) {
-                    self.status.applied_tags.push(t.clone());
+        let limit = self.ctx.config.policy.max_targets(spec.safety.max_targets);
+        match decide::after_count(pending, limit) {
+            decide::Next::Round => {}
+            decide::Next::Held(held) => return self.block(held.reason, held.message).await,
+            decide::Next::InSync => {
+                for t in &tags {
+                    if !self.status.applied_tags.contains(t) {
+                        self.status.applied_tags.push(t.clone());
+                    }
                 }
+                self.status.phase = Some(TagPhase::InSync);
+                let message = format!(
+                    "all {matched} matching endpoint(s) carry {}",
+                    tags.join(", ")
+                );
+                self.set(condition::READY, true, Reason::InSync, message);
+                self.save().await?;
+                return Ok(Action::requeue(self.interval()));
             }
-            self.status.phase = Some(TagPhase::InSync);
-            let message = format!(
-                "all {matched} matching endpoint(s) carry {}",
-                tags.join(", ")
-            );
-            self.set(condition::READY, true, "InSync", message);
-            self.save_if_changed().await?;
-            return Ok(Action::requeue(self.interval()));
-        }
-        if let Some(max) = self.ctx.config.policy.max_targets(spec.safety.max_targets)
-            && pending > max
-        {
-            let message = format!(
-                "{pending} endpoints lack a tag, more than the limit of {max} per round (spec.safety.maxTargets or \
-                 the operator's ceiling)"
-            );
-            return self.block("TooManyTargets", message).await;
         }
         self.start_round(RoundKind::Add, tags, pending, selection)
             .await
@@ -313,9 +275,9 @@ impl<'a> Tagger<'a> {
             condition::READY,
             false,
             if kind == RoundKind::Add {
-                "Tagging"
+                Reason::Tagging
             } else {
-                "Removing"
+                Reason::Removing
             },
             message.clone(),
         );
@@ -368,13 +330,13 @@ impl<'a> Tagger<'a> {
         match sent {
             Ok(()) => {
                 self.save().await?;
-                self.event(false, "RoundStarted", message);
+                self.event(false, Reason::RoundStarted, message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
             Err(e) if e.refusal().is_some() => {
                 // Refused. The intent stays: the round is dropped only once a look-up by name (after the grace
                 // period) confirms that nothing was created, so a partly created deployment is never repeated.
-                self.block("DeployRefused", e.to_string()).await
+                self.block(Reason::DeployRefused, e.to_string()).await
             }
             Err(GatewayError::Fenced { reason, .. }) => {
                 // Nothing sent; the round's intent stays and is looked up by name once the grace is over.
@@ -401,7 +363,7 @@ impl<'a> Tagger<'a> {
                     );
                     self.status.round = Some(round);
                     self.save().await?;
-                    self.event(false, "Recovered", message);
+                    self.event(false, Reason::Recovered, message);
                     return Ok(Action::requeue(self.ctx.config.timing.poll_min));
                 }
                 Ok(LookUp::TooEarly(wait)) => return Ok(Action::requeue(wait)),
@@ -432,12 +394,9 @@ impl<'a> Tagger<'a> {
             counts: progress.results,
             waiting_when_stopped: None,
         });
-        let over = !progress.any_open()
-            || tracking::work_done(&progress.results, round.targeted)
-            || progress.expires_at.is_some_and(|e| progress.now >= e);
-        if !over {
+        if !decide::round_over(&progress, round.targeted) {
             self.status.round = Some(round);
-            self.save_if_changed().await?;
+            self.save().await?;
             // The shared poller wakes this object when the round's actions change.
             return Ok(Action::requeue(self.ctx.config.timing.poll_max));
         }
@@ -484,7 +443,7 @@ impl<'a> Tagger<'a> {
         self.status.round = None;
         self.status.last_round = Some(round);
         self.save().await?;
-        self.event(r.failed + r.expired > 0, "RoundFinished", message);
+        self.event(r.failed + r.expired > 0, Reason::RoundFinished, message);
         // The next count waits an interval: the Gateway's cached readings of "Custom Tags" need time to show the
         // new tags, and counting at once would target the same endpoints again.
         Ok(Action::requeue(self.interval()))
@@ -509,7 +468,7 @@ impl<'a> Tagger<'a> {
                 self.status.applied_tags.join(", "),
                 self.ctx.config.timing.deletion_timeout
             );
-            self.event(true, "DeletionTimedOut", message);
+            self.event(true, Reason::DeletionTimedOut, message);
             return Ok(Action::await_change());
         }
         if let Some(mut round) = self.status.round.clone() {
@@ -566,63 +525,24 @@ impl<'a> Tagger<'a> {
             "cannot remove the tags yet ({e}); deletion waits up to {:?}",
             self.ctx.config.timing.deletion_timeout
         );
-        self.set(condition::READY, false, "DeletionBlocked", message.clone());
+        self.set(
+            condition::READY,
+            false,
+            Reason::DeletionBlocked,
+            message.clone(),
+        );
         self.save().await?;
-        self.event(true, "DeletionBlocked", message);
+        self.event(true, Reason::DeletionBlocked, message);
         Err(e.into())
     }
 
-    async fn block(mut self, reason: &str, message: String) -> Result<Action, Error> {
-        let unchanged = self.status.phase == Some(TagPhase::Blocked)
-            && ready_reason_is(&self.status.conditions, reason);
+    async fn block(mut self, reason: Reason, message: String) -> Result<Action, Error> {
+        let known = self.status.phase == Some(TagPhase::Blocked) && self.ready_reason_is(reason);
         self.status.phase = Some(TagPhase::Blocked);
-        self.set(condition::READY, false, reason, message.clone());
-        self.save_if_changed().await?;
-        if !unchanged {
-            self.event(true, reason, message);
-        }
+        self.warn(reason, message, known).await?;
         Ok(Action::requeue(
             self.interval().min(self.ctx.config.timing.permanent_error),
         ))
-    }
-
-    async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {
-        let unchanged = ready_reason_is(&self.status.conditions, e.reason());
-        self.set(condition::READY, false, e.reason(), e.to_string());
-        self.save_if_changed().await?;
-        if !unchanged {
-            self.event(true, e.reason(), e.to_string());
-        }
-        super::after_gateway_error(self.ctx, e)
-    }
-
-    /// A steady state writes nothing.
-    async fn save_if_changed(&mut self) -> Result<(), Error> {
-        if self.obj.status.as_ref() == Some(&self.status) {
-            return Ok(());
-        }
-        self.save().await
-    }
-
-    async fn save(&mut self) -> Result<(), Error> {
-        super::write_status(
-            self.api,
-            &self.obj.name_any(),
-            &mut self.resource_version,
-            &self.status,
-        )
-        .await?;
-        let phase = self.status.phase.map(|p| format!("{p:?}"));
-        self.ctx.metrics.phase(
-            "TaniumTag",
-            &self.obj.uid().unwrap_or_default(),
-            phase.as_deref(),
-        );
-        Ok(())
-    }
-
-    fn event(&self, warning: bool, reason: &str, note: String) {
-        self.events.raise(warning, reason, note);
     }
 }
 

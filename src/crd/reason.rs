@@ -1,7 +1,8 @@
 //! The reasons of conditions and events, beside the API types that carry them (as Flux and cert-manager keep
 //! theirs): Argo CD's health checks, `kubectl tanium`, the chart's alerts and people's scripts read them, so each is
 //! spelled once, here. Reasons of Gateway errors are the client's (`GatewayError::reason`), since `crd` knows no
-//! Gateway; this module names the rest.
+//! Gateway; this module names the rest. Everything the controllers write as a reason comes from here
+//! (`tests/reasons.rs` fails on a reason spelled as a literal in `src/controller/`).
 
 use std::fmt;
 
@@ -78,7 +79,7 @@ reasons! {
     CompletedWithFailures,
     /// It expired before any endpoint ran it.
     Expired,
-    /// The operator stopped it (deletion, or the object's request).
+    /// The operator stopped the Tanium action(s) on the object's deletion (event).
     Stopped,
     /// Someone stopped it in Tanium before every target finished.
     StoppedInTanium,
@@ -90,6 +91,54 @@ reasons! {
     DeletionBlocked,
     /// Deletion gave up waiting for the Gateway and let the object go; Tanium may still run its action.
     DeletionTimedOut,
+    /// An object of this kind that the operator cannot decode (event on the object).
+    InvalidObject,
+
+    // TaniumTag.
+    /// A round adds the tags to the endpoints that lack them.
+    Tagging,
+    /// A round removes tags dropped from the spec.
+    Removing,
+    /// Every matching endpoint carries the tags.
+    InSync,
+    /// A round was deployed (event).
+    RoundStarted,
+    /// A round ended (event; a warning when some endpoints failed or expired).
+    RoundFinished,
+
+    // TaniumEndpointInspection.
+    /// `spec.endpoint` names no endpoint Tanium knows.
+    EndpointNotFound,
+    /// `spec.endpoint.computerName` names several endpoints.
+    EndpointAmbiguous,
+    /// The endpoint could not be reached through Direct Connect (offline, or without the module).
+    EndpointUnreachable,
+    /// The endpoint was read; the summary is in status.
+    Inspected,
+    /// The Gateway had dropped the connection, and another was opened (event).
+    Reconnected,
+    /// The requested process was ended (event).
+    ProcessEnded,
+    /// The endpoint has no process with that pid and name (event).
+    ProcessNotFound,
+    /// The Gateway refused to end the process (event).
+    KillFailed,
+    /// The kill was not sent (no connection): it is tried again at the next refresh (event).
+    KillDeferred,
+    /// The kill may or may not have ended the process; it is never sent again (event).
+    KillOutcomeUnknown,
+
+    // The operator's own conditions on every object.
+    /// `GatewayTLSVerified=False`: the operator does not check the Gateway's certificate.
+    VerificationDisabled,
+    /// `GatewayToken=False`: token rotation failed several times in a row.
+    TokenRotationFailing,
+    /// `GatewayToken=False`: rotated, but the new token is not in the Secret yet.
+    TokenNotSaved,
+    /// `GatewayToken=False`: the new token was lost; a person must provide one.
+    TokenRotationLost,
+    /// The token was rotated (event on the Secret).
+    TokenRotated,
 }
 
 impl fmt::Display for Reason {

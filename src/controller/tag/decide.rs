@@ -1,0 +1,182 @@
+//! A TaniumTag's decisions, without I/O: which tags come off, whether the matching endpoints are in sync or a round
+//! is due (and allowed), and when a round is over. The reconciler (`super`) asks the Gateway and does what these
+//! say.
+
+use crate::controller::Policy;
+use crate::controller::gates::{Held, Wait};
+use crate::controller::tracking::{self, Progress};
+use crate::crd::Reason;
+use crate::crd::tag::TaniumTagSpec;
+use crate::gateway::PackageSpec;
+
+/// The spec and the admin policy for the two tagging packages (`packages`: their names).
+pub fn check_spec(
+    spec: &TaniumTagSpec,
+    namespace: &str,
+    policy: &Policy,
+    packages: &[&str],
+) -> Result<(), Held> {
+    spec.targets.validate().map_err(|message| Held {
+        reason: Reason::InvalidSpec,
+        message,
+        wait: Wait::Permanent,
+    })?;
+    for package in packages {
+        if let Some(message) = policy.refuses(namespace, package) {
+            return Err(Held {
+                reason: Reason::PolicyDenied,
+                message,
+                wait: Wait::Permanent,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A tagging package as Tanium's catalog has it: it must exist and take one parameter (the tags).
+pub fn check_package(name: &str, package: Option<&PackageSpec>) -> Result<(), Held> {
+    match package {
+        Some(p) if p.params.len() == 1 => Ok(()),
+        _ => Err(Held {
+            reason: Reason::UnknownPackage,
+            message: format!("Tanium has no package {name:?} taking one parameter (the tags)"),
+            wait: Wait::Permanent,
+        }),
+    }
+}
+
+/// Tags the operator applied that the spec no longer names: they come off first.
+pub fn dropped(applied: &[String], wanted: &[String]) -> Vec<String> {
+    applied
+        .iter()
+        .filter(|t| !wanted.contains(t))
+        .cloned()
+        .collect()
+}
+
+/// What the counts call for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Every matching endpoint carries every tag.
+    InSync,
+    /// A round to the endpoints lacking a tag.
+    Round,
+    Held(Held),
+}
+
+/// `pending` matching endpoints lack a tag; `limit` is the stricter of `spec.safety.maxTargets` and the
+/// operator's ceiling, per round.
+pub fn after_count(pending: u64, limit: Option<u64>) -> Next {
+    if pending == 0 {
+        return Next::InSync;
+    }
+    if let Some(max) = limit
+        && pending > max
+    {
+        return Next::Held(Held {
+            reason: Reason::TooManyTargets,
+            message: format!(
+                "{pending} endpoints lack a tag, more than the limit of {max} per round (spec.safety.maxTargets or \
+                 the operator's ceiling)"
+            ),
+            wait: Wait::Blocked,
+        });
+    }
+    Next::Round
+}
+
+/// A round is over when nothing of it can still run, when it did what its count showed (and no endpoint is at
+/// work), or when it is past its expiry.
+pub fn round_over(p: &Progress, targeted: u64) -> bool {
+    !p.any_open()
+        || tracking::work_done(&p.results, targeted)
+        || p.expires_at.is_some_and(|e| p.now >= e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{ActionId, ActionResults};
+
+    #[test]
+    fn dropped_tags_are_the_applied_ones_no_longer_wanted() {
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(dropped(&s(&["a", "b"]), &s(&["b", "c"])), s(&["a"]));
+        assert!(dropped(&s(&["a"]), &s(&["a"])).is_empty());
+        assert!(dropped(&[], &s(&["a"])).is_empty());
+    }
+
+    #[test]
+    fn counts_call_for_sync_a_round_or_a_hold() {
+        assert_eq!(after_count(0, Some(1)), Next::InSync);
+        assert_eq!(after_count(3, None), Next::Round);
+        assert_eq!(after_count(3, Some(3)), Next::Round);
+        match after_count(4, Some(3)) {
+            Next::Held(h) => {
+                assert_eq!(h.reason, Reason::TooManyTargets);
+                assert!(
+                    h.message.contains("more than the limit of 3 "),
+                    "{}",
+                    h.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_spec_the_policy_and_the_packages() {
+        let spec: TaniumTagSpec = serde_yaml_ng::from_str(
+            "tags: [a]\ntargets: {filter: {sensor: {name: OS Platform}, op: EQ, value: Linux}}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let open = Policy::default();
+        assert_eq!(check_spec(&spec, "ns", &open, &["Add"]), Ok(()));
+        let closed = Policy {
+            allowed_packages: vec!["Other".into()],
+            ..Policy::default()
+        };
+        let held = check_spec(&spec, "ns", &closed, &["Add"]).err();
+        assert_eq!(held.map(|h| h.reason), Some(Reason::PolicyDenied));
+        let package = |params: usize| -> PackageSpec {
+            serde_json::from_value(serde_json::json!({
+                "id": "1", "name": "Add",
+                "params": (1..=params).map(|i| serde_json::json!({"key": format!("${i}")})).collect::<Vec<_>>(),
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(check_package("Add", Some(&package(1))), Ok(()));
+        for wrong in [None, Some(&package(2))] {
+            let held = check_package("Add", wrong).err();
+            assert_eq!(held.map(|h| h.reason), Some(Reason::UnknownPackage));
+        }
+    }
+
+    #[test]
+    fn a_round_is_over_when_nothing_can_run_its_work_is_done_or_it_expired() {
+        let p = |completed, running, open: bool| Progress {
+            results: ActionResults {
+                completed,
+                running,
+                ..ActionResults::default()
+            },
+            open: if open {
+                vec![ActionId("1".into())]
+            } else {
+                Vec::new()
+            },
+            now: jiff::Timestamp::UNIX_EPOCH,
+            ..Progress::default()
+        };
+        assert!(!round_over(&p(1, 1, true), 2));
+        assert!(round_over(&p(2, 0, true), 2));
+        assert!(
+            !round_over(&p(2, 1, true), 2),
+            "a late endpoint still at work"
+        );
+        assert!(round_over(&p(1, 0, false), 2), "nothing open");
+        let mut expired = p(0, 1, true);
+        expired.expires_at = Some(expired.now);
+        assert!(round_over(&expired, 2));
+    }
+}
