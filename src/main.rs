@@ -8,10 +8,11 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use tanium_operator::cli;
 use tanium_operator::controller::rotation::RotationConfig;
-use tanium_operator::controller::{self, Config, Context, Policy, Shard, Timing};
+use tanium_operator::controller::{Config, Context, Policy, Shard, Timing};
 use tanium_operator::crd;
 use tanium_operator::gateway::{GatewayClient, GatewayConfig, TlsVerification};
-use tanium_operator::runtime::lease::{self, Leadership, LeaseSettings};
+use tanium_operator::runtime::lease::{Leadership, LeaseSettings};
+use tanium_operator::runtime::{self, leader, readiness, token_file};
 use tanium_operator::telemetry::{self, Readiness};
 
 #[derive(Parser)]
@@ -246,7 +247,8 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|e| MainError::File(path.display().to_string(), e))
     };
-    let token = read_token(&args.token_file)?;
+    let token = token_file::read(&args.token_file)
+        .map_err(|e| MainError::File(args.token_file.display().to_string(), e))?;
     let token_loaded = token.clone();
     let mut gateway = GatewayConfig::new(&args.gateway_url, SecretString::from(token));
     gateway.ca_bundle_pem = args.ca_file.as_ref().map(read).transpose()?;
@@ -275,7 +277,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let lease = args.leader_elect.then(|| LeaseSettings {
         name: args.lease_name.clone(),
         namespace: args.lease_namespace.clone(),
-        identity: identity(),
+        identity: leader::identity(),
         duration: Duration::from_secs(args.lease_duration_seconds),
         margin: Duration::from_secs(args.lease_grace_seconds),
     });
@@ -362,15 +364,20 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         ready.clone(),
         stopped,
     ));
-    tokio::spawn(track_readiness(ctx.clone(), client, gateway.clone(), ready));
-    tokio::spawn(reload_token(
+    tokio::spawn(readiness::track_readiness(
+        ctx.clone(),
+        client,
+        gateway.clone(),
+        ready,
+    ));
+    tokio::spawn(token_file::reload(
         args.token_file.clone(),
         token_loaded,
         gateway.clone(),
         Duration::from_secs(args.token_reload_seconds.max(1)),
     ));
     let shutdown = futures::FutureExt::shared(Box::pin(async move {
-        shutdown_signal().await;
+        runtime::shutdown_signal().await;
         let _ = stop_tx.send(true);
     }));
     let drain = Duration::from_secs(args.shutdown_drain_seconds);
@@ -380,10 +387,10 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         // Every once-only mutation asks the Lease first, on this process's own clock.
         gateway.fence_with(leadership.clone());
         let api = kube::Api::namespaced(client_for_lease, &namespace);
-        run_as_leader(ctx, leadership, api, shutdown, drain).await;
+        leader::run_as_leader(ctx, leadership, api, shutdown, drain).await;
     } else {
         ctx.metrics.leader.set(1);
-        run_with_deadline(ctx, shutdown.clone(), shutdown, drain).await;
+        leader::run_with_deadline(ctx, shutdown.clone(), shutdown, drain).await;
     }
     match server.await {
         Ok(Err(e)) => tracing::error!(error = %e, "metrics server failed"),
@@ -392,175 +399,4 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// This replica's name in the Lease: the pod's name in a cluster, else host and process.
-fn identity() -> String {
-    std::env::var("POD_NAME").unwrap_or_else(|_| {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    })
-}
-
-/// Reconcile only while holding the Lease. Losing it stops the controllers; a reconcile still in flight may not
-/// send a once-only mutation any more (the Gateway client asks `leadership` first), and status writes are
-/// conditional, so a hand-over cannot deploy twice. They start again, from a fresh cache, if it is won back.
-async fn run_as_leader(
-    ctx: Arc<Context>,
-    leadership: Arc<Leadership>,
-    api: kube::Api<k8s_openapi::api::coordination::v1::Lease>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    drain: Duration,
-) {
-    use futures::FutureExt as _;
-    let shutdown = shutdown.shared();
-    let mut leading = leadership.subscribe();
-    // The keeper gives the Lease up only after the controllers stopped, so that no standby starts meanwhile.
-    let (done, controllers_done) = tokio::sync::oneshot::channel::<()>();
-    let keeper = tokio::spawn(lease::keep(leadership.clone(), api, async move {
-        let _ = controllers_done.await;
-    }));
-    loop {
-        tokio::select! {
-            () = shutdown.clone() => break,
-            changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
-        }
-        tracing::info!("acquired leadership; reconciling");
-        ctx.metrics.leader.set(1);
-        let mut lost = leading.clone();
-        let stop = shutdown.clone();
-        let metrics = ctx.clone();
-        run_with_deadline(
-            ctx.clone(),
-            async move {
-                tokio::select! {
-                    () = stop => {},
-                    _ = lost.wait_for(|l| !*l) => {
-                        // Said at once, not after the drain: another replica may lead already.
-                        metrics.metrics.leader.set(0);
-                        tracing::warn!("lost leadership; stopping the controllers");
-                    }
-                }
-            },
-            shutdown.clone(),
-            drain,
-        )
-        .await;
-        ctx.metrics.leader.set(0);
-        // Another replica counts the objects now.
-        ctx.metrics.clear_phases();
-        if shutdown.clone().now_or_never().is_some() {
-            break;
-        }
-    }
-    let _ = done.send(());
-    if let Err(e) = keeper.await {
-        tracing::warn!(error = %e, "lease keeper task failed");
-    }
-}
-
-/// Run the controllers until `stop`; once `shutdown` fired, in-flight reconciles get `drain` to finish and are
-/// then abandoned (safe: every step is idempotent and recorded before its side effect).
-async fn run_with_deadline(
-    ctx: Arc<Context>,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-    shutdown: impl std::future::Future<Output = ()>,
-    drain: Duration,
-) {
-    let run = controller::run(ctx.clone(), stop);
-    tokio::pin!(run);
-    tokio::select! {
-        () = &mut run => {}
-        () = async { shutdown.await; tokio::time::sleep(drain).await } => {
-            tracing::warn!(?drain, "shutdown: abandoning reconciles still in flight");
-            // They may hold Direct Connect connections: close them (bounded; the Gateway idles them out anyway).
-            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.sessions.close_all(&ctx.gateway)).await;
-        }
-    }
-}
-
-fn read_token(path: &PathBuf) -> Result<String, MainError> {
-    let bytes = std::fs::read(path).map_err(|e| MainError::File(path.display().to_string(), e))?;
-    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
-}
-
-/// Readiness, re-evaluated every few seconds: the Kubernetes API answers, and, while this replica leads, every
-/// kind's cache has synced and the Gateway has answered (a standby is ready to take over when the API answers).
-async fn track_readiness(
-    ctx: Arc<Context>,
-    client: kube::Client,
-    gateway: GatewayClient,
-    ready: Arc<Readiness>,
-) {
-    use std::sync::atomic::Ordering;
-    let mut gateway_answered = false;
-    loop {
-        let kube_ok = client.apiserver_version().await.is_ok();
-        let leading = ctx.metrics.leader.get() == 1;
-        if leading && !gateway_answered {
-            gateway_answered = gateway.now().await.is_ok();
-        }
-        let synced = ctx.caches_synced.load(Ordering::SeqCst) >= controller::KINDS;
-        let now_ready = kube_ok && (!leading || (synced && gateway_answered));
-        tracing::debug!(
-            ready = now_ready,
-            kubernetes = kube_ok,
-            leading,
-            synced,
-            gateway = gateway_answered,
-            "readiness check"
-        );
-        if now_ready != ready.get() {
-            tracing::info!(
-                ready = now_ready,
-                kubernetes = kube_ok,
-                leading,
-                synced,
-                gateway = gateway_answered,
-                "readiness changed"
-            );
-        }
-        ready.set(now_ready);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// Re-read the token file and hand a changed token to the client: a rotated Secret needs no restart. The token
-/// itself is never logged.
-async fn reload_token(path: PathBuf, loaded: String, gateway: GatewayClient, every: Duration) {
-    // Start from what the client was built with: a rotation between that read and this task is not missed.
-    let mut current = Some(loaded);
-    loop {
-        tokio::time::sleep(every).await;
-        match read_token(&path) {
-            Ok(token) if Some(&token) != current.as_ref() && !token.is_empty() => {
-                gateway.set_token(SecretString::from(token.clone()));
-                current = Some(token);
-                tracing::info!(file = %path.display(), "API token reloaded");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot re-read the API token file; keeping the current token")
-            }
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        () = term => {},
-    }
 }

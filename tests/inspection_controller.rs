@@ -416,7 +416,7 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
             ..Config::default()
         },
     ));
-    let controller = tokio::spawn(tanium_operator::controller::run(ctx.clone(), async {
+    let controller = tokio::spawn(tanium_operator::runtime::run(ctx.clone(), async {
         let _ = stopped.await;
     }));
     api.create(

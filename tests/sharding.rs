@@ -11,7 +11,7 @@ use common::{Env, TOKEN, fast_timing, phase, ready_reason};
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use tanium_operator::controller::shard::SHARD_LABEL;
-use tanium_operator::controller::{self, Config, Context, Policy, Shard};
+use tanium_operator::controller::{Config, Context, Policy, Shard};
 use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumAction};
 use tanium_sim::TokenUser;
 
@@ -52,7 +52,7 @@ impl ShardController {
             },
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx, async {
+        let task = tokio::spawn(tanium_operator::runtime::run(ctx, async {
             let _ = stopped.await;
         }));
         Self {

@@ -160,7 +160,7 @@ impl GatewayError {
         !self.is_retryable() && !matches!(self, Self::OutcomeUnknown { .. } | Self::Fenced { .. })
     }
 
-    /// The reason of a rejected token, which a new token clears (see `controller::run_kind`).
+    /// The reason of a rejected token, which a new token clears (see `runtime::controllers`).
     pub const TOKEN_REJECTED: &'static str = "TokenRejected";
 
     /// A short CamelCase reason for conditions, events and metric labels.

@@ -152,7 +152,7 @@ impl Env {
         };
         tweak(&mut config);
         let ctx = Arc::new(Context::new(client, self.gateway(token), config));
-        let task = tokio::spawn(tanium_operator::controller::run(
+        let task = tokio::spawn(tanium_operator::runtime::run(
             ctx.clone(),
             std::future::pending(),
         ));

@@ -1,0 +1,216 @@
+//! The controllers as a process runs them: one kube-runtime controller per kind on a filtered watch, the shared
+//! poller, token rotation and the Gateway's feature detection, until told to stop; and the backoff after a failed
+//! reconcile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+
+use crate::controller::{Context, Error, action, changes, inspection, invalid, rotation, tag};
+use crate::gateway::GatewayError;
+
+/// Requeue after a failed reconcile: per-object capped exponential backoff, never a hot loop.
+pub fn error_policy<K: kube::Resource>(
+    obj: std::sync::Arc<K>,
+    error: &Error,
+    ctx: std::sync::Arc<Context>,
+) -> Action {
+    if let Error::Requeue(after) = error {
+        return Action::requeue(*after);
+    }
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let delay = ctx.backoff(&uid);
+    tracing::warn!(
+        name = obj.meta().name.as_deref().unwrap_or(""),
+        namespace = obj.meta().namespace.as_deref().unwrap_or(""),
+        reason = error.reason(),
+        error = %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// How many kinds [`run`] serves (each must have synced its cache before the replica is ready).
+pub const KINDS: usize = 3;
+
+/// Run every controller until `shutdown` resolves.
+pub async fn run(
+    ctx: std::sync::Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use futures::FutureExt as _;
+    let shutdown = shutdown.shared();
+    let (wake_actions, actions_woken) = futures::channel::mpsc::unbounded();
+    let (wake_tags, tags_woken) = futures::channel::mpsc::unbounded();
+    ctx.poller.wake_actions_with(wake_actions);
+    ctx.poller.wake_tags_with(wake_tags);
+    tokio::join!(
+        run_kind(
+            ctx.clone(),
+            shutdown.clone(),
+            action::reconcile,
+            Some(actions_woken)
+        ),
+        run_kind(
+            ctx.clone(),
+            shutdown.clone(),
+            tag::reconcile,
+            Some(tags_woken)
+        ),
+        run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
+        rotation::run(ctx.clone(), shutdown.clone()),
+        detect_gateway_features(&ctx, shutdown.clone()),
+        ctx.poller
+            .run(&ctx.gateway, &ctx.config.timing, shutdown.clone()),
+    );
+    // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
+    ctx.sessions.close_all(&ctx.gateway).await;
+}
+
+/// Ask the Gateway once what it offers (see `gateway::introspect`), until it answers; say what was found.
+async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Future<Output = ()>) {
+    if ctx.gateway.features().is_some() {
+        return;
+    }
+    tokio::pin!(shutdown);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match ctx.gateway.detect_features().await {
+            Ok(features) => {
+                tracing::info!(%features, "Gateway features detected");
+                ctx.metrics.gateway_features(&features);
+                return;
+            }
+            // Introspection refused or partial: the Gateway will not say; the current-then-older fallback stays.
+            Err(e @ (GatewayError::GraphQl { .. } | GatewayError::Decode { .. })) => {
+                tracing::info!(error = %e, "cannot detect the Gateway's features by introspection; trying the current Direct Connect family first, then the older");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot detect the Gateway's features yet; trying again")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut shutdown => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Run one kind's controller until `shutdown`. It wakes on what a person changes (spec, annotations such as the
+/// preview approval, deletion), not on the operator's own writes, and on the shared poller's news about an object's
+/// actions (`woken`); otherwise it is paced by the reconcilers' requeue intervals.
+async fn run_kind<K, R, Fut>(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    reconcile: R,
+    woken: Option<
+        futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<K>>,
+    >,
+) where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + crate::crd::Conditions
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> Fut,
+    Fut: futures::TryFuture<Ok = Action, Error = Error> + Send + 'static,
+{
+    use futures::{StreamExt as _, TryStreamExt as _};
+    use kube::runtime::{Controller, WatchStreamExt as _, reflector, watcher};
+
+    let shard = ctx.config.shard.clone();
+    // Each object decoded on its own: one that cannot be read is reported, the others go on (`invalid`).
+    let api: kube::Api<invalid::Guarded<K>> = shard.api(&ctx.client);
+    let (unreadable, reported) = futures::channel::mpsc::unbounded();
+    tokio::spawn(invalid::report::<K>(
+        ctx.client.clone(),
+        ctx.reporter.clone(),
+        reported,
+    ));
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
+    let (reader, writer) = reflector::store();
+    // Readiness: this kind's watch has delivered its first complete list (undone when the controllers stop).
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark = {
+        let synced = synced.clone();
+        let ctx = ctx.clone();
+        move |event: &Result<watcher::Event<K>, watcher::Error>| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !synced.swap(true, Ordering::SeqCst)
+            {
+                ctx.caches_synced.fetch_add(1, Ordering::SeqCst);
+                tracing::debug!(kind = K::kind(&()).as_ref(), "watch cache synced");
+            }
+        }
+    };
+    let sync_ctx = ctx.clone();
+    let mut changes = changes::Changes::<K>::default();
+    let left_ctx = ctx.clone();
+    let changes = watcher(api, shard.watcher_config())
+        .default_backoff()
+        .try_filter(move |event| std::future::ready(shard.filter(event)))
+        .try_filter_map(move |event| std::future::ready(Ok(invalid::readable(event, &unreadable))))
+        .inspect(mark)
+        // managedFields are most of a stored object's size and no reconcile reads them.
+        .modify(|o| kube::ResourceExt::managed_fields_mut(o).clear())
+        .reflect(writer)
+        // Not finalizers: the reconcile that adds ours goes on at once (see `with_our_finalizer`).
+        .try_filter_map(move |event| {
+            let changed = match changes.see(event) {
+                changes::Seen::Changed(obj) => Some(obj),
+                changes::Seen::Left(obj) => {
+                    // Its actions are not this replica's to read any more (deleted, or in another shard now).
+                    left_ctx.poller.forget_owner(&obj);
+                    None
+                }
+                changes::Seen::Nothing => None,
+            };
+            std::future::ready(Ok(changed))
+        });
+    let mut controller = Controller::for_stream(changes, reader).with_config(config);
+    if let Some(woken) = woken {
+        // The shared poller's news about an object's actions.
+        controller = controller.reconcile_on(woken);
+    }
+    // A new token (the Secret's file re-read, a rotation, also one made by another shard): the objects a rejected
+    // token holds go again now, not after the slow requeue of a person's problem. The others are left alone. Looked
+    // for again a little later too: a reconcile refused just before the change may not have written so yet.
+    let store = controller.store();
+    let held_by_token = ctx
+        .gateway
+        .token_changes()
+        .flat_map(|()| {
+            futures::stream::iter([Duration::ZERO, Duration::from_secs(5)]).then(tokio::time::sleep)
+        })
+        .flat_map(move |()| {
+            let held: Vec<reflector::ObjectRef<K>> = store
+                .state()
+                .iter()
+                .filter(|o| {
+                    crate::crd::ready_reason_is(o.conditions(), GatewayError::TOKEN_REJECTED)
+                })
+                .map(|o| reflector::ObjectRef::from_obj(o.as_ref()))
+                .collect();
+            futures::stream::iter(held)
+        });
+    controller = controller.reconcile_on(held_by_token);
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(kind = K::kind(&()).as_ref(), error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+    if synced.load(Ordering::SeqCst) {
+        sync_ctx.caches_synced.fetch_sub(1, Ordering::SeqCst);
+    }
+}
