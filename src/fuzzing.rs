@@ -11,7 +11,9 @@ use crate::gateway::actions::{PackageRef, PerformRequest, Schedule};
 use crate::gateway::error::GatewayError;
 use crate::gateway::filter::Filter;
 use crate::gateway::{ActionId, EndpointId, Platform};
-use crate::gateway::{actions, direct_connect, endpoints, introspect, packages, tokens, transport};
+use crate::gateway::{
+    actions, direct_connect, endpoints, introspect, packages, poll, tokens, transport,
+};
 
 /// Every operation whose answer the operator decodes, by the name its document carries.
 pub const OPERATIONS: &[&str] = &[
@@ -58,11 +60,11 @@ pub fn answer(
         "action" => format!("{:?}", actions::decode_action(raw)?),
         "pollActions" => {
             let polled = [
-                actions::Polled::Action(ActionId("0".into())),
-                actions::Polled::Schedule(crate::gateway::ScheduledActionId("1".into())),
-                actions::Polled::Action(ActionId("2".into())),
+                poll::Polled::Action(ActionId("0".into())),
+                poll::Polled::Schedule(crate::gateway::ScheduledActionId("1".into())),
+                poll::Polled::Action(ActionId("2".into())),
             ];
-            format!("{:?}", actions::decode_batch(raw, &polled)?)
+            format!("{:?}", poll::decode_batch(raw, &polled)?)
         }
         "scheduledAction" => format!("{:?}", actions::decode_scheduled_action(raw)?),
         "scheduledActionsByName" => {

@@ -4,7 +4,7 @@
 use apollo_compiler::{ExecutableDocument, Schema};
 use tanium_operator::gateway::{
     self,
-    actions::{Polled, batch_poll_document},
+    poll::{Polled, batch_poll_document},
 };
 
 fn schema() -> apollo_compiler::validation::Valid<Schema> {

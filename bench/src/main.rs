@@ -629,7 +629,7 @@ async fn run(
     if args.keep_logs.is_some() {
         std::fs::write(launch.dir.join("deploys.tsv"), timeline)?;
     }
-    // A poll read is an instance by id, or a scheduled action's newest instance (`gateway::actions::Polled`).
+    // A poll read is an instance by id, or a scheduled action's newest instance (`gateway::poll::Polled`).
     let reads_in = |r: &tanium_sim::RequestRecord| {
         ["action", "scheduledAction"]
             .iter()

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 
-use super::object::{Kind, Object};
+use super::object::{Kind, Object, status_fields};
 use super::{Context, Error};
 use crate::crd::inspection::{
     ConnectionState, ConnectionStatus, KillRecord, KillState, MAX_TOP_PROCESSES, PerformanceStatus,
@@ -59,18 +59,7 @@ impl Kind for TaniumEndpointInspection {
             uid: self.uid().unwrap_or_default(),
         }
     }
-    fn status(&self) -> Option<&TaniumEndpointInspectionStatus> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &TaniumEndpointInspectionStatus) -> &[Condition] {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut TaniumEndpointInspectionStatus) -> &mut Vec<Condition> {
-        &mut status.conditions
-    }
-    fn observe(status: &mut TaniumEndpointInspectionStatus, generation: Option<i64>) {
-        status.observed_generation = generation;
-    }
+    status_fields!(TaniumEndpointInspectionStatus);
     /// An inspection has no phase: it is counted under its Ready reason.
     fn phase_label(status: &TaniumEndpointInspectionStatus) -> Option<String> {
         condition_reason(status)

@@ -195,7 +195,7 @@ impl Default for Config {
             timing: Timing::default(),
             shard: Shard::everything(),
             concurrency: 8,
-            poll_batch: crate::gateway::actions::POLL_BATCH,
+            poll_batch: crate::gateway::poll::POLL_BATCH,
             token_rotation: None,
         }
     }
@@ -246,9 +246,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let metrics = Arc::new(crate::telemetry::Metrics::default());
-        let batch = config
-            .poll_batch
-            .clamp(1, crate::gateway::actions::POLL_BATCH);
+        let batch = config.poll_batch.clamp(1, crate::gateway::poll::POLL_BATCH);
         let observed = metrics.clone();
         gateway.observe_with(Arc::new(move |operation, outcome, took| {
             observed.gateway_request(operation, outcome, took);

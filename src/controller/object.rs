@@ -42,6 +42,25 @@ pub trait Kind:
     }
 }
 
+/// The [`Kind`] accessors of a status with `conditions` and `observed_generation` fields, as every kind's has.
+macro_rules! status_fields {
+    ($status:ty) => {
+        fn status(&self) -> Option<&$status> {
+            self.status.as_ref()
+        }
+        fn conditions(status: &$status) -> &[Condition] {
+            &status.conditions
+        }
+        fn conditions_mut(status: &mut $status) -> &mut Vec<Condition> {
+            &mut status.conditions
+        }
+        fn observe(status: &mut $status, generation: Option<i64>) {
+            status.observed_generation = generation;
+        }
+    };
+}
+pub(super) use status_fields;
+
 /// One reconcile of one object of kind `K`.
 pub struct Object<'a, K: Kind> {
     pub obj: &'a K,

@@ -18,7 +18,7 @@ use kube::Resource as _;
 
 use super::Timing;
 use crate::crd::{TaniumAction, TaniumTag};
-use crate::gateway::actions::Polled;
+use crate::gateway::poll::Polled;
 use crate::gateway::{GatewayClient, Read};
 
 /// Whose action it is: the object to wake when it changes.

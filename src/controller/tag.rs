@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
-use super::object::{Kind, Object};
+use super::object::{Kind, Object, status_fields};
 use super::{Context, Error, tracking};
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
 use crate::crd::{Deployment, Reason, ResultCounts, TaniumTag, TaniumTagStatus, condition};
@@ -74,18 +74,7 @@ impl Kind for TaniumTag {
     type Scratch = ();
 
     fn scratch(&self) {}
-    fn status(&self) -> Option<&TaniumTagStatus> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &TaniumTagStatus) -> &[Condition] {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut TaniumTagStatus) -> &mut Vec<Condition> {
-        &mut status.conditions
-    }
-    fn observe(status: &mut TaniumTagStatus, generation: Option<i64>) {
-        status.observed_generation = generation;
-    }
+    status_fields!(TaniumTagStatus);
     fn phase_label(status: &TaniumTagStatus) -> Option<String> {
         status.phase.map(|p| format!("{p:?}"))
     }

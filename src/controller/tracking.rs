@@ -3,7 +3,7 @@
 
 use super::poller::{Owner, Poller};
 use crate::crd::ScheduledActionStatus;
-use crate::gateway::actions::Polled;
+use crate::gateway::poll::Polled;
 use crate::gateway::{ActionId, ActionResults, ActionStatus, Read, ScheduledActionId};
 
 /// What the scheduled actions of one deployment are doing, together.

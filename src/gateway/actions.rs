@@ -1,25 +1,20 @@
-//! Deploying packages and tracking what they did: `actionPerform`, `action` (single and batched),
-//! `actionStop`, `scheduledActionDelete`, `scheduledActionApprove`, and finding scheduled actions by name.
-
-use std::collections::HashMap;
-use std::fmt::Write as _;
+//! Deploying packages and what became of them: `actionPerform`, `action`, `scheduledAction`, `actionStop`,
+//! `scheduledActionDelete`, `scheduledActionApprove`, and finding scheduled actions by name. What a request is:
+//! `deployment`; the batched results poll: `poll`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::error::GatewayError;
-use super::filter::{Filter, GroupRef};
 use super::transport::{Document, GatewayClient, RawResponse, Repeat, Reserved, SendBy};
 use super::{
-    ActionId, EndpointId, Platform, ScheduledActionId, SystemError, data_field, decode, parse_time,
-    payload_error,
+    ActionId, Platform, ScheduledActionId, SystemError, data_field, parse_time, payload_error,
 };
 
-/// The Gateway takes at most this many endpoint ids in `targets.endpoints`.
-pub const MAX_TARGET_ENDPOINTS: usize = 25;
-/// Actions asked for in one batched poll (GraphQL aliases in one document).
-pub const POLL_BATCH: usize = 50;
-
+pub use super::deployment::{
+    MAX_TARGET_ENDPOINTS, PackageParam, PackageRef, PerformRequest, RFC3339_WITH_OFFSET, Schedule,
+    Target, Targets,
+};
 const PERFORM: &str = r#"mutation actionPerform($input: ActionPerformInput!) {
   actionPerform(input: $input) {
     scheduledActions {
@@ -46,7 +41,7 @@ macro_rules! action_fields {
     };
 }
 
-const ACTION_FIELDS: &str = action_fields!();
+pub(super) const ACTION_FIELDS: &str = action_fields!();
 
 const ACTION: &str = concat!(
     r#"query action($id: ID!) {
@@ -100,135 +95,6 @@ pub(crate) const DOCUMENTS: [(&str, &str); 8] = [
     ("scheduledActionDelete", DELETE_SCHEDULED),
     ("scheduledActionApprove", APPROVE),
 ];
-
-// --- what a deployment is -----------------------------------------------------------------------------------
-
-/// A sensor-sourced parameter: its name as the package spec lists it, and the value to use.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct PackageParam {
-    pub name: String,
-    pub value: String,
-}
-
-/// The package to run and its values (`PackageRefInput`). `params[n]` fills `$n+1`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct PackageRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub params: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sensor_sourced_params: Vec<PackageParam>,
-}
-
-/// Which endpoints, within the action group, the action runs on. One mode only, by construction.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// An ad-hoc computer group: the filter that was previewed.
-    Filter(Filter),
-    /// Up to 25 endpoints by id.
-    Endpoints(Vec<EndpointId>),
-    /// A computer group defined in Tanium.
-    Group(GroupRef),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Targets {
-    pub action_group: GroupRef,
-    pub target: Target,
-    pub platforms: Vec<Platform>,
-}
-
-/// A time that every reader decodes alike: an offset is required (a time without one would fail to decode).
-pub const RFC3339_WITH_OFFSET: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
-
-/// `ActionPerformScheduleInput`. All empty: run once, now, on the endpoints online.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub struct Schedule {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distribute_seconds: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expire_seconds: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reissue_seconds: Option<i64>,
-    /// RFC 3339 with an offset, e.g. `2026-12-01T08:00:00Z`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
-    pub start_time: Option<jiff::Timestamp>,
-    /// RFC 3339 with an offset; needed with `reissueSeconds`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
-    pub end_time: Option<jiff::Timestamp>,
-}
-
-/// One `actionPerform`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PerformRequest {
-    /// Unique per intent: after an unknown outcome the action is found again by this name.
-    pub name: String,
-    pub comment: String,
-    pub package: PackageRef,
-    pub targets: Targets,
-    pub schedule: Schedule,
-}
-
-impl PerformRequest {
-    /// Reject before sending what the Gateway would reject, or what would deploy something unintended.
-    pub fn validate(&self) -> Result<(), GatewayError> {
-        let bad = |m: String| Err(GatewayError::InvalidRequest(m));
-        if self.name.trim().is_empty() {
-            return bad("an action needs a name (it is how a lost answer is found again)".into());
-        }
-        if self.package.id.is_none() && self.package.name.is_none() {
-            return bad("the package needs a name or id".into());
-        }
-        if self.targets.action_group.id.is_none() && self.targets.action_group.name.is_none() {
-            return bad("the action group needs a name or id".into());
-        }
-        match &self.targets.target {
-            Target::Filter(f) => f.validate(),
-            Target::Endpoints(ids) if ids.is_empty() => bad("no endpoint ids to target".into()),
-            Target::Endpoints(ids) if ids.len() > MAX_TARGET_ENDPOINTS => bad(format!(
-                "{} endpoint ids; the Gateway takes at most {MAX_TARGET_ENDPOINTS}, use a filter",
-                ids.len()
-            )),
-            Target::Endpoints(_) => Ok(()),
-            Target::Group(g) if g.id.is_none() && g.name.is_none() => {
-                bad("the target group needs a name or id".into())
-            }
-            Target::Group(_) => Ok(()),
-        }
-    }
-
-    /// The `ActionPerformInput` variable.
-    pub fn to_input(&self) -> Value {
-        let mut targets = json!({ "actionGroup": self.targets.action_group });
-        match &self.targets.target {
-            Target::Filter(f) => targets["targetGroup"] = json!({ "filter": f }),
-            Target::Group(g) => targets["targetGroup"] = json!(g),
-            Target::Endpoints(ids) => targets["endpoints"] = json!(ids),
-        }
-        if !self.targets.platforms.is_empty() {
-            targets["platforms"] = json!(self.targets.platforms);
-        }
-        let mut input = json!({
-            "name": self.name,
-            "comment": self.comment,
-            "package": self.package,
-            "targets": targets,
-        });
-        if self.schedule != Schedule::default() {
-            input["schedule"] = json!(self.schedule);
-        }
-        input
-    }
-}
 
 /// One scheduled action `actionPerform` created (there is one per platform).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,7 +204,7 @@ pub struct ScheduledActionInfo {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireAction {
+pub(super) struct WireAction {
     id: ActionId,
     status: Option<ActionStatus>,
     expiration_time: Option<String>,
@@ -385,8 +251,8 @@ impl From<WireScheduledAction> for ScheduledActionInfo {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireLastAction {
-    last_action: Option<WireAction>,
+pub(super) struct WireLastAction {
+    pub(super) last_action: Option<WireAction>,
 }
 
 #[derive(Deserialize)]
@@ -445,73 +311,6 @@ struct WirePageInfo {
 struct WireScheduledEdge {
     node: WireScheduledAction,
 }
-
-/// What a results poll reads: an action instance by id, or the newest instance of a scheduled action (a recurring
-/// action gets a new instance at each reissue; a future start has none yet).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Polled {
-    Action(ActionId),
-    Schedule(ScheduledActionId),
-}
-
-impl Polled {
-    /// The id the alias asks for (a variable of the document).
-    pub fn id(&self) -> &str {
-        match self {
-            Self::Action(id) => &id.0,
-            Self::Schedule(id) => &id.0,
-        }
-    }
-}
-
-/// The aliased poll document for `polled`, in order: `a0: action(ref: {id: $a0}) {...}`, or for a scheduled
-/// action `a1: scheduledAction(ref: {id: $a1}) { lastAction {...} }`. Ids are variables; the text depends only on
-/// which kind each alias reads.
-pub fn batch_poll_document(polled: &[Polled]) -> String {
-    let mut doc = String::from("query pollActions(");
-    for i in 0..polled.len() {
-        let _ = write!(doc, "{}$a{i}: ID!", if i == 0 { "" } else { ", " });
-    }
-    doc.push_str(") {\n  now\n");
-    for (i, p) in polled.iter().enumerate() {
-        let _ = match p {
-            Polled::Action(_) => writeln!(
-                doc,
-                "  a{i}: action(ref: {{id: $a{i}}}) {{ ...ActionFields }}"
-            ),
-            Polled::Schedule(_) => writeln!(
-                doc,
-                "  a{i}: scheduledAction(ref: {{id: $a{i}}}) {{ lastAction {{ ...ActionFields }} }}"
-            ),
-        };
-    }
-    doc.push_str("}\n");
-    doc.push_str(ACTION_FIELDS);
-    doc
-}
-
-/// One read of the batched poll, as the Gateway answered it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Read {
-    /// `null`, or an error for this alias only: the Gateway does not show it now. Not "gone": an action may not be
-    /// visible yet, or one field's failure reads the same; Tanium does not document when a read is null.
-    Absent,
-    /// The scheduled action is there and has no instance yet (a future start).
-    NotIssued,
-    /// The action instance (by id, or a scheduled action's newest).
-    State(ActionState),
-}
-
-impl Read {
-    pub fn state(&self) -> Option<&ActionState> {
-        match self {
-            Self::State(s) => Some(s),
-            Self::Absent | Self::NotIssued => None,
-        }
-    }
-}
-
-type Batch = (Option<jiff::Timestamp>, Vec<(Polled, Read)>);
 
 // One decoder per operation, pure (an answer in, a value or an error out), so that `crate::fuzzing` can feed
 // them arbitrary answers.
@@ -591,52 +390,6 @@ pub(crate) fn decode_approve(raw: RawResponse) -> Result<bool, GatewayError> {
     Ok(p.approved.unwrap_or(false))
 }
 
-pub(crate) fn decode_batch(raw: RawResponse, polled: &[Polled]) -> Result<Batch, GatewayError> {
-    let Some(mut data) = raw.data.filter(|d| d.is_object()) else {
-        return Err(if raw.errors.is_empty() {
-            GatewayError::Decode {
-                operation: "pollActions",
-                message: "no data in the answer".into(),
-            }
-        } else {
-            GatewayError::GraphQl {
-                operation: "pollActions",
-                errors: raw.errors,
-            }
-        });
-    };
-    let now = parse_time(data.get("now").and_then(Value::as_str));
-    // A per-alias error (an id the Gateway no longer knows) nulls that alias only; the rest are good.
-    let states = polled
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let value = data
-                .get_mut(format!("a{i}"))
-                .map(Value::take)
-                .unwrap_or(Value::Null);
-            let read = match p {
-                Polled::Action(_) => {
-                    let state: Option<WireAction> = decode("pollActions", value)?;
-                    state.map_or(Read::Absent, |s| Read::State(s.into()))
-                }
-                Polled::Schedule(_) => {
-                    let scheduled: Option<WireLastAction> = decode("pollActions", value)?;
-                    match scheduled {
-                        None => Read::Absent,
-                        Some(WireLastAction { last_action: None }) => Read::NotIssued,
-                        Some(WireLastAction {
-                            last_action: Some(s),
-                        }) => Read::State(s.into()),
-                    }
-                }
-            };
-            Ok((p.clone(), read))
-        })
-        .collect::<Result<_, GatewayError>>()?;
-    Ok((now, states))
-}
-
 impl GatewayClient {
     /// Deploy. Never retried once it may have reached the Gateway: on `OutcomeUnknown`, look the action up with
     /// [`GatewayClient::find_scheduled_actions`] by `request.name` before ever performing again.
@@ -672,57 +425,6 @@ impl GatewayClient {
     pub async fn action(&self, id: &ActionId) -> Result<Option<ActionState>, GatewayError> {
         let doc = Document::fixed("action", ACTION, Repeat::Safe);
         self.call(&doc, &json!({ "id": id }), decode_action).await
-    }
-
-    /// Many actions at once, `batch` per request (aliases in one document). `batch = 1` is the naive way.
-    pub async fn actions(
-        &self,
-        ids: &[ActionId],
-        batch: usize,
-    ) -> Result<HashMap<ActionId, Option<ActionState>>, GatewayError> {
-        let polled: Vec<Polled> = ids.iter().cloned().map(Polled::Action).collect();
-        let (_, states) = self.poll(&polled, batch).await?;
-        Ok(states
-            .into_iter()
-            .filter_map(|(p, read)| match p {
-                Polled::Action(id) => Some((id, read.state().cloned())),
-                Polled::Schedule(_) => None,
-            })
-            .collect())
-    }
-
-    /// Action instances and scheduled actions' newest instances, `batch` per request (aliases in one document),
-    /// with the Gateway's clock as the last batch saw it (`None` for nothing polled).
-    pub async fn poll(
-        &self,
-        polled: &[Polled],
-        batch: usize,
-    ) -> Result<(Option<jiff::Timestamp>, HashMap<Polled, Read>), GatewayError> {
-        let mut now = None;
-        let mut out = HashMap::with_capacity(polled.len());
-        for chunk in polled.chunks(batch.clamp(1, POLL_BATCH)) {
-            let doc = Document {
-                operation: "pollActions",
-                query: batch_poll_document(chunk).into(),
-                repeat: Repeat::Safe,
-                carries_token: false,
-                send_by: None,
-                server_wait: std::time::Duration::ZERO,
-            };
-            let variables: serde_json::Map<String, Value> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (format!("a{i}"), json!(p.id())))
-                .collect();
-            let (at, states) = self
-                .call(&doc, &Value::Object(variables), |raw| {
-                    decode_batch(raw, chunk)
-                })
-                .await?;
-            now = at.or(now);
-            out.extend(states);
-        }
-        Ok((now, out))
     }
 
     /// A scheduled action with its newest action instance (recurring actions get a new one at each reissue).
@@ -785,7 +487,8 @@ impl GatewayClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::filter::FilterOp;
+    use crate::gateway::EndpointId;
+    use crate::gateway::filter::{Filter, FilterOp, GroupRef};
 
     fn request(target: Target) -> PerformRequest {
         PerformRequest {
@@ -880,39 +583,5 @@ mod tests {
         assert!(!ActionStatus::Expired.is_open());
         let s: ActionStatus = serde_json::from_value(json!("SOMETHING_NEW")).unwrap();
         assert_eq!(s, ActionStatus::Unknown);
-    }
-
-    #[test]
-    fn batch_decoding_tolerates_one_unknown_id() {
-        let raw: RawResponse = serde_json::from_value(json!({
-            "data": {"a0": {"id": "1", "status": "OPEN", "stopped": false, "results": {"completed": 2}}, "a1": null,
-                     "a2": {"lastAction": {"id": "9", "status": "OPEN", "stopped": false, "results": {"running": 1}}},
-                     "a3": {"lastAction": null}},
-            "errors": [{"message": "action not found", "path": ["a1"]}]
-        }))
-        .unwrap();
-        let ids = [
-            Polled::Action(ActionId::from("1")),
-            Polled::Action(ActionId::from("2")),
-            Polled::Schedule(ScheduledActionId::from("5")),
-            Polled::Schedule(ScheduledActionId::from("6")),
-        ];
-        let (_, got) = decode_batch(raw, &ids).unwrap();
-        assert_eq!(got[0].1.state().unwrap().results.completed, 2);
-        assert_eq!(
-            got[1].1,
-            Read::Absent,
-            "an errored alias is absent, not gone"
-        );
-        // A scheduled action answers with its newest instance; one not issued yet with none.
-        let newest = got[2].1.state().unwrap();
-        assert_eq!((newest.id.0.as_str(), newest.results.running), ("9", 1));
-        assert_eq!(got[3].1, Read::NotIssued);
-        let all_bad: RawResponse =
-            serde_json::from_value(json!({"data": null, "errors": [{"message": "boom"}]})).unwrap();
-        assert!(matches!(
-            decode_batch(all_bad, &ids),
-            Err(GatewayError::GraphQl { .. })
-        ));
     }
 }

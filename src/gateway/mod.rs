@@ -5,6 +5,8 @@
 //! Values reach the Gateway only as variables.
 
 pub mod actions;
+mod answer;
+pub mod deployment;
 pub mod direct_connect;
 pub mod endpoints;
 pub mod error;
@@ -12,6 +14,7 @@ pub mod features;
 pub mod filter;
 pub mod introspect;
 pub mod packages;
+pub mod poll;
 pub mod sensors;
 pub mod tokens;
 pub mod transport;
@@ -22,7 +25,7 @@ use serde_json::Value;
 
 pub use actions::{
     ActionResults, ActionState, ActionStatus, PackageParam, PackageRef, PerformRequest,
-    PerformedAction, Read, Schedule, ScheduledActionInfo, Target, Targets,
+    PerformedAction, Schedule, ScheduledActionInfo, Target, Targets,
 };
 pub use direct_connect::{
     Alert, DirectConnection, EndpointSnapshot, Family, Opening, Performance, Process, Reading,
@@ -34,9 +37,19 @@ pub use endpoints::{
 pub use error::{GatewayError, GraphQlError};
 pub use filter::{Filter, FilterOp, GroupRef, SensorRef};
 pub use packages::PackageSpec;
+pub use poll::Read;
 pub use transport::{
     Fence, GatewayClient, GatewayConfig, Reserved, RetryPolicy, SendBy, TlsVerification,
 };
+
+/// A list the Gateway may answer `null` for, read as empty.
+pub(crate) fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
 
 /// The Gateway schema (cut to what we use) every document is validated against.
 pub const SCHEMA: &str = include_str!("schema.graphql");

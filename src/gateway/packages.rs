@@ -52,18 +52,10 @@ pub struct PackageSpec {
     pub expire_seconds: i64,
     #[serde(default)]
     pub command_timeout_seconds: i64,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "super::null_as_empty")]
     pub params: Vec<PackageSpecParam>,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "super::null_as_empty")]
     pub sensor_sourced_params: Vec<SensorSourcedParamSpec>,
-}
-
-fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]

@@ -35,7 +35,7 @@ pub struct SensorInfo {
     #[serde(default)]
     pub max_age_seconds: Option<u64>,
     /// Parameter values collected on their own (a parameterised sensor is collected per set of values).
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "super::null_as_empty")]
     pub parameterizations: Vec<Parameterization>,
 }
 
@@ -64,14 +64,6 @@ impl SensorInfo {
             .iter()
             .any(|p| p.harvested && same(&p.values))
     }
-}
-
-fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
