@@ -172,6 +172,24 @@ impl<'a, K: Kind> Object<'a, K> {
         Ok(())
     }
 
+    /// Deletion cannot go on yet (what it needs from the Gateway failed): said in Ready and an event, and the error
+    /// goes to the backoff, so that the finalizer is tried again.
+    pub async fn deletion_waits(
+        mut self,
+        e: GatewayError,
+        message: String,
+    ) -> Result<Action, Error> {
+        self.set(
+            condition::READY,
+            false,
+            Reason::DeletionBlocked,
+            message.clone(),
+        );
+        self.save().await?;
+        self.event(true, Reason::DeletionBlocked, message);
+        Err(e.into())
+    }
+
     /// A Gateway error: said in Ready (an event when it is news); a person's problem (token, refusal) is looked at
     /// again slowly, a passing one goes to the error policy's backoff.
     pub async fn gateway_trouble(mut self, e: GatewayError) -> Result<Action, Error> {

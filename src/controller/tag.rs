@@ -509,20 +509,12 @@ impl Object<'_, TaniumTag> {
         Err(Error::Requeue(wait))
     }
 
-    async fn cleanup_blocked(mut self, e: GatewayError) -> Result<Action, Error> {
+    async fn cleanup_blocked(self, e: GatewayError) -> Result<Action, Error> {
         let message = format!(
             "cannot remove the tags yet ({e}); deletion waits up to {:?}",
             self.ctx.config.timing.deletion_timeout
         );
-        self.set(
-            condition::READY,
-            false,
-            Reason::DeletionBlocked,
-            message.clone(),
-        );
-        self.save().await?;
-        self.event(true, Reason::DeletionBlocked, message);
-        Err(e.into())
+        self.deletion_waits(e, message).await
     }
 
     async fn block(mut self, reason: Reason, message: String) -> Result<Action, Error> {

@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt as _};
 use crate::controller::deploy::{self, LookUp};
 use crate::controller::object::Object;
 use crate::controller::{Error, deleting_for, tracking};
-use crate::crd::{Reason, TaniumAction, condition};
+use crate::crd::{Reason, TaniumAction};
 use crate::gateway::GatewayError;
 
 impl Object<'_, TaniumAction> {
@@ -90,7 +90,7 @@ impl Object<'_, TaniumAction> {
     }
 
     /// The Gateway cannot be asked what deletion needs: say so and try again, up to the deletion time-out.
-    pub(super) async fn deletion_blocked(mut self, e: GatewayError) -> Result<Action, Error> {
+    pub(super) async fn deletion_blocked(self, e: GatewayError) -> Result<Action, Error> {
         let since = deleting_for(self.obj.meta());
         if since >= self.ctx.config.timing.deletion_timeout {
             let message = format!(
@@ -103,15 +103,7 @@ impl Object<'_, TaniumAction> {
             "cannot stop the Tanium action(s) yet ({e}); deletion waits up to {:?}, or set deletionPolicy: Orphan",
             self.ctx.config.timing.deletion_timeout
         );
-        self.set(
-            condition::READY,
-            false,
-            Reason::DeletionBlocked,
-            message.clone(),
-        );
-        self.save().await?;
-        self.event(true, Reason::DeletionBlocked, message);
-        Err(e.into())
+        self.deletion_waits(e, message).await
     }
 
     pub(super) async fn stop_everything(&mut self) -> Result<Vec<String>, GatewayError> {
