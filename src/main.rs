@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
 use tanium_operator::cli;
 use tanium_operator::controller::rotation::RotationConfig;
 use tanium_operator::controller::{Config, Context, Policy, Shard, Timing};
 use tanium_operator::crd;
-use tanium_operator::gateway::{GatewayClient, GatewayConfig, TlsVerification};
+use tanium_operator::gateway::{GatewayClient, TlsVerification};
 use tanium_operator::runtime::lease::{Leadership, LeaseSettings};
 use tanium_operator::runtime::{self, leader, readiness, token_file};
 use tanium_operator::telemetry::{self, Readiness};
@@ -49,21 +48,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Base URL of the Tanium server (the Gateway is at <url>/plugin/products/gateway/graphql).
-    #[arg(long, env = "TANIUM_GATEWAY_URL")]
-    gateway_url: String,
-    /// File holding the API token (e.g. a mounted Secret). The token is never taken from a flag.
-    #[arg(long, env = "TANIUM_TOKEN_FILE")]
-    token_file: PathBuf,
-    /// PEM bundle of extra CA certificates for the Gateway's TLS certificate.
-    #[arg(long, env = "TANIUM_CA_FILE")]
-    ca_file: Option<PathBuf>,
-    /// Do not check the Gateway's TLS certificate. A lab only: anyone on the network path could read the token
-    /// and answer for the Gateway. Warned about at start and on every object (condition GatewayTLSVerified).
-    #[arg(long, env = "TANIUM_INSECURE_SKIP_TLS_VERIFY")]
-    insecure_skip_tls_verify: bool,
-    #[arg(long, env = "TANIUM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
-    request_timeout_seconds: u64,
+    #[command(flatten)]
+    gateway: cli::GatewayArgs,
     /// After an actionPerform whose answer was lost (or a crash during it), how long a look-up by name that finds
     /// nothing is not trusted before the action may be deployed again. Default and minimum: three request
     /// timeouts; the default is at least 90 s.
@@ -174,6 +160,8 @@ enum MainError {
     #[error(transparent)]
     Gateway(#[from] tanium_operator::gateway::GatewayError),
     #[error(transparent)]
+    Cli(#[from] cli::CliError),
+    #[error(transparent)]
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Yaml(#[from] serde_yaml_ng::Error),
@@ -244,34 +232,26 @@ fn init_logging(json: bool) {
 
 async fn run(args: RunArgs) -> Result<(), MainError> {
     init_logging(args.log_json);
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|e| MainError::File(path.display().to_string(), e))
-    };
-    let token = token_file::read(&args.token_file)
-        .map_err(|e| MainError::File(args.token_file.display().to_string(), e))?;
-    let token_loaded = token.clone();
-    let mut gateway = GatewayConfig::new(&args.gateway_url, SecretString::from(token));
-    gateway.ca_bundle_pem = args.ca_file.as_ref().map(read).transpose()?;
-    if args.insecure_skip_tls_verify {
-        gateway.tls = TlsVerification::Insecure;
+    // The operator reads its token from a file only (a mounted Secret), and re-reads it while running.
+    let token_path = args.gateway.token_file.clone().ok_or_else(|| {
+        MainError::Config("no API token file: set TANIUM_TOKEN_FILE (or --token-file)".into())
+    })?;
+    let mut gateway = args.gateway.config()?;
+    let token_loaded = secrecy::ExposeSecret::expose_secret(&gateway.token).to_owned();
+    let url = args.gateway.url()?.to_owned();
+    if gateway.tls == TlsVerification::Insecure {
         tracing::warn!(
-            gateway = %args.gateway_url,
+            gateway = %url,
             "TLS verification of the Gateway is OFF (TANIUM_INSECURE_SKIP_TLS_VERIFY): {}; every object carries \
              GatewayTLSVerified=False",
             TlsVerification::INSECURE_RISK
         );
-    } else if args
-        .gateway_url
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("http://")
-    {
+    } else if url.trim_start().to_ascii_lowercase().starts_with("http://") {
         tracing::warn!(
-            gateway = %args.gateway_url,
+            gateway = %url,
             "the Gateway URL is plain HTTP: the API token travels unencrypted; use https outside a lab"
         );
     }
-    gateway.request_timeout = Duration::from_secs(args.request_timeout_seconds);
     gateway.max_concurrent_requests = args.max_concurrent_requests;
     let gateway = GatewayClient::new(gateway)?;
     let lease = args.leader_elect.then(|| LeaseSettings {
@@ -284,12 +264,17 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     if let Some(lease) = &lease {
         lease.check().map_err(MainError::Config)?;
     }
-    let request_timeout = Duration::from_secs(args.request_timeout_seconds);
+    let request_timeout = Duration::from_secs(args.gateway.request_timeout_seconds);
     // A lost answer may belong to a request still in flight: trust "not found" only well past the timeout.
-    let lookup_grace = Duration::from_secs(args.lookup_grace_seconds.map_or(
-        args.request_timeout_seconds.saturating_mul(3).max(90),
-        |g| g.max(args.request_timeout_seconds.saturating_mul(3)),
-    ));
+    let lookup_grace = Duration::from_secs(
+        args.lookup_grace_seconds.map_or(
+            args.gateway
+                .request_timeout_seconds
+                .saturating_mul(3)
+                .max(90),
+            |g| g.max(args.gateway.request_timeout_seconds.saturating_mul(3)),
+        ),
+    );
     let lease_duration = lease.as_ref().map_or(Duration::ZERO, |l| l.duration);
     let config = Config {
         policy: Policy {
@@ -371,7 +356,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         ready,
     ));
     tokio::spawn(token_file::reload(
-        args.token_file.clone(),
+        token_path,
         token_loaded,
         gateway.clone(),
         Duration::from_secs(args.token_reload_seconds.max(1)),

@@ -21,21 +21,22 @@ use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, TlsVerification
 /// command line lands in shell history and in every `ps` listing.
 pub const TOKEN_ENV: &str = "TANIUM_TOKEN";
 
-/// How to reach the Gateway; the same for every subcommand.
+/// How to reach the Gateway: the same flags for `run` and every subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GatewayArgs {
     /// Base URL of the Tanium server (the Gateway is at <url>/plugin/products/gateway/graphql).
     #[arg(long, env = "TANIUM_GATEWAY_URL")]
     pub gateway_url: Option<String>,
-    /// File holding the API token. Without it, the token is read from the TANIUM_TOKEN environment variable
-    /// (never from a flag).
+    /// File holding the API token (e.g. a mounted Secret; `run` needs it and re-reads it). Without it, the
+    /// subcommands read the token from the TANIUM_TOKEN environment variable; never from a flag.
     #[arg(long, env = "TANIUM_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// PEM bundle of extra CA certificates for the Gateway's TLS certificate.
     #[arg(long, env = "TANIUM_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Do not check the Gateway's TLS certificate (a lab only: anyone on the network path could read the
-    /// token and answer for the Gateway).
+    /// Do not check the Gateway's TLS certificate. A lab only: anyone on the network path could read the token
+    /// and answer for the Gateway. Warned about at start (and, for `run`, on every object: condition
+    /// GatewayTLSVerified).
     #[arg(long, env = "TANIUM_INSECURE_SKIP_TLS_VERIFY")]
     pub insecure_skip_tls_verify: bool,
     #[arg(long, env = "TANIUM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
@@ -104,27 +105,38 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
 impl GatewayArgs {
     /// A client for the Gateway these arguments name. Nothing is sent yet.
     pub fn client(&self) -> Result<GatewayClient, CliError> {
-        let url = self
-            .gateway_url
+        let config = self.config()?;
+        if config.tls == TlsVerification::Insecure {
+            eprintln!(
+                "WARNING: not checking the Gateway's TLS certificate (--insecure-skip-tls-verify): {}",
+                TlsVerification::INSECURE_RISK
+            );
+        }
+        Ok(GatewayClient::new(config)?)
+    }
+
+    /// What these arguments say about the Gateway, with the token read; `run` adds its own limits.
+    pub fn config(&self) -> Result<GatewayConfig, CliError> {
+        let url = self.url()?;
+        let token = self.token()?;
+        let mut config = GatewayConfig::new(url, token);
+        config.ca_bundle_pem = self.ca_file.as_deref().map(read_file).transpose()?;
+        if self.insecure_skip_tls_verify {
+            config.tls = TlsVerification::Insecure;
+        }
+        config.request_timeout = Duration::from_secs(self.request_timeout_seconds.max(1));
+        Ok(config)
+    }
+
+    pub fn url(&self) -> Result<&str, CliError> {
+        self.gateway_url
             .as_deref()
             .filter(|u| !u.trim().is_empty())
             .ok_or_else(|| {
                 CliError::Config(
                     "no Gateway URL: set TANIUM_GATEWAY_URL or pass --gateway-url".into(),
                 )
-            })?;
-        let token = self.token()?;
-        let mut config = GatewayConfig::new(url, token);
-        config.ca_bundle_pem = self.ca_file.as_deref().map(read_file).transpose()?;
-        if self.insecure_skip_tls_verify {
-            config.tls = TlsVerification::Insecure;
-            eprintln!(
-                "WARNING: not checking the Gateway's TLS certificate (--insecure-skip-tls-verify): {}",
-                TlsVerification::INSECURE_RISK
-            );
-        }
-        config.request_timeout = Duration::from_secs(self.request_timeout_seconds.max(1));
-        Ok(GatewayClient::new(config)?)
+            })
     }
 
     fn token(&self) -> Result<SecretString, CliError> {
