@@ -182,25 +182,30 @@ impl Object<'_, TaniumAction> {
                 .map(String::as_str),
             (&name, Some(&ns)),
         );
-        let first_preview =
-            self.status.preview.as_ref().map(|p| (&p.digest, p.count)) != Some((&digest, count));
-        let observed_at = self.status.preview.as_ref().map(|p| p.observed_at.clone());
-        self.status.preview = Some(found.into_preview(digest.clone()));
-        if !first_preview && let (Some(p), Some(at)) = (self.status.preview.as_mut(), observed_at) {
-            // Same count and digest: keep observedAt (the time it first looked like this), so repeated checks of
-            // an unchanged preview write nothing new.
-            p.observed_at = at;
+        // Same count and digest: keep observedAt (the time it first looked like this), so repeated checks of an
+        // unchanged preview write nothing new.
+        let kept = self
+            .status
+            .preview
+            .take()
+            .filter(|p| (&p.digest, p.count) == (&digest, count))
+            .map(|p| p.observed_at);
+        let first_preview = kept.is_none();
+        let mut recorded = found.into_preview(digest.clone());
+        if let Some(at) = kept {
+            recorded.observed_at = at;
         }
+        self.status.preview = Some(recorded);
         self.set(
             condition::PREVIEWED,
             true,
-            Reason::Previewed.as_str(),
+            Reason::Previewed,
             format!("{count} endpoint(s) match; digest {digest}"),
         );
         if first_preview {
             self.event(
                 false,
-                Reason::Previewed.as_str(),
+                Reason::Previewed,
                 format!("{count} endpoint(s) match the targets (digest {digest})"),
             );
         }
@@ -208,7 +213,7 @@ impl Object<'_, TaniumAction> {
             gates::Verdict::Deploy => {}
             gates::Verdict::Held(held) => return self.hold(held).await,
             gates::Verdict::AwaitingApproval { message, .. } => {
-                let reason = Reason::AwaitingPreviewApproval.as_str();
+                let reason = Reason::AwaitingPreviewApproval;
                 let was = self.phase();
                 self.status.phase = Some(Phase::AwaitingPreviewApproval);
                 self.set(condition::READY, false, reason, message.clone());

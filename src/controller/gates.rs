@@ -9,7 +9,7 @@
 
 use super::Policy;
 use super::preview::{self, Found};
-use crate::crd::{Reason, TaniumActionSpec};
+use crate::crd::{Reason, TaniumActionSpec, Targets};
 use crate::gateway::PackageSpec;
 
 /// Why a deployment is held, what a person reads, and how soon to look again.
@@ -57,11 +57,23 @@ pub fn check_spec(
     namespace: &str,
     policy: Option<&Policy>,
 ) -> Result<(), Held> {
-    spec.targets
+    check_targets(&spec.targets, namespace, policy, &[&spec.package.name])
+}
+
+/// The targets, and the admin policy for the packages an object deploys: every kind that deploys asks this.
+pub fn check_targets(
+    targets: &Targets,
+    namespace: &str,
+    policy: Option<&Policy>,
+    packages: &[&str],
+) -> Result<(), Held> {
+    targets
         .validate()
         .map_err(|m| Held::new(Reason::InvalidSpec, m, Wait::Permanent))?;
-    if let Some(refusal) = policy.and_then(|p| p.refuses(namespace, &spec.package.name)) {
-        return Err(Held::new(Reason::PolicyDenied, refusal, Wait::Permanent));
+    for package in packages {
+        if let Some(refusal) = policy.and_then(|p| p.refuses(namespace, package)) {
+            return Err(Held::new(Reason::PolicyDenied, refusal, Wait::Permanent));
+        }
     }
     Ok(())
 }

@@ -174,7 +174,8 @@ pub async fn find(
         None
     };
     let source = choose(settings, &used, catalog.as_deref());
-    if source.read == PreviewRead::Live {
+    let live = source.read == PreviewRead::Live;
+    if live {
         query.live = Some(LiveSource {
             expected_count: None,
             stable_wait_time: None,
@@ -188,7 +189,6 @@ pub async fn find(
         .filter(|id| !page.endpoints.iter().any(|e| &e.id == *id))
         .cloned()
         .collect();
-    let live = source.read == PreviewRead::Live;
     Ok(Found {
         count: page.total,
         sample: page

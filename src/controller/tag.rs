@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
 use super::object::{Kind, Object, status_fields};
-use super::{Context, Error, tracking};
+use super::{Context, Error, gates, tracking};
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
 use crate::crd::{Deployment, Reason, ResultCounts, TaniumTag, TaniumTagStatus, condition};
 use crate::gateway::actions::{
@@ -102,8 +102,9 @@ impl Object<'_, TaniumTag> {
         }
         let spec = &self.obj.spec;
         let ns = self.obj.namespace().unwrap_or_default();
+        let policy = Some(&self.ctx.config.policy);
         if let Err(held) =
-            decide::check_spec(spec, &ns, &self.ctx.config.policy, &[ADD_TAGS, REMOVE_TAGS])
+            gates::check_targets(&spec.targets, &ns, policy, &[ADD_TAGS, REMOVE_TAGS])
         {
             return self.block(held.reason, held.message).await;
         }

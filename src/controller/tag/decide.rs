@@ -1,37 +1,11 @@
-//! A TaniumTag's decisions, without I/O: which tags come off, whether the matching endpoints are in sync or a round
+//! A TaniumTag's decisions, without I/O (its spec and policy gate is `gates::check_targets`): which tags come off, whether the matching endpoints are in sync or a round
 //! is due (and allowed), and when a round is over. The reconciler (`super`) asks the Gateway and does what these
 //! say.
 
-use crate::controller::Policy;
 use crate::controller::gates::{Held, Wait};
 use crate::controller::tracking::{self, Progress};
 use crate::crd::Reason;
-use crate::crd::tag::TaniumTagSpec;
 use crate::gateway::PackageSpec;
-
-/// The spec and the admin policy for the two tagging packages (`packages`: their names).
-pub fn check_spec(
-    spec: &TaniumTagSpec,
-    namespace: &str,
-    policy: &Policy,
-    packages: &[&str],
-) -> Result<(), Held> {
-    spec.targets.validate().map_err(|message| Held {
-        reason: Reason::InvalidSpec,
-        message,
-        wait: Wait::Permanent,
-    })?;
-    for package in packages {
-        if let Some(message) = policy.refuses(namespace, package) {
-            return Err(Held {
-                reason: Reason::PolicyDenied,
-                message,
-                wait: Wait::Permanent,
-            });
-        }
-    }
-    Ok(())
-}
 
 /// A tagging package as Tanium's catalog has it: it must exist and take one parameter (the tags).
 pub fn check_package(name: &str, package: Option<&PackageSpec>) -> Result<(), Held> {
@@ -126,17 +100,23 @@ mod tests {
 
     #[test]
     fn the_spec_the_policy_and_the_packages() {
+        use crate::controller::Policy;
+        use crate::controller::gates::check_targets;
+        use crate::crd::tag::TaniumTagSpec;
         let spec: TaniumTagSpec = serde_yaml_ng::from_str(
             "tags: [a]\ntargets: {filter: {sensor: {name: OS Platform}, op: EQ, value: Linux}}\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let open = Policy::default();
-        assert_eq!(check_spec(&spec, "ns", &open, &["Add"]), Ok(()));
+        assert_eq!(
+            check_targets(&spec.targets, "ns", Some(&open), &["Add"]),
+            Ok(())
+        );
         let closed = Policy {
             allowed_packages: vec!["Other".into()],
             ..Policy::default()
         };
-        let held = check_spec(&spec, "ns", &closed, &["Add"]).err();
+        let held = check_targets(&spec.targets, "ns", Some(&closed), &["Add"]).err();
         assert_eq!(held.map(|h| h.reason), Some(Reason::PolicyDenied));
         let package = |params: usize| -> PackageSpec {
             serde_json::from_value(serde_json::json!({
