@@ -7,10 +7,10 @@
 
 use serde_json::json;
 
+use crate::crd::{Filter, Platform};
 use crate::gateway::actions::{PackageRef, PerformRequest, Schedule};
 use crate::gateway::error::GatewayError;
-use crate::gateway::filter::Filter;
-use crate::gateway::{ActionId, EndpointId, Platform};
+use crate::gateway::{ActionId, EndpointId};
 use crate::gateway::{
     actions, direct_connect, endpoints, introspect, packages, poll, tokens, transport,
 };
@@ -117,20 +117,20 @@ pub fn answer_from_bytes(data: &[u8]) -> Option<(&'static str, Result<String, Ga
 /// (`actionPerform`'s `ComputerGroupFilter`) as the same JSON, and reads back as the filter it was. `Err` says
 /// how they differ; a filter the operator would refuse is `Ok` (nothing is sent).
 pub fn filter_translation(filter: &Filter, platforms: &[Platform]) -> Result<(), String> {
-    if filter.validate().is_err() {
-        return Ok(());
-    }
-    let written = serde_json::to_value(filter).map_err(|e| e.to_string())?;
-    let back: Filter = serde_json::from_value(written.clone()).map_err(|e| e.to_string())?;
-    if &back != filter {
-        return Err(format!("{written} reads back as {back:?}, not {filter:?}"));
-    }
     let targets = crate::crd::Targets {
         action_group: None,
         filter: Some(filter.clone()),
         endpoints: None,
         platforms: platforms.to_vec(),
     };
+    let Ok(targets) = crate::controller::wire::targets(&targets) else {
+        return Ok(());
+    };
+    let written = serde_json::to_value(filter).map_err(|e| e.to_string())?;
+    let back: Filter = serde_json::from_value(written.clone()).map_err(|e| e.to_string())?;
+    if &back != filter {
+        return Err(format!("{written} reads back as {back:?}, not {filter:?}"));
+    }
     let previewed = crate::controller::preview::query(&targets)
         .wire_filter()
         .ok_or("the preview sends no filter")?;
@@ -148,7 +148,7 @@ pub fn filter_translation(filter: &Filter, platforms: &[Platform]) -> Result<(),
             params: Vec::new(),
             sensor_sourced_params: Vec::new(),
         },
-        targets: targets.to_gateway()?,
+        targets,
         schedule: Schedule::default(),
     }
     .to_input();

@@ -261,9 +261,7 @@ async fn gates_hold_until_a_person_acts() {
         match manifest["kind"].as_str() {
             Some("TaniumAction") => {
                 let obj: TaniumAction = serde_json::from_value(manifest).unwrap();
-                obj.spec
-                    .targets
-                    .validate()
+                tanium_operator::controller::wire::targets(&obj.spec.targets)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 if let Err(e) = api.create(&dry_run, &obj).await {
                     refused(e);
@@ -272,9 +270,7 @@ async fn gates_hold_until_a_person_acts() {
             Some("TaniumTag") => {
                 let obj: tanium_operator::crd::TaniumTag =
                     serde_json::from_value(manifest).unwrap();
-                obj.spec
-                    .targets
-                    .validate()
+                tanium_operator::controller::wire::targets(&obj.spec.targets)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let tags: Api<tanium_operator::crd::TaniumTag> =
                     Api::namespaced(env.client.clone(), "gates");
@@ -285,7 +281,10 @@ async fn gates_hold_until_a_person_acts() {
             Some("TaniumEndpointInspection") => {
                 let obj: tanium_operator::crd::TaniumEndpointInspection =
                     serde_json::from_value(manifest).unwrap();
-                assert!(obj.spec.endpoint.selector().is_some(), "{name}");
+                assert!(
+                    tanium_operator::controller::wire::selector(&obj.spec.endpoint).is_some(),
+                    "{name}"
+                );
                 let inspections: Api<tanium_operator::crd::TaniumEndpointInspection> =
                     Api::namespaced(env.client.clone(), "gates");
                 if let Err(e) = inspections.create(&dry_run, &obj).await {

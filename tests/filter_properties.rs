@@ -11,11 +11,10 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use serde_json::json;
-use tanium_operator::controller::preview;
-use tanium_operator::crd::Targets;
+use tanium_operator::controller::{preview, wire};
+use tanium_operator::crd::targets::{Filter, FilterOp, GroupRef, Platform, SensorRef, Targets};
 use tanium_operator::fuzzing::filter_translation;
 use tanium_operator::gateway::actions::{PackageRef, PerformRequest, Schedule};
-use tanium_operator::gateway::{Filter, FilterOp, GroupRef, Platform, SensorRef};
 use tanium_sim::{EndpointSpec, FilterInput, matches, parse_filter};
 
 const SENSORS: &[(&str, Option<&str>)] = &[
@@ -134,19 +133,21 @@ proptest! {
 
     #[test]
     fn preview_and_deploy_send_the_same_filter(f in filter(), p in platforms()) {
-        prop_assert!(f.validate().is_ok(), "the generator makes valid filters: {f:?}");
+        let targets = Targets { action_group: None, filter: Some(f.clone()), endpoints: None, platforms: p.clone() };
+        prop_assert!(wire::targets(&targets).is_ok(), "the generator makes valid filters: {f:?}");
         prop_assert_eq!(filter_translation(&f, &p), Ok(()));
     }
 
     #[test]
     fn preview_and_deploy_select_the_same_endpoints(f in filter(), p in platforms()) {
         let targets = Targets { action_group: None, filter: Some(f.clone()), endpoints: None, platforms: p.clone() };
+        let targets = wire::targets(&targets).expect("a filter target");
         let previewed = preview::query(&targets).wire_filter().expect("a filter is sent");
         let deployed = PerformRequest {
             name: "n".into(),
             comment: String::new(),
             package: PackageRef { id: None, name: Some("p".into()), params: vec![], sensor_sourced_params: vec![] },
-            targets: targets.to_gateway().expect("a filter target"),
+            targets,
             schedule: Schedule::default(),
         }
         .to_input();
@@ -160,7 +161,7 @@ proptest! {
         };
         let sent_platforms = deployed["targets"].get("platforms").cloned().unwrap_or(json!([]));
         for ep in FLEET.iter() {
-            let in_platforms = p.is_empty() || p.iter().any(|p| p.as_str() == ep.platform.as_str());
+            let in_platforms = p.is_empty() || p.iter().any(|&p| wire::platform(p).as_str() == ep.platform.as_str());
             let by_preview = matches(&preview_filter, ep);
             let by_deploy = matches(&deploy_filter, ep).map(|hit| hit && in_platforms);
             prop_assert_eq!(
@@ -175,23 +176,27 @@ proptest! {
 /// The generator reaches both outcomes on the fleet, so the agreement above is not between two empty sets.
 #[test]
 fn the_fleet_tells_filters_apart() {
-    let hit = |f: &Filter| {
+    let hit = |f: &tanium_operator::gateway::Filter| {
         let parsed = parse_filter(FilterInput::ComputerGroup, json!(f)).expect("parses");
         FLEET
             .iter()
             .filter(|ep| matches(&parsed, *ep) == Ok(true))
             .count()
     };
-    let windows = hit(&Filter::sensor("OS Platform", FilterOp::Eq, "Windows"));
+    let windows = hit(&tanium_operator::gateway::Filter::sensor(
+        "OS Platform",
+        tanium_operator::gateway::FilterOp::Eq,
+        "Windows",
+    ));
     assert!(
         windows > 0 && windows < FLEET.len(),
         "{windows} of {}",
         FLEET.len()
     );
-    let sshd = hit(&Filter::sensor_column(
+    let sshd = hit(&tanium_operator::gateway::Filter::sensor_column(
         "Running Processes with MD5 Hash",
         "Name",
-        FilterOp::Eq,
+        tanium_operator::gateway::FilterOp::Eq,
         "sshd",
     ));
     assert!(sshd > 0 && sshd < FLEET.len(), "{sshd} of {}", FLEET.len());

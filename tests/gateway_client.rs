@@ -222,7 +222,11 @@ async fn deploy_track_complete_find_and_stop() {
         "every scheduled action has a lastAction"
     );
     let states = client.actions(&action_ids, 50).await.unwrap();
-    let total: u32 = states.values().flatten().map(|s| s.results.total()).sum();
+    let total: u32 = states
+        .values()
+        .flatten()
+        .map(|s| tanium_operator::controller::wire::counts(&s.results).total())
+        .sum();
     assert_eq!(total, 1, "exactly testmachine999 is targeted");
 
     sim.sim().advance(Duration::from_secs(120));

@@ -192,7 +192,7 @@ async fn inspects_a_seeded_endpoint_by_id_and_by_computer_name() {
         .wait_until(&api, "by-name", "inspected", reason_is("Inspected"))
         .await;
     let status = obj.status.unwrap();
-    assert_eq!(status.endpoint.unwrap().id.0, "274177");
+    assert_eq!(status.endpoint.unwrap().id, "274177");
     assert!(status.performance.is_none() && status.alerts.is_none());
     let processes = status.processes.unwrap();
     let test_machine = env.sim.sim().endpoint("274177").unwrap();

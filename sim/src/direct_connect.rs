@@ -4,19 +4,11 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::add;
 use crate::det;
+use crate::records::{ConnKind, Connection};
 use crate::state::State;
 
 /// How long a newly opened (current-family) connection reports CONNECTING.
 pub(crate) const CONNECT_DELAY: SignedDuration = SignedDuration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ConnKind {
-    Live,
-    /// The endpoint was offline when opened.
-    Error,
-    /// The endpoint id was unknown when opened.
-    NotFound,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConnStatus {
@@ -24,14 +16,6 @@ pub(crate) enum ConnStatus {
     Connecting,
     Error,
     NotFound,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Connection {
-    pub endpoint: String,
-    pub ready_at: Timestamp,
-    pub last_used: Timestamp,
-    pub kind: ConnKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

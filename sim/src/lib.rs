@@ -18,6 +18,7 @@ mod groups;
 mod http;
 mod packages;
 mod paging;
+mod records;
 mod schema;
 mod sensors;
 mod state;

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::actions::{Action, ScheduledAction};
 use crate::audit::{AuditEntry, AuditOutcome, RequestRecord};
 use crate::clock::Clock;
 use crate::config::{Faults, SimConfig, TokenUser};
-use crate::direct_connect::Connection;
 use crate::faults::FaultState;
 use crate::fleet::EndpointSpec;
+use crate::records::{Action, Connection, ScheduledAction};
 
 #[derive(Debug)]
 pub(crate) struct Endpoint {

@@ -88,13 +88,17 @@ impl ActionPreview {
         }
     }
 
-    fn hold(mut self, held: gates::Held) -> Self {
+    fn hold(mut self, reason: Reason, message: String) -> Self {
         self.would_deploy = false;
         self.held_by = Some(Hold {
-            reason: held.reason.as_str(),
-            message: held.message,
+            reason: reason.as_str(),
+            message,
         });
         self
+    }
+
+    fn held(self, held: gates::Held) -> Self {
+        self.hold(held.reason, held.message)
     }
 }
 
@@ -108,15 +112,15 @@ pub async fn evaluate(
     let out = ActionPreview::new(obj);
     // The operator's admin policy is its own (flags of its deployment): not known here.
     if let Err(held) = gates::check_spec(spec, out.namespace.as_deref().unwrap_or(""), None) {
-        return Ok(out.hold(held));
+        return Ok(out.held(held));
     }
     let package = gateway.package_spec(&spec.package.name).await?;
     if let Err(held) = gates::check_package(spec, package.as_ref()) {
-        return Ok(out.hold(held));
+        return Ok(out.held(held));
     }
     let found = preview::find(gateway, &spec.targets, &spec.preview).await?;
     if let Err(held) = gates::check_found(&found) {
-        return Ok(out.hold(held));
+        return Ok(out.held(held));
     }
     let count = found.count;
     let digest = preview::action_digest(spec, count);
@@ -145,24 +149,19 @@ pub async fn evaluate(
     };
     match verdict {
         gates::Verdict::Deploy => {}
-        gates::Verdict::Held(held) => return Ok(out.hold(held)),
+        gates::Verdict::Held(held) => return Ok(out.held(held)),
         gates::Verdict::AwaitingApproval { message, command } => {
             out.approve_command = Some(command);
-            return Ok(out.hold(gates::Held {
-                reason: Reason::AwaitingPreviewApproval,
-                message,
-                wait: gates::Wait::Blocked,
-            }));
+            return Ok(out.hold(Reason::AwaitingPreviewApproval, message));
         }
     }
     // The controller checks suspend before anything else and then does nothing; previewing anyway shows what
     // unsuspending would do.
     if spec.suspend {
-        return Ok(out.hold(gates::Held {
-            reason: Reason::Suspended,
-            message: "spec.suspend is true: nothing is deployed until it is false".into(),
-            wait: gates::Wait::Permanent,
-        }));
+        return Ok(out.hold(
+            Reason::Suspended,
+            "spec.suspend is true: nothing is deployed until it is false".into(),
+        ));
     }
     Ok(out)
 }

@@ -12,22 +12,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 
-use super::deploy::{self, LookUp};
+use super::deploy;
 use super::object::{Kind, Object, status_fields};
-use super::{Context, Error, gates, preview, tracking};
+use super::{Context, Error, gates, preview, tracking, wire};
 use crate::crd::ResultCounts;
 use crate::crd::action::{PackageStatus, Phase};
 use crate::crd::{
     APPROVED_PREVIEW_ANNOTATION, Reason, TaniumAction, TaniumActionStatus, condition,
 };
-use crate::gateway::actions::{PackageRef, PerformRequest};
+use crate::gateway::actions::PerformRequest;
 use crate::gateway::{ActionId, GatewayError};
 
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
-
-/// Ends the message of a refusal not confirmed yet: a refusal may follow a commit (Tanium does not say otherwise),
-/// so it is final only once a look-up by name after the grace finds nothing.
-const UNCONFIRMED: &str = "; to be confirmed by a look-up by name before the object fails";
 
 pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Action, Error> {
     let c = ctx.clone();
@@ -306,7 +302,10 @@ impl Object<'_, TaniumAction> {
                 let (reason, message) = match e.refusal() {
                     Some(refusal) => (
                         Reason::DeployRefused.as_str(),
-                        format!("the Gateway refused actionPerform: {refusal}{UNCONFIRMED}"),
+                        format!(
+                            "the Gateway refused actionPerform: {refusal}{}",
+                            decide::UNCONFIRMED
+                        ),
                     ),
                     // A missing permission is a person's to grant; said as such, still looked up first.
                     None => (
@@ -433,25 +432,23 @@ impl Object<'_, TaniumAction> {
             return Ok(Action::requeue(Duration::ZERO));
         };
         let grace = self.ctx.config.timing.lookup_grace;
-        let ids = match deploy::look_up(&self.ctx.gateway, &mut self.status.deployment, grace).await
-        {
-            Ok(LookUp::Adopted(ids)) => ids,
-            Ok(LookUp::TooEarly(wait)) => return Ok(Action::requeue(wait)),
-            Ok(LookUp::Nothing) => {
-                let deployed = crate::crd::condition(&self.status.conditions, condition::DEPLOYED);
-                if let Some(refusal) = deployed
-                    .filter(|c| c.reason == Reason::DeployRefused.as_str() && c.status == "False")
-                    .map(|c| c.message.trim_end_matches(UNCONFIRMED).to_owned())
-                {
-                    return self.refused(refusal).await;
-                }
+        let found =
+            match deploy::look_up(&self.ctx.gateway, &mut self.status.deployment, grace).await {
+                Ok(found) => found,
+                Err(e) => return self.gateway_trouble(e).await,
+            };
+        let deployed = crate::crd::condition(&self.status.conditions, condition::DEPLOYED);
+        let ids = match decide::after_look_up(found, deployed) {
+            decide::Recovery::Follow(ids) => ids,
+            decide::Recovery::Wait(wait) => return Ok(Action::requeue(wait)),
+            decide::Recovery::Failed(refusal) => return self.refused(refusal).await,
+            decide::Recovery::Redeploy => {
                 tracing::info!(action = %name, "no action by this name in Tanium; deploying after fresh checks");
                 self.scratch.looked_up = true;
                 // Everything may have changed since the intent (targets, limits, approval, suspend): check again.
                 self.status.phase = Some(Phase::Pending);
                 return Box::pin(self.apply()).await;
             }
-            Err(e) => return self.gateway_trouble(e).await,
         };
         let message = format!(
             "found scheduled action(s) {} named {name:?} from an earlier attempt whose answer was lost; not deploying again",
@@ -584,14 +581,9 @@ impl Object<'_, TaniumAction> {
         Ok(PerformRequest {
             name,
             comment: spec.comment.clone(),
-            package: PackageRef {
-                id: None,
-                name: Some(spec.package.name.clone()),
-                params: spec.package.params.clone(),
-                sensor_sourced_params: spec.package.sensor_sourced_params.clone(),
-            },
-            targets: spec.targets.to_gateway().map_err(Error::MissingField)?,
-            schedule: spec.schedule.clone(),
+            package: wire::package(&spec.package),
+            targets: wire::targets(&spec.targets).map_err(GatewayError::InvalidRequest)?,
+            schedule: wire::schedule(&spec.schedule),
         })
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::wire;
 use crate::crd::{Deployment, ScheduledActionStatus};
 use crate::gateway::actions::{PerformRequest, PerformedAction};
 use crate::gateway::{
@@ -40,7 +41,7 @@ impl Deployment {
             .iter()
             .map(|c| ScheduledActionStatus {
                 id: c.scheduled_action_id.0.clone(),
-                platforms: c.platforms.clone(),
+                platforms: c.platforms.iter().copied().map(wire::platform_of).collect(),
                 last_action_id: c.action_id.as_ref().map(|a| a.0.clone()),
                 status: None,
             })

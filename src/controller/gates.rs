@@ -7,8 +7,8 @@
 //! before anything (and asks the Gateway nothing), the preview commands after everything (to show what resuming
 //! would do).
 
-use super::Policy;
 use super::preview::{self, Found};
+use super::{Policy, wire};
 use crate::crd::{Reason, TaniumActionSpec, Targets};
 use crate::gateway::PackageSpec;
 
@@ -67,9 +67,7 @@ pub fn check_targets(
     policy: Option<&Policy>,
     packages: &[&str],
 ) -> Result<(), Held> {
-    targets
-        .validate()
-        .map_err(|m| Held::new(Reason::InvalidSpec, m, Wait::Permanent))?;
+    wire::targets(targets).map_err(|m| Held::new(Reason::InvalidSpec, m, Wait::Permanent))?;
     for package in packages {
         if let Some(refusal) = policy.and_then(|p| p.refuses(namespace, package)) {
             return Err(Held::new(Reason::PolicyDenied, refusal, Wait::Permanent));
@@ -84,8 +82,7 @@ pub fn check_package(spec: &TaniumActionSpec, package: Option<&PackageSpec>) -> 
         let message = format!("Tanium has no package named {:?}", spec.package.name);
         return Err(Held::new(Reason::UnknownPackage, message, Wait::Permanent));
     };
-    spec.package
-        .check_against(package)
+    wire::missing_params(&spec.package, package)
         .map_err(|m| Held::new(Reason::WrongParams, m, Wait::Permanent))
 }
 

@@ -14,7 +14,7 @@ use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 
 use super::object::{Kind, Object, status_fields};
-use super::{Context, Error};
+use super::{Context, Error, wire};
 use crate::crd::inspection::{
     ConnectionState, ConnectionStatus, KillRecord, KillState, MAX_TOP_PROCESSES, PerformanceStatus,
     ResolvedEndpoint,
@@ -90,7 +90,7 @@ impl Object<'_, TaniumEndpointInspection> {
                 .hold(Reason::PolicyDenied, refusal, timing.permanent_error)
                 .await;
         }
-        let Some(selector) = self.obj.spec.endpoint.selector() else {
+        let Some(selector) = wire::selector(&self.obj.spec.endpoint) else {
             return self
                 .hold(
                     Reason::InvalidSpec,
@@ -125,7 +125,7 @@ impl Object<'_, TaniumEndpointInspection> {
             Err(e) => return self.trouble(e).await,
         };
         self.status.endpoint = Some(ResolvedEndpoint {
-            id: endpoint.id.clone(),
+            id: endpoint.id.0.clone(),
             computer_name: endpoint.name.clone(),
         });
 
@@ -259,7 +259,7 @@ impl Object<'_, TaniumEndpointInspection> {
             Some(conn) => {
                 self.ctx
                     .gateway
-                    .dc_terminate(&conn, pid, &name, signal)
+                    .dc_terminate(&conn, pid, &name, wire::signal(signal))
                     .await
             }
             None => Err(GatewayError::ConnectionFailed {

@@ -16,6 +16,7 @@ pub mod sessions;
 pub mod shard;
 pub mod tag;
 mod tracking;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,13 +5,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::wire;
 use crate::crd::{
     APPROVED_PREVIEW_ANNOTATION, EndpointSample, Preview, PreviewRead, PreviewSettings,
     PreviewSource, TaniumActionSpec, Targets,
 };
 use crate::gateway::endpoints::{EndpointQuery, LiveSource};
 use crate::gateway::sensors::SensorInfo;
-use crate::gateway::{EndpointId, Filter, FilterOp, GatewayClient, GatewayError, SensorRef};
+use crate::gateway::{self, EndpointId, Filter, FilterOp, GatewayClient, GatewayError, SensorRef};
 
 /// Endpoints shown in status; the count covers the rest.
 pub const SAMPLE_SIZE: u32 = 10;
@@ -114,10 +115,10 @@ pub fn incomplete(found: &Found, min_percent: u8) -> Option<String> {
     })
 }
 
-/// What the preview asks `endpoints`: the targets' filter exactly as `actionPerform` is given it
-/// ([`Targets::to_gateway`]), AND the platforms as `OS Platform` comparisons (`actionPerform` takes them as a
-/// field of its own), or the listed ids.
-pub fn query(targets: &Targets) -> EndpointQuery {
+/// What the preview asks `endpoints`: the targets' filter exactly as `actionPerform` is given it (the same
+/// [`wire::targets`]), AND the platforms as `OS Platform` comparisons (`actionPerform` takes them as a field of
+/// its own), or the listed ids.
+pub fn query(targets: &gateway::Targets) -> EndpointQuery {
     let platforms = (!targets.platforms.is_empty()).then(|| {
         Filter::any(
             targets
@@ -127,11 +128,11 @@ pub fn query(targets: &Targets) -> EndpointQuery {
                 .collect(),
         )
     });
-    let filter = match (&targets.filter, platforms) {
-        (Some(f), Some(p)) => Some(Filter::all(vec![f.clone(), p])),
-        (f, p) => f.clone().or(p),
+    let (filter, ids) = targets.target.clone().into_query();
+    let filter = match (filter, platforms) {
+        (Some(f), Some(p)) => Some(Filter::all(vec![f, p])),
+        (f, p) => f.or(p),
     };
-    let ids = targets.endpoints.clone().unwrap_or_default();
     EndpointQuery {
         filter,
         page_size: if ids.is_empty() {
@@ -151,7 +152,8 @@ pub async fn find(
     targets: &Targets,
     settings: &PreviewSettings,
 ) -> Result<Found, GatewayError> {
-    let mut query = query(targets);
+    let targets = wire::targets(targets).map_err(GatewayError::InvalidRequest)?;
+    let mut query = query(&targets);
     let used = query
         .filter
         .as_ref()

@@ -14,12 +14,10 @@ use kube::{Resource, ResourceExt as _};
 
 use super::deploy::{self, LookUp};
 use super::object::{Kind, Object, status_fields};
-use super::{Context, Error, gates, tracking};
+use super::{Context, Error, gates, tracking, wire};
 use crate::crd::tag::{RoundKind, TagPhase, TagRound};
 use crate::crd::{Deployment, Reason, ResultCounts, TaniumTag, TaniumTagStatus, condition};
-use crate::gateway::actions::{
-    PackageRef, PerformRequest, Schedule, Target, Targets as GatewayTargets,
-};
+use crate::gateway::actions::{PackageRef, PerformRequest, Schedule, Target};
 use crate::gateway::endpoints::EndpointQuery;
 use crate::gateway::{ActionId, EndpointId, Filter, FilterOp, GatewayError};
 
@@ -85,20 +83,25 @@ impl Object<'_, TaniumTag> {
         self.obj.spec.interval()
     }
 
+    /// The phase and Ready condition a reconcile ended in (not saved).
+    fn enter(&mut self, to: decide::Transition, message: impl Into<String>) {
+        let (ready, reason) = to.ready();
+        self.status.phase = Some(to.phase());
+        self.set(condition::READY, ready, reason, message);
+    }
+
     async fn apply(mut self) -> Result<Action, Error> {
-        if self.status.round.is_some() {
-            return self.advance_round().await;
-        }
-        if self.obj.spec.suspend {
-            self.status.phase = Some(TagPhase::Suspended);
-            self.set(
-                condition::READY,
-                false,
-                Reason::Suspended,
-                "spec.suspend is true: no tagging rounds",
-            );
-            self.save().await?;
-            return Ok(Action::requeue(self.interval()));
+        match decide::stage(self.status.round.is_some(), self.obj.spec.suspend) {
+            decide::Stage::Round => return self.advance_round().await,
+            decide::Stage::Suspended => {
+                self.enter(
+                    decide::Transition::Suspended,
+                    "spec.suspend is true: no tagging rounds",
+                );
+                self.save().await?;
+                return Ok(Action::requeue(self.interval()));
+            }
+            decide::Stage::Survey => {}
         }
         let spec = &self.obj.spec;
         let ns = self.obj.namespace().unwrap_or_default();
@@ -152,17 +155,12 @@ impl Object<'_, TaniumTag> {
             decide::Next::Round => {}
             decide::Next::Held(held) => return self.block(held.reason, held.message).await,
             decide::Next::InSync => {
-                for t in &tags {
-                    if !self.status.applied_tags.contains(t) {
-                        self.status.applied_tags.push(t.clone());
-                    }
-                }
-                self.status.phase = Some(TagPhase::InSync);
+                decide::record_applied(&mut self.status.applied_tags, &tags);
                 let message = format!(
                     "all {matched} matching endpoint(s) carry {}",
                     tags.join(", ")
                 );
-                self.set(condition::READY, true, Reason::InSync, message);
+                self.enter(decide::Transition::InSync, message);
                 self.save().await?;
                 return Ok(Action::requeue(self.interval()));
             }
@@ -171,11 +169,17 @@ impl Object<'_, TaniumTag> {
             .await
     }
 
+    /// The targets' filter or ids, as they are sent.
+    fn target(&self) -> Result<(Option<Filter>, Vec<EndpointId>), GatewayError> {
+        let targets =
+            wire::targets(&self.obj.spec.targets).map_err(GatewayError::InvalidRequest)?;
+        Ok(targets.target.into_query())
+    }
+
     /// Endpoints matching the targets AND `extra`: how many, and how to deploy to exactly them.
     async fn select(&self, extra: Filter) -> Result<(u64, Selection), GatewayError> {
-        let targets = &self.obj.spec.targets;
-        match &targets.endpoints {
-            Some(ids) => {
+        match self.target()? {
+            (None, ids) => {
                 let query = EndpointQuery {
                     filter: Some(extra),
                     ids: ids.clone(),
@@ -188,11 +192,8 @@ impl Object<'_, TaniumTag> {
                     Selection::Ids(found.into_iter().map(|e| e.id).collect()),
                 ))
             }
-            None => {
-                let filter = match &targets.filter {
-                    Some(f) => Filter::all(vec![f.clone(), extra]),
-                    None => extra,
-                };
+            (Some(f), _) => {
+                let filter = Filter::all(vec![f, extra]);
                 let count = self.ctx.gateway.count_endpoints(Some(&filter)).await?;
                 Ok((count, Selection::Filter(filter)))
             }
@@ -200,13 +201,13 @@ impl Object<'_, TaniumTag> {
     }
 
     async fn count(&self, extra: Option<Filter>) -> Result<u64, GatewayError> {
-        let targets = &self.obj.spec.targets;
+        let (filter, ids) = self.target()?;
         let query = EndpointQuery {
-            filter: match (&targets.filter, extra) {
-                (Some(f), Some(e)) => Some(Filter::all(vec![f.clone(), e])),
-                (f, e) => f.clone().or(e),
+            filter: match (filter, extra) {
+                (Some(f), Some(e)) => Some(Filter::all(vec![f, e])),
+                (f, e) => f.or(e),
             },
-            ids: targets.endpoints.clone().unwrap_or_default(),
+            ids,
             page_size: 1,
             ..EndpointQuery::default()
         };
@@ -221,6 +222,12 @@ impl Object<'_, TaniumTag> {
         targeted: u64,
         selection: Selection,
     ) -> Result<Action, Error> {
+        let mut targets =
+            wire::targets(&self.obj.spec.targets).map_err(GatewayError::InvalidRequest)?;
+        targets.target = match selection {
+            Selection::Filter(f) => Target::Filter(f),
+            Selection::Ids(ids) => Target::Endpoints(ids),
+        };
         let number = self.status.rounds + 1;
         let verb = match kind {
             RoundKind::Add => "add",
@@ -253,31 +260,14 @@ impl Object<'_, TaniumTag> {
         };
         round.deployment.record_intent(name.clone());
         self.status.rounds = number;
-        self.status.phase = Some(match kind {
-            RoundKind::Add => TagPhase::Tagging,
-            RoundKind::Remove => TagPhase::Removing,
-        });
         let message = format!(
             "round {number}: {verb} {} on {targeted} endpoint(s)",
             tags.join(", ")
         );
-        self.set(
-            condition::READY,
-            false,
-            if kind == RoundKind::Add {
-                Reason::Tagging
-            } else {
-                Reason::Removing
-            },
-            message.clone(),
-        );
+        self.enter(decide::Transition::Round(kind), message.clone());
         self.status.round = Some(round);
         self.save().await?;
 
-        let target = match selection {
-            Selection::Filter(f) => Target::Filter(f),
-            Selection::Ids(ids) => Target::Endpoints(ids),
-        };
         let request = PerformRequest {
             name,
             comment: format!(
@@ -299,11 +289,7 @@ impl Object<'_, TaniumTag> {
                 params: vec![tag_param(&tags)],
                 sensor_sourced_params: Vec::new(),
             },
-            targets: GatewayTargets {
-                action_group: self.obj.spec.targets.action_group(),
-                target,
-                platforms: self.obj.spec.targets.platforms.clone(),
-            },
+            targets,
             schedule: Schedule::default(),
         };
         let Some(round) = self.status.round.as_mut() else {
@@ -415,13 +401,7 @@ impl Object<'_, TaniumTag> {
         ));
         let r = progress.results;
         match round.kind {
-            RoundKind::Add => {
-                for t in &round.tags {
-                    if !self.status.applied_tags.contains(t) {
-                        self.status.applied_tags.push(t.clone());
-                    }
-                }
-            }
+            RoundKind::Add => decide::record_applied(&mut self.status.applied_tags, &round.tags),
             // Kept until a recount finds no endpoint carrying them: one that failed or was offline gets another
             // removal round, and a deletion waits for it (up to its timeout).
             RoundKind::Remove => {}
@@ -470,11 +450,7 @@ impl Object<'_, TaniumTag> {
                 {
                     return self.cleanup_blocked(e).await;
                 }
-                for t in &round.tags {
-                    if !self.status.applied_tags.contains(t) {
-                        self.status.applied_tags.push(t.clone());
-                    }
-                }
+                decide::record_applied(&mut self.status.applied_tags, &round.tags);
                 self.status.round = None;
                 self.save().await?;
                 return Err(Error::Requeue(Duration::ZERO));
@@ -520,7 +496,7 @@ impl Object<'_, TaniumTag> {
 
     async fn block(mut self, reason: Reason, message: String) -> Result<Action, Error> {
         let known = self.status.phase == Some(TagPhase::Blocked) && self.ready_reason_is(reason);
-        self.status.phase = Some(TagPhase::Blocked);
+        self.status.phase = Some(decide::Transition::Held(reason).phase());
         self.warn(reason, message, known).await?;
         Ok(Action::requeue(
             self.interval().min(self.ctx.config.timing.permanent_error),

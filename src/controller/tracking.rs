@@ -2,14 +2,15 @@
 //! shared poller reads them, summed into one view. Shared by every kind that deploys.
 
 use super::poller::{Owner, Poller};
-use crate::crd::ScheduledActionStatus;
+use super::wire;
+use crate::crd::{EndpointCounts, ScheduledActionStatus};
 use crate::gateway::poll::Polled;
-use crate::gateway::{ActionId, ActionResults, ActionStatus, Read, ScheduledActionId};
+use crate::gateway::{ActionId, ActionStatus, Read, ScheduledActionId};
 
 /// What the scheduled actions of one deployment are doing, together.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
-    pub results: ActionResults,
+    pub results: EndpointCounts,
     /// Action instances that can still run (OPEN, PENDING, ACTIVE, or a status this client does not know).
     pub open: Vec<ActionId>,
     /// Scheduled actions waiting for approval in Tanium.
@@ -38,7 +39,7 @@ impl Progress {
 /// at work, so that a stop cuts off only endpoints that had not started (see `stopWhenComplete`). Finishing the
 /// previewed number is not enough: the preview may have counted fewer than the action reached (endpoints that came
 /// online later, readings that changed since), and those may still be downloading or running.
-pub fn work_done(r: &ActionResults, targeted: u64) -> bool {
+pub fn work_done(r: &EndpointCounts, targeted: u64) -> bool {
     targeted > 0 && u64::from(r.finished()) >= targeted && r.at_work() == 0
 }
 
@@ -113,7 +114,7 @@ pub fn poll(
             sa.last_action_id = Some(state.id.0.clone());
         }
         sa.status = Some(status_name(state.status).into());
-        add(&mut progress.results, &state.results);
+        progress.results = progress.results.plus(wire::counts(&state.results));
         match state.status {
             ActionStatus::Pending => {
                 progress.awaiting_approval.push(sa.id.clone());
@@ -142,19 +143,6 @@ fn status_name(s: ActionStatus) -> &'static str {
         // Not one of ours: followed as open until it expires (`ActionStatus::is_open`).
         ActionStatus::Unknown => "UNRECOGNIZED",
     }
-}
-
-fn add(total: &mut ActionResults, r: &ActionResults) {
-    total.waiting += r.waiting;
-    total.downloading += r.downloading;
-    total.running += r.running;
-    total.waiting_to_retry += r.waiting_to_retry;
-    total.completed += r.completed;
-    total.expired += r.expired;
-    total.failed += r.failed;
-    total.pending_verification += r.pending_verification;
-    total.verified += r.verified;
-    total.failed_verification += r.failed_verification;
 }
 
 #[cfg(test)]
@@ -271,11 +259,11 @@ mod tests {
 
     #[test]
     fn done_means_the_previewed_number_finished_and_none_is_at_work() {
-        let r = |completed, running, waiting| ActionResults {
+        let r = |completed, running, waiting| EndpointCounts {
             completed,
             running,
             waiting,
-            ..ActionResults::default()
+            ..EndpointCounts::default()
         };
         assert!(work_done(&r(3, 0, 0), 3));
         assert!(work_done(&r(3, 0, 2), 3), "waiting ones may be cut off");
@@ -288,10 +276,10 @@ mod tests {
             !work_done(&r(0, 0, 0), 0),
             "nothing previewed, nothing to judge by"
         );
-        let retrying = ActionResults {
+        let retrying = EndpointCounts {
             completed: 5,
             waiting_to_retry: 1,
-            ..ActionResults::default()
+            ..EndpointCounts::default()
         };
         assert!(!work_done(&retrying, 3));
     }

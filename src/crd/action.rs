@@ -9,7 +9,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Deployment, Preview, ResultCounts, Safety, Targets};
-use crate::gateway::actions::{PackageParam, Schedule};
 
 /// Deploy one Tanium package once, through the Tanium API Gateway, after previewing its targets.
 ///
@@ -200,16 +199,40 @@ pub struct PackageSpec {
     pub sensor_sourced_params: Vec<PackageParam>,
 }
 
-impl PackageSpec {
-    /// What Tanium's package needs that these values do not give (positional and sensor-sourced parameters).
-    pub fn check_against(&self, package: &crate::gateway::PackageSpec) -> Result<(), String> {
-        let sensor_sourced: Vec<&str> = self
-            .sensor_sourced_params
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        package.check_params(&self.params, &sensor_sourced)
-    }
+/// A sensor-sourced parameter: its name as the package spec lists it, and the value to use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct PackageParam {
+    /// The parameter's name, as Tanium's package lists it.
+    pub name: String,
+    /// The value, used as given.
+    pub value: String,
+}
+
+/// A time that every reader decodes alike: an offset is required (a time without one would fail to decode).
+pub const RFC3339_WITH_OFFSET: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
+
+/// When and how long the action runs (the Gateway's `ActionPerformScheduleInput`). All empty: once, now, on the
+/// endpoints online.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// Seconds over which endpoints start at random moments, so that they do not all download at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribute_seconds: Option<i64>,
+    /// Seconds after its start that the action expires (Tanium's default when empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_seconds: Option<i64>,
+    /// Seconds between reissues of a recurring action (needs `endTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue_seconds: Option<i64>,
+    /// RFC 3339 with an offset, e.g. `2026-12-01T08:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
+    pub start_time: Option<jiff::Timestamp>,
+    /// RFC 3339 with an offset; needed with `reissueSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
+    pub end_time: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -318,6 +341,43 @@ mod tests {
 package: {name: "Custom Tagging - Add Tags", params: ["ci"]}
 targets: {endpoints: ["274177"]}
 "#;
+
+    /// Every field that defines a deployment, filled in.
+    const FULL: &str = r#"
+package:
+  name: "Kill Process"
+  params: ["9"]
+  sensorSourcedParams: [{name: "Running Processes with MD5 Hash_MD5 Hash", value: "4bf0"}]
+targets:
+  actionGroup: {name: "Servers"}
+  filter:
+    any: true
+    filters:
+      - {sensor: {name: "Running Processes with MD5 Hash", column: "MD5 Hash"}, op: EQ, value: "4bf0"}
+      - {memberOf: {id: "12"}, negated: true}
+      - {sensor: {name: "Custom Tags", params: [{name: "p", value: "v"}]}, op: CONTAINS, value: "PCI"}
+  platforms: [Windows, AIX]
+schedule:
+  distributeSeconds: 600
+  expireSeconds: 3600
+  reissueSeconds: 86400
+  startTime: "2026-12-01T08:00:00Z"
+  endTime: "2026-12-31T08:00:00+01:00"
+comment: "INC-42"
+actionName: "kill-miner"
+runId: "2026-12-03"
+"#;
+
+    /// A re-created object finds its earlier action by this name, so it must not change across versions: the
+    /// value below was computed by the release before the API got its own types (when it serialised the Gateway
+    /// client's), and any change to how a defining field serialises fails here before it deploys twice.
+    #[test]
+    fn the_tanium_action_name_is_stable_across_versions() {
+        assert_eq!(
+            spec(FULL).tanium_action_name("team-a", "kill"),
+            "kill-miner [0ab591ef32d3787a]"
+        );
+    }
 
     #[test]
     fn the_tanium_action_name_belongs_to_the_manifest() {

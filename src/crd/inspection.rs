@@ -12,7 +12,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::parse_interval;
-use crate::gateway::{EndpointId, EndpointSelector, Signal};
 
 /// The most processes and alerts status lists: an endpoint may run thousands of processes, and an object in
 /// etcd must stay small. The counts cover the rest.
@@ -119,26 +118,15 @@ impl TaniumEndpointInspectionSpec {
     .message("endpoint needs exactly one of id or computerName"))]
 pub struct EndpointRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The endpoint's Gateway id (`Endpoint.id`).
     #[schemars(length(min = 1, max = 64))]
-    pub id: Option<EndpointId>,
+    pub id: Option<String>,
     /// The "Computer Name" sensor's value; it must name exactly one endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub computer_name: Option<String>,
 }
 
-impl EndpointRef {
-    /// `None` only for an object the schema would have refused.
-    pub fn selector(&self) -> Option<EndpointSelector> {
-        match (&self.id, &self.computer_name) {
-            (Some(id), None) => Some(EndpointSelector::Id(id.clone())),
-            (None, Some(name)) => Some(EndpointSelector::ComputerName(name.clone())),
-            _ => None,
-        }
-    }
-}
-
-/// What a refresh reads. A field left out is not read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Collect {
@@ -231,6 +219,15 @@ pub struct KillProcess {
     pub signal: Signal,
 }
 
+/// The signal that ends a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Signal {
+    Sigint,
+    Sigkill,
+    Sigterm,
+}
+
 fn default_signal() -> Signal {
     Signal::Sigterm
 }
@@ -239,7 +236,8 @@ fn default_signal() -> Signal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedEndpoint {
-    pub id: EndpointId,
+    /// The endpoint's Gateway id.
+    pub id: String,
     pub computer_name: String,
 }
 

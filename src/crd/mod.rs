@@ -6,26 +6,24 @@ pub mod inspection;
 pub mod reason;
 mod schema;
 pub mod tag;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt as _;
-use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use crate::gateway;
-use crate::gateway::actions::MAX_TARGET_ENDPOINTS;
-use crate::gateway::{ActionResults, EndpointId, Filter, GroupRef, Platform};
 
 pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
 pub use inspection::{
     TaniumEndpointInspection, TaniumEndpointInspectionSpec, TaniumEndpointInspectionStatus,
 };
 pub use reason::Reason;
+pub use schema::CRD_FILTER_DEPTH;
 pub use tag::{TaniumTag, TaniumTagSpec, TaniumTagStatus};
+pub use targets::{Filter, FilterOp, GroupRef, MAX_TARGET_ENDPOINTS, Platform, Targets};
 
 pub const GROUP: &str = "tanium-operator.dev";
 /// Field manager for everything the operator writes.
@@ -34,69 +32,6 @@ pub const MANAGER: &str = "tanium-operator";
 pub const APPROVED_PREVIEW_ANNOTATION: &str = "tanium-operator.dev/approved-preview";
 /// The action group used when a manifest names none.
 pub const DEFAULT_ACTION_GROUP: &str = "All Computers";
-
-/// Which endpoints a resource acts on: a filter (previewed with `endpoints`, deployed as an ad-hoc computer
-/// group) or up to 25 endpoint ids, within an action group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.filter) != has(self.endpoints)")
-    .message("targets needs exactly one of filter or endpoints"))]
-pub struct Targets {
-    /// The Tanium action group the action runs in (default "All Computers"). It may hold more endpoints than
-    /// the filter selects; the filter narrows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action_group: Option<GroupRef>,
-    /// A Gateway filter (`ComputerGroupFilter` shape: sensor comparisons and `memberOf`, combined with
-    /// `filters`/`any`/`negated`). The same filter is previewed and deployed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Filter>,
-    /// Endpoint ids, at most 25.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 25), inner(length(min = 1, max = 64)))]
-    pub endpoints: Option<Vec<EndpointId>>,
-    /// Restrict to these platforms.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<Platform>,
-}
-
-impl Targets {
-    pub fn action_group(&self) -> GroupRef {
-        self.action_group.clone().unwrap_or_else(|| GroupRef {
-            id: None,
-            name: Some(DEFAULT_ACTION_GROUP.into()),
-        })
-    }
-
-    /// What `actionPerform` is given: the filter exactly as written (the preview, [`crate::controller::preview::
-    /// query`], asks `endpoints` with the same filter), or the ids, within the action group and platforms.
-    pub fn to_gateway(&self) -> Result<gateway::Targets, &'static str> {
-        let target = match (&self.filter, &self.endpoints) {
-            (Some(f), _) => gateway::Target::Filter(f.clone()),
-            (None, Some(ids)) => gateway::Target::Endpoints(ids.clone()),
-            (None, None) => return Err("spec.targets.filter or spec.targets.endpoints"),
-        };
-        Ok(gateway::Targets {
-            action_group: self.action_group(),
-            target,
-            platforms: self.platforms.clone(),
-        })
-    }
-
-    /// What the schema cannot say (the filter's shape is recursive); the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        match (&self.filter, &self.endpoints) {
-            (Some(f), None) => f.validate().map_err(|e| format!("spec.targets: {e}")),
-            (None, Some(ids)) if ids.is_empty() || ids.len() > MAX_TARGET_ENDPOINTS => {
-                Err(format!(
-                    "spec.targets.endpoints: between 1 and {MAX_TARGET_ENDPOINTS} ids, got {}",
-                    ids.len()
-                ))
-            }
-            (None, Some(_)) => Ok(()),
-            _ => Err("spec.targets: exactly one of filter or endpoints".into()),
-        }
-    }
-}
 
 /// Limits that hold a deployment back until a person looks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -231,11 +166,81 @@ pub struct ScheduledActionStatus {
 pub struct ResultCounts {
     pub targeted: u64,
     #[serde(flatten)]
-    pub counts: ActionResults,
+    pub counts: EndpointCounts,
     /// Endpoints still waiting (they had not started) when the operator stopped the action: the ones a stop cut
     /// off. Set only when it stopped one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_when_stopped: Option<u32>,
+}
+
+/// Endpoints in each state Tanium counts for an action instance (its `ActionResults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointCounts {
+    /// Not started yet: waiting for their distribution slot, or online but not yet begun.
+    #[serde(default)]
+    pub waiting: u32,
+    /// Downloading the package.
+    #[serde(default)]
+    pub downloading: u32,
+    /// Running the package's command.
+    #[serde(default)]
+    pub running: u32,
+    /// Failed once and about to try again.
+    #[serde(default)]
+    pub waiting_to_retry: u32,
+    /// Ran the command successfully.
+    #[serde(default)]
+    pub completed: u32,
+    /// The action expired before they finished.
+    #[serde(default)]
+    pub expired: u32,
+    /// The command failed.
+    #[serde(default)]
+    pub failed: u32,
+    /// Ran; the package's verification query has not answered yet.
+    #[serde(default)]
+    pub pending_verification: u32,
+    /// Ran, and the verification query confirmed it.
+    #[serde(default)]
+    pub verified: u32,
+    /// Ran, but the verification query did not confirm it.
+    #[serde(default)]
+    pub failed_verification: u32,
+}
+
+impl EndpointCounts {
+    /// Endpoints that are done, one way or another (Tanium's definition of "finished").
+    pub fn finished(&self) -> u32 {
+        self.completed + self.expired + self.failed + self.failed_verification + self.verified
+    }
+
+    /// Endpoints with the package in hand: downloading, running, about to retry, or awaiting verification. Tanium
+    /// does not document what `actionStop` does to them, so a stop is taken to cut them off.
+    pub fn at_work(&self) -> u32 {
+        self.downloading + self.running + self.waiting_to_retry + self.pending_verification
+    }
+
+    /// Every endpoint the action instance counts.
+    pub fn total(&self) -> u32 {
+        self.finished() + self.waiting + self.at_work()
+    }
+
+    /// Both instances' counts, state by state.
+    pub fn plus(self, o: Self) -> Self {
+        Self {
+            waiting: self.waiting + o.waiting,
+            downloading: self.downloading + o.downloading,
+            running: self.running + o.running,
+            waiting_to_retry: self.waiting_to_retry + o.waiting_to_retry,
+            completed: self.completed + o.completed,
+            expired: self.expired + o.expired,
+            failed: self.failed + o.failed,
+            pending_verification: self.pending_verification + o.pending_verification,
+            verified: self.verified + o.verified,
+            failed_verification: self.failed_verification + o.failed_verification,
+        }
+    }
 }
 
 impl ResultCounts {

@@ -12,8 +12,7 @@ use super::{
 };
 
 pub use super::deployment::{
-    MAX_TARGET_ENDPOINTS, PackageParam, PackageRef, PerformRequest, RFC3339_WITH_OFFSET, Schedule,
-    Target, Targets,
+    MAX_TARGET_ENDPOINTS, PackageParam, PackageRef, PerformRequest, Schedule, Target, Targets,
 };
 const PERFORM: &str = r#"mutation actionPerform($input: ActionPerformInput!) {
   actionPerform(input: $input) {
@@ -133,9 +132,7 @@ impl ActionStatus {
 }
 
 /// Per-endpoint state counts of one action instance.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionResults {
     #[serde(default)]
@@ -158,29 +155,6 @@ pub struct ActionResults {
     pub verified: u32,
     #[serde(default)]
     pub failed_verification: u32,
-}
-
-impl ActionResults {
-    /// Endpoints that are done, one way or another (Tanium's definition of "finished").
-    pub fn finished(&self) -> u32 {
-        self.completed + self.expired + self.failed + self.failed_verification + self.verified
-    }
-
-    /// Endpoints with the package in hand: downloading, running, about to retry, or awaiting verification. Tanium
-    /// does not document what `actionStop` does to them, so a stop is taken to cut them off.
-    pub fn at_work(&self) -> u32 {
-        self.downloading + self.running + self.waiting_to_retry + self.pending_verification
-    }
-
-    /// Every endpoint the action instance counts.
-    pub fn total(&self) -> u32 {
-        self.finished()
-            + self.waiting
-            + self.downloading
-            + self.running
-            + self.waiting_to_retry
-            + self.pending_verification
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -568,17 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn results_arithmetic() {
-        let r = ActionResults {
-            waiting: 1,
-            running: 2,
-            completed: 3,
-            failed: 4,
-            expired: 5,
-            ..ActionResults::default()
-        };
-        assert_eq!(r.finished(), 12);
-        assert_eq!(r.total(), 15);
+    fn an_unknown_status_is_followed_as_open() {
         assert!(ActionStatus::Pending.is_open());
         assert!(!ActionStatus::Expired.is_open());
         let s: ActionStatus = serde_json::from_value(json!("SOMETHING_NEW")).unwrap();

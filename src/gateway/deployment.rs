@@ -12,7 +12,7 @@ use super::{EndpointId, Platform};
 pub const MAX_TARGET_ENDPOINTS: usize = 25;
 
 /// A sensor-sourced parameter: its name as the package spec lists it, and the value to use.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PackageParam {
     pub name: String,
     pub value: String,
@@ -43,6 +43,23 @@ pub enum Target {
     Group(GroupRef),
 }
 
+impl Target {
+    /// As the `endpoints` query takes it: a filter (a group is a `memberOf` filter), or ids.
+    pub fn into_query(self) -> (Option<Filter>, Vec<EndpointId>) {
+        match self {
+            Self::Filter(f) => (Some(f), Vec::new()),
+            Self::Endpoints(ids) => (None, ids),
+            Self::Group(g) => (
+                Some(Filter {
+                    member_of: Some(g),
+                    ..Filter::default()
+                }),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Targets {
     pub action_group: GroupRef,
@@ -50,13 +67,8 @@ pub struct Targets {
     pub platforms: Vec<Platform>,
 }
 
-/// A time that every reader decodes alike: an offset is required (a time without one would fail to decode).
-pub const RFC3339_WITH_OFFSET: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
-
 /// `ActionPerformScheduleInput`. All empty: run once, now, on the endpoints online.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,11 +79,9 @@ pub struct Schedule {
     pub reissue_seconds: Option<i64>,
     /// RFC 3339 with an offset, e.g. `2026-12-01T08:00:00Z`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
     pub start_time: Option<jiff::Timestamp>,
     /// RFC 3339 with an offset; needed with `reissueSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = RFC3339_WITH_OFFSET))]
     pub end_time: Option<jiff::Timestamp>,
 }
 

@@ -40,9 +40,7 @@ pub struct SensorRef {
 }
 
 /// A computer group or action group by name or id.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct GroupRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

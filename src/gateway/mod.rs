@@ -35,7 +35,7 @@ pub use endpoints::{
     Endpoint, EndpointPage, EndpointQuery, EndpointSelector, Resolved, SensorColumn, SensorRequest,
 };
 pub use error::{GatewayError, GraphQlError};
-pub use filter::{Filter, FilterOp, GroupRef, SensorRef};
+pub use filter::{Filter, FilterOp, GroupRef, SensorParam, SensorRef};
 pub use packages::PackageSpec;
 pub use poll::Read;
 pub use transport::{
@@ -58,7 +58,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(
-            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
         )]
         #[serde(transparent)]
         pub struct $name(pub String);
@@ -91,19 +91,7 @@ id_type!(
 );
 
 /// Endpoint operating system families (`EndpointPlatform`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Platform {
     Unknown,
     Windows,

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::cli::output::{print, print_data};
 use crate::cli::{CliError, Format, OutputArgs};
+use crate::controller::wire;
 use crate::crd::action::Phase;
 use crate::crd::{ResultCounts, TaniumAction};
 
@@ -87,7 +88,11 @@ impl View {
                 .into_iter()
                 .map(|sa| ScheduledView {
                     id: sa.id,
-                    platforms: sa.platforms.iter().map(|p| p.as_str().to_owned()).collect(),
+                    platforms: sa
+                        .platforms
+                        .iter()
+                        .map(|&p| wire::platform(p).as_str().to_owned())
+                        .collect(),
                     action_id: sa.last_action_id,
                     status: sa.status,
                 })
@@ -256,16 +261,16 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::ActionResults;
+    use crate::crd::EndpointCounts;
 
     #[test]
     fn the_bar_fills_with_finished_endpoints_and_never_overflows() {
         let r = |targeted, completed, failed| ResultCounts {
             targeted,
-            counts: ActionResults {
+            counts: EndpointCounts {
                 completed,
                 failed,
-                ..ActionResults::default()
+                ..EndpointCounts::default()
             },
             waiting_when_stopped: None,
         };

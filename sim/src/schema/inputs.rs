@@ -4,9 +4,10 @@
 use async_graphql::{Enum, ID, InputObject};
 
 use super::scalars::Time;
-use crate::actions::{PerformRequest, ScheduleRequest};
+use crate::actions::PerformRequest;
 use crate::filter::{Filter, FilterError, GroupRef, Op, Target};
 use crate::fleet::Platform;
+use crate::records::ScheduleRequest;
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FieldFilterOp {

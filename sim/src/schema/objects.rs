@@ -4,11 +4,11 @@ use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 
 use super::inputs::{DirectConnectAlertScope, EndpointSensorRef};
 use super::scalars::{Cursor, MapScalar, Time};
-use crate::actions::{self, ScheduledStatus};
 use crate::filter;
 use crate::fleet::{EndpointSpec, Platform};
 use crate::groups::Group;
 use crate::packages::Package;
+use crate::records::{self, ScheduledStatus};
 use crate::sensors::{self, Row};
 use crate::state::{Sim, State};
 
@@ -472,13 +472,13 @@ pub enum ActionStatus {
     Closed,
 }
 
-impl From<actions::Status> for ActionStatus {
-    fn from(s: actions::Status) -> Self {
+impl From<records::Status> for ActionStatus {
+    fn from(s: records::Status) -> Self {
         match s {
-            actions::Status::Open => Self::Open,
-            actions::Status::Pending => Self::Pending,
-            actions::Status::Stopped => Self::Stopped,
-            actions::Status::Expired => Self::Expired,
+            records::Status::Open => Self::Open,
+            records::Status::Pending => Self::Pending,
+            records::Status::Stopped => Self::Stopped,
+            records::Status::Expired => Self::Expired,
         }
     }
 }
@@ -520,7 +520,7 @@ fn sim<'a>(ctx: &Context<'a>) -> Result<&'a Sim> {
     ctx.data::<Sim>()
 }
 
-fn targets_of(sa: &actions::ScheduledAction) -> ActionTargets {
+fn targets_of(sa: &records::ScheduledAction) -> ActionTargets {
     ActionTargets {
         action_group: NamedRef {
             id: Some(ID(sa.action_group.id.to_string())),
@@ -533,7 +533,7 @@ fn targets_of(sa: &actions::ScheduledAction) -> ActionTargets {
     }
 }
 
-fn package_of(sa: &actions::ScheduledAction) -> PackageRef {
+fn package_of(sa: &records::ScheduledAction) -> PackageRef {
     PackageRef {
         id: Some(ID(sa.package.id.to_string())),
         name: Some(sa.package.name.to_string()),
@@ -558,7 +558,7 @@ impl Action {
     fn with<R>(
         &self,
         ctx: &Context<'_>,
-        f: impl FnOnce(&State, &actions::Action, &actions::ScheduledAction) -> R,
+        f: impl FnOnce(&State, &records::Action, &records::ScheduledAction) -> R,
     ) -> Result<R> {
         let st = sim(ctx)?.peek();
         let a = st
@@ -666,7 +666,7 @@ impl ScheduledAction {
     fn with<R>(
         &self,
         ctx: &Context<'_>,
-        f: impl FnOnce(&State, &actions::ScheduledAction) -> R,
+        f: impl FnOnce(&State, &records::ScheduledAction) -> R,
     ) -> Result<R> {
         let st = sim(ctx)?.peek();
         let sa = st

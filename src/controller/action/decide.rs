@@ -1,10 +1,16 @@
 //! A TaniumAction's decisions, without I/O: which stage a reconcile is in, and what one poll of its actions means.
 //! The reconciler (`super`) does what these say; the gates before a deployment are `controller::gates`.
 
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::controller::deploy::LookUp;
 use crate::controller::tracking::{self, Progress};
+use crate::crd::EndpointCounts;
 use crate::crd::Reason;
 use crate::crd::action::Phase;
-use crate::gateway::{ActionId, ActionResults};
+use crate::gateway::ActionId;
 
 /// Where a reconcile starts, from the phase the status records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +34,37 @@ pub fn stage(phase: Phase, suspend: bool) -> Stage {
         Stage::Suspend
     } else {
         Stage::Prepare
+    }
+}
+
+/// Ends the message of a refusal not confirmed yet: a refusal may follow a commit (Tanium does not say otherwise),
+/// so it is final only once a look-up by name after the grace finds nothing; taken off the message then.
+pub const UNCONFIRMED: &str = "; to be confirmed by a look-up by name before the object fails";
+
+/// What a look-up by name after an `actionPerform` of unknown outcome means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// The earlier attempt created these scheduled actions: follow them, never deploy again.
+    Follow(Vec<String>),
+    /// Too soon to say that nothing was created: look again after this.
+    Wait(Duration),
+    /// Nothing was created and the Gateway had refused the attempt: `Failed`, with its refusal.
+    Failed(String),
+    /// Nothing was created: back to `Pending`, through every gate again, before a new attempt.
+    Redeploy,
+}
+
+/// `deployed` is the Deployed condition the attempt left (a refusal is recorded there, unconfirmed).
+pub fn after_look_up(found: LookUp, deployed: Option<&Condition>) -> Recovery {
+    match found {
+        LookUp::Adopted(ids) => Recovery::Follow(ids),
+        LookUp::TooEarly(wait) => Recovery::Wait(wait),
+        LookUp::Nothing => match deployed
+            .filter(|c| c.reason == Reason::DeployRefused.as_str() && c.status == "False")
+        {
+            Some(c) => Recovery::Failed(c.message.trim_end_matches(UNCONFIRMED).to_owned()),
+            None => Recovery::Redeploy,
+        },
     }
 }
 
@@ -102,7 +139,7 @@ pub fn after_poll(p: &Progress, s: Settings) -> Step {
 
 /// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
 /// finished cleanly), `Expired` when it ran nowhere before it expired.
-pub fn outcome(r: &ActionResults, all_finished: bool) -> (Phase, Reason) {
+pub fn outcome(r: &EndpointCounts, all_finished: bool) -> (Phase, Reason) {
     let ran = r.completed + r.verified + r.failed + r.failed_verification;
     if ran == 0 {
         (Phase::Expired, Reason::Expired)
@@ -118,6 +155,43 @@ pub fn outcome(r: &ActionResults, all_finished: bool) -> (Phase, Reason) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_look_up_follows_waits_fails_or_deploys_again() {
+        let refused = Condition {
+            type_: "Deployed".into(),
+            status: "False".into(),
+            reason: Reason::DeployRefused.as_str().into(),
+            message: format!("the Gateway refused actionPerform: no such group{UNCONFIRMED}"),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        };
+        let unknown = Condition {
+            reason: Reason::OutcomeUnknown.as_str().into(),
+            ..refused.clone()
+        };
+        // Found: followed, whatever the attempt was told.
+        assert_eq!(
+            after_look_up(LookUp::Adopted(vec!["7".into()]), Some(&refused)),
+            Recovery::Follow(vec!["7".into()])
+        );
+        let wait = Duration::from_secs(3);
+        assert_eq!(
+            after_look_up(LookUp::TooEarly(wait), Some(&refused)),
+            Recovery::Wait(wait)
+        );
+        assert_eq!(
+            after_look_up(LookUp::Nothing, Some(&refused)),
+            Recovery::Failed("the Gateway refused actionPerform: no such group".into())
+        );
+        assert_eq!(
+            after_look_up(LookUp::Nothing, Some(&unknown)),
+            Recovery::Redeploy
+        );
+        assert_eq!(after_look_up(LookUp::Nothing, None), Recovery::Redeploy);
+    }
 
     #[test]
     fn every_phase_starts_its_own_stage() {
@@ -150,18 +224,18 @@ mod tests {
         expired: u32,
         running: u32,
         waiting: u32,
-    ) -> ActionResults {
-        ActionResults {
+    ) -> EndpointCounts {
+        EndpointCounts {
             completed,
             failed,
             expired,
             running,
             waiting,
-            ..ActionResults::default()
+            ..EndpointCounts::default()
         }
     }
 
-    fn progress(r: ActionResults, open: &[&str]) -> Progress {
+    fn progress(r: EndpointCounts, open: &[&str]) -> Progress {
         Progress {
             results: r,
             open: open.iter().map(|id| ActionId((*id).into())).collect(),

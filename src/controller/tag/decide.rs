@@ -1,11 +1,78 @@
-//! A TaniumTag's decisions, without I/O (its spec and policy gate is `gates::check_targets`): which tags come off, whether the matching endpoints are in sync or a round
-//! is due (and allowed), and when a round is over. The reconciler (`super`) asks the Gateway and does what these
-//! say.
+//! A TaniumTag's decisions, without I/O: where a reconcile starts, which tags come off, whether the matching
+//! endpoints are in sync or a round is due (and allowed), when a round is over, and which phase and Ready each
+//! outcome means. Its spec and policy gate is `gates::check_targets`. The reconciler (`super`) asks the Gateway
+//! and does what these say.
 
 use crate::controller::gates::{Held, Wait};
 use crate::controller::tracking::{self, Progress};
 use crate::crd::Reason;
+use crate::crd::tag::{RoundKind, TagPhase};
 use crate::gateway::PackageSpec;
+
+/// Where a reconcile starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A round is in flight: follow it to its end (even when suspended: it was sent).
+    Round,
+    /// `spec.suspend`, and no round in flight: no new round.
+    Suspended,
+    /// The gates, then the counts.
+    Survey,
+}
+
+pub fn stage(round_in_flight: bool, suspend: bool) -> Stage {
+    if round_in_flight {
+        Stage::Round
+    } else if suspend {
+        Stage::Suspended
+    } else {
+        Stage::Survey
+    }
+}
+
+/// What a reconcile ended in: the one place a TaniumTag's phase and Ready condition are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Suspended,
+    /// A gate, the packages or a limit hold it; the reason says which.
+    Held(Reason),
+    InSync,
+    /// A round was sent.
+    Round(RoundKind),
+}
+
+impl Transition {
+    pub fn phase(self) -> TagPhase {
+        match self {
+            Self::Suspended => TagPhase::Suspended,
+            Self::Held(_) => TagPhase::Blocked,
+            Self::InSync => TagPhase::InSync,
+            Self::Round(RoundKind::Add) => TagPhase::Tagging,
+            Self::Round(RoundKind::Remove) => TagPhase::Removing,
+        }
+    }
+
+    /// Ready's status and reason.
+    pub fn ready(self) -> (bool, Reason) {
+        match self {
+            Self::Suspended => (false, Reason::Suspended),
+            Self::Held(reason) => (false, reason),
+            Self::InSync => (true, Reason::InSync),
+            Self::Round(RoundKind::Add) => (false, Reason::Tagging),
+            Self::Round(RoundKind::Remove) => (false, Reason::Removing),
+        }
+    }
+}
+
+/// `tags` are on the endpoints (a finished add round, a count that found them all): recorded once each, so
+/// that deleting the object takes them off.
+pub fn record_applied(applied: &mut Vec<String>, tags: &[String]) {
+    for t in tags {
+        if !applied.contains(t) {
+            applied.push(t.clone());
+        }
+    }
+}
 
 /// A tagging package as Tanium's catalog has it: it must exist and take one parameter (the tags).
 pub fn check_package(name: &str, package: Option<&PackageSpec>) -> Result<(), Held> {
@@ -70,7 +137,75 @@ pub fn round_over(p: &Progress, targeted: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{ActionId, ActionResults};
+    use crate::crd::EndpointCounts;
+    use crate::gateway::ActionId;
+
+    #[test]
+    fn a_round_in_flight_is_followed_even_when_suspended() {
+        assert_eq!(stage(true, true), Stage::Round);
+        assert_eq!(stage(true, false), Stage::Round);
+        assert_eq!(stage(false, true), Stage::Suspended);
+        assert_eq!(stage(false, false), Stage::Survey);
+    }
+
+    #[test]
+    fn every_outcome_has_its_phase_and_ready() {
+        use RoundKind::*;
+        let table = [
+            (
+                Transition::Suspended,
+                TagPhase::Suspended,
+                false,
+                Reason::Suspended,
+            ),
+            (
+                Transition::Held(Reason::TooManyTargets),
+                TagPhase::Blocked,
+                false,
+                Reason::TooManyTargets,
+            ),
+            (
+                Transition::Held(Reason::UnknownPackage),
+                TagPhase::Blocked,
+                false,
+                Reason::UnknownPackage,
+            ),
+            (Transition::InSync, TagPhase::InSync, true, Reason::InSync),
+            (
+                Transition::Round(Add),
+                TagPhase::Tagging,
+                false,
+                Reason::Tagging,
+            ),
+            (
+                Transition::Round(Remove),
+                TagPhase::Removing,
+                false,
+                Reason::Removing,
+            ),
+        ];
+        for (t, phase, ready, reason) in table {
+            assert_eq!((t.phase(), t.ready()), (phase, (ready, reason)), "{t:?}");
+        }
+        // Every phase but Pending (an object not reconciled yet) is the outcome of one transition.
+        let reached: Vec<TagPhase> = table.iter().map(|(t, ..)| t.phase()).collect();
+        for phase in [
+            TagPhase::InSync,
+            TagPhase::Tagging,
+            TagPhase::Removing,
+            TagPhase::Blocked,
+            TagPhase::Suspended,
+        ] {
+            assert!(reached.contains(&phase), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn applied_tags_are_recorded_once() {
+        let mut applied = vec!["a".to_string()];
+        record_applied(&mut applied, &["a".into(), "b".into(), "b".into()]);
+        assert_eq!(applied, ["a", "b"]);
+    }
 
     #[test]
     fn dropped_tags_are_the_applied_ones_no_longer_wanted() {
@@ -135,10 +270,10 @@ mod tests {
     #[test]
     fn a_round_is_over_when_nothing_can_run_its_work_is_done_or_it_expired() {
         let p = |completed, running, open: bool| Progress {
-            results: ActionResults {
+            results: EndpointCounts {
                 completed,
                 running,
-                ..ActionResults::default()
+                ..EndpointCounts::default()
             },
             open: if open {
                 vec![ActionId("1".into())]
