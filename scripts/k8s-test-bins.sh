@@ -53,10 +53,34 @@ version_ok() {
 		;;
 	helm)
 		out=$("$bin" version --short 2>/dev/null) || return 1
-		[[ "$out" == "$HELM_VERSION"* ]]
+		[[ "$out" == "$HELM_VERSION"* ]] && helm_kube_ok "$bin"
 		;;
 	*) return 1 ;;
 	esac
+}
+
+# The Kubernetes version helm assumes without --kube-version (.Capabilities.KubeVersion, a chart's kubeVersion
+# constraint, helm lint's deprecation checks): helm's Makefile sets it with -X ldflags, from its client-go's version;
+# a plain `go install` keeps the source's default, v1.20.0, and `helm template` then refuses a chart that needs
+# kubeVersion >=1.30. Ours is set to the Kubernetes the tests run (K8S_VERSION's major.minor, patch 0).
+helm_kube_version() {
+	local v=${K8S_VERSION#v}
+	printf 'v%s.%s.0\n' "${v%%.*}" "$(cut -d. -f2 <<<"$v")"
+}
+
+# helm_kube_ok PATH: does the helm at PATH assume helm_kube_version? It renders a one-template chart (well under a
+# second), so a helm built without the ldflags, as this script did before, fails it and is rebuilt on its own.
+helm_kube_ok() {
+	local bin=$1 probe out want
+	want=$(helm_kube_version)
+	probe=$(mktemp -d)
+	mkdir -p "$probe/templates"
+	printf 'apiVersion: v2\nname: kube-version-probe\nversion: 0.1.0\n' >"$probe/Chart.yaml"
+	printf 'kubeVersion: {{ .Capabilities.KubeVersion.Version }}\n' >"$probe/templates/probe.yaml"
+	out=$(HELM_CACHE_HOME="$probe/.cache" HELM_CONFIG_HOME="$probe/.config" HELM_DATA_HOME="$probe/.data" \
+		"$bin" template probe "$probe" 2>/dev/null) || out=""
+	rm -rf "$probe"
+	[[ "$out" == *"kubeVersion: $want"* ]]
 }
 
 # has_tools DIR TOOL...: are all TOOLs executable files in DIR?
@@ -81,7 +105,8 @@ cache_hit() {
 drop_go_caches() {
 	[[ -d "$dest/.go" || -d "$dest/.work" ]] || return 0
 	local size
-	size=$(du -sch "$dest/.go" "$dest/.work" 2>/dev/null | tail -n 1 | cut -f 1)
+	# (du fails on whichever of the two is missing, which must not end the script)
+	size=$(du -sch "$dest/.go" "$dest/.work" 2>/dev/null | tail -n 1 | cut -f 1) || true
 	rm -rf "$dest/.go" "$dest/.work"
 	log "removed Go's module and build caches under $dest ($size)"
 }
@@ -255,13 +280,21 @@ build_etcd() {
 
 build_helm() {
 	setup_go helm
-	local gobin="$dest/.work/helm-bin" start=$SECONDS
+	local gobin="$dest/.work/helm-bin" start=$SECONDS pkg
 	rm -rf "$gobin"
 	mkdir -p "$gobin"
-	log "building helm $HELM_VERSION (go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION)"
-	GOBIN="$gobin" go install -trimpath \
-		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-		"helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+	# the ldflags of helm's Makefile, but with the Kubernetes version set to ours (see helm_kube_version)
+	local kube major minor ldflags=("-s" "-w")
+	kube=$(helm_kube_version)
+	kube=${kube#v}
+	major=${kube%%.*}
+	minor=$(cut -d. -f2 <<<"$kube")
+	ldflags+=("-X" "helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "-X" "helm.sh/helm/v3/internal/version.gitTreeState=clean")
+	for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+		ldflags+=("-X" "$pkg.k8sVersionMajor=$major" "-X" "$pkg.k8sVersionMinor=$minor")
+	done
+	log "building helm $HELM_VERSION (go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION; default Kubernetes v$kube)"
+	GOBIN="$gobin" go install -trimpath -ldflags "${ldflags[*]}" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 	install_bin "$gobin/helm" helm
 	log "built helm in $((SECONDS - start))s"
 }
