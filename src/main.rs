@@ -44,6 +44,8 @@ enum Command {
     Dec(cli::dec::Args),
     /// Print the version.
     Version,
+    /// Print the shell completion script, e.g. `source <(tanium-operator completion bash)`.
+    Completion(cli::CompletionArgs),
 }
 
 #[derive(clap::Args)]
@@ -180,6 +182,10 @@ async fn main() -> std::process::ExitCode {
         Command::Crd { dir } => print_crds(dir),
         Command::Version => {
             println!("tanium-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Completion(args) => {
+            args.print::<Cli>("tanium-operator");
             Ok(())
         }
     };

@@ -1,12 +1,17 @@
-//! The Argo CD health checks (`argocd/<Kind>.lua`), run by a Lua 5.1 interpreter (Argo CD's gopher-lua speaks
-//! 5.1) against real objects: each kind taken through its states by the operator on the local control plane and
-//! tanium-sim, read back from the apiserver, and judged. Also: `kubectl tanium argocd-health` prints exactly those
-//! scripts under the keys Argo CD reads.
+//! The Argo CD health checks (`argocd/resource_customizations/tanium-operator.dev/<Kind>/health.lua`, Argo CD's
+//! own layout), run by a Lua 5.1 interpreter (Argo CD's gopher-lua speaks 5.1) against real objects: each kind
+//! taken through its states by the operator on the local control plane and tanium-sim, read back from the
+//! apiserver, and judged. Those objects are the `testdata/` of each kind's `health_test.yaml`, which Argo CD's own
+//! harness runs (and so does `health_tests_pass_as_argo_cd_runs_them`); `TANIUM_WRITE_ARGOCD_TESTDATA=1` writes
+//! them again from a run. Also: `kubectl tanium argocd-health` prints exactly those scripts under the keys Argo CD
+//! reads.
 
 mod common;
 
 use common::Env;
 use kube::api::{Api, PostParams};
+use std::path::{Path, PathBuf};
+
 use mlua::{Lua, LuaSerdeExt as _, SerializeOptions};
 use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
@@ -48,6 +53,129 @@ fn as_json(obj: &impl serde::Serialize) -> Value {
     serde_json::to_value(obj).expect("an object")
 }
 
+/// Argo CD's layout: one folder per kind, with `health.lua`, `health_test.yaml` and `testdata/`.
+fn layout(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("argocd/resource_customizations/tanium-operator.dev")
+        .join(kind)
+}
+
+/// One judged object: a `health_test.yaml` case.
+struct Case {
+    kind: &'static str,
+    name: String,
+    obj: Value,
+    status: String,
+    message: String,
+}
+
+/// `health_test.yaml` as Argo CD's harness reads it.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct HealthTests {
+    tests: Vec<HealthTest>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthTest {
+    health_status: Expected,
+    input_path: String,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Expected {
+    status: String,
+    message: String,
+}
+
+fn health_tests(kind: &str) -> HealthTests {
+    let path = layout(kind).join("health_test.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The live run's cases agree with the checked-in ones (by name, on the health status; messages carry ids), or,
+/// with `TANIUM_WRITE_ARGOCD_TESTDATA=1`, become them.
+fn keep_as_testdata(cases: &[Case]) {
+    let write = std::env::var("TANIUM_WRITE_ARGOCD_TESTDATA").is_ok_and(|v| v == "1");
+    for (kind, _) in HEALTH_CHECKS {
+        let mine: Vec<&Case> = cases.iter().filter(|c| c.kind == kind).collect();
+        assert!(!mine.is_empty(), "{kind}: no case");
+        if write {
+            let dir = layout(kind).join("testdata");
+            std::fs::create_dir_all(&dir).expect("testdata folder");
+            let mut tests = Vec::new();
+            for c in &mine {
+                let mut obj = c.obj.clone();
+                // What changes from run to run and says nothing to a health check.
+                if let Some(meta) = obj["metadata"].as_object_mut() {
+                    for volatile in [
+                        "managedFields",
+                        "uid",
+                        "resourceVersion",
+                        "creationTimestamp",
+                    ] {
+                        meta.remove(volatile);
+                    }
+                }
+                let file = format!("testdata/{}.yaml", c.name);
+                let yaml = serde_yaml_ng::to_string(&obj).expect("YAML");
+                std::fs::write(layout(kind).join(&file), yaml).expect("testdata written");
+                tests.push(HealthTest {
+                    health_status: Expected {
+                        status: c.status.clone(),
+                        message: c.message.clone(),
+                    },
+                    input_path: file,
+                });
+            }
+            let yaml = serde_yaml_ng::to_string(&HealthTests { tests }).expect("YAML");
+            std::fs::write(layout(kind).join("health_test.yaml"), yaml).expect("written");
+            continue;
+        }
+        let checked_in = health_tests(kind);
+        for c in mine {
+            let file = format!("testdata/{}.yaml", c.name);
+            let case = checked_in
+                .tests
+                .iter()
+                .find(|t| t.input_path == file)
+                .unwrap_or_else(|| {
+                    panic!("{kind}: no {file} in health_test.yaml; run with TANIUM_WRITE_ARGOCD_TESTDATA=1")
+                });
+            assert_eq!(
+                case.health_status.status, c.status,
+                "{kind} {file}: the checked-in case and a real reconcile disagree"
+            );
+        }
+    }
+}
+
+/// Each kind's `health_test.yaml`, run as Argo CD's harness runs it: every input file judged, status and message.
+#[test]
+fn health_tests_pass_as_argo_cd_runs_them() {
+    for (kind, _) in HEALTH_CHECKS {
+        let tests = health_tests(kind);
+        assert!(tests.tests.len() >= 3, "{kind}: too few cases");
+        let mut statuses = std::collections::BTreeSet::new();
+        for t in &tests.tests {
+            let path = layout(kind).join(&t.input_path);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let obj: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+            let (status, message) = health(kind, &obj);
+            assert_eq!(
+                (&status, &message),
+                (&t.health_status.status, &t.health_status.message),
+                "{kind} {}",
+                t.input_path
+            );
+            statuses.insert(status);
+        }
+        assert!(statuses.len() >= 2, "{kind}: one status only: {statuses:?}");
+    }
+}
+
 #[tokio::test]
 async fn each_kind_is_judged_in_each_state_it_reaches() {
     let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
@@ -75,6 +203,7 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         move |o: &tanium_operator::crd::TaniumAction| common::phase(o).as_deref() == Some(p)
     };
     let mut seen = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     for (example, patch, phase, expected) in [
         ("tag-by-endpoint-id", json!({}), "Completed", "Healthy"),
         (
@@ -101,6 +230,13 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         assert_eq!(status, expected, "{name} ({phase}): {message}");
         assert!(!message.is_empty(), "{name}: a message");
         seen.push(format!("TaniumAction {name} {phase}: {status}: {message}"));
+        cases.push(Case {
+            kind: "TaniumAction",
+            name: name.clone(),
+            obj: as_json(&obj),
+            status,
+            message,
+        });
     }
 
     let tags: Api<TaniumTag> = Api::namespaced(env.client.clone(), "argo");
@@ -125,6 +261,13 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         let (status, message) = health("TaniumTag", &as_json(&obj));
         assert_eq!(status, expected, "{name}: {message}");
         seen.push(format!("TaniumTag {name}: {status}: {message}"));
+        cases.push(Case {
+            kind: "TaniumTag",
+            name: name.to_owned(),
+            obj: as_json(&obj),
+            status,
+            message,
+        });
     }
     let blocked: TaniumTag = serde_json::from_value(json!({
         "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag", "metadata": {"name": "too-many"},
@@ -140,7 +283,15 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
                 .is_some_and(|s| s.phase == Some(TagPhase::Blocked))
         })
         .await;
-    assert_eq!(health("TaniumTag", &as_json(&obj)).0, "Degraded");
+    let (status, message) = health("TaniumTag", &as_json(&obj));
+    assert_eq!(status, "Degraded");
+    cases.push(Case {
+        kind: "TaniumTag",
+        name: "too-many".into(),
+        obj: as_json(&obj),
+        status,
+        message,
+    });
 
     let inspections: Api<TaniumEndpointInspection> = Api::namespaced(env.client.clone(), "argo");
     for (name, spec, expected) in [
@@ -197,6 +348,13 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         seen.push(format!(
             "TaniumEndpointInspection {name}: {status}: {message}"
         ));
+        cases.push(Case {
+            kind: "TaniumEndpointInspection",
+            name: name.to_owned(),
+            obj: as_json(&obj),
+            status,
+            message,
+        });
     }
     // A kill whose outcome is unknown: Degraded whatever Ready says (the state comes from the same status shape).
     let mut unknown = as_json(&inspections.get("ends-notepad").await.unwrap());
@@ -207,6 +365,7 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         ("Degraded".into(), "may or may not have been ended".into())
     );
     println!("{}", seen.join("\n"));
+    keep_as_testdata(&cases);
     env.stop_controller();
 }
 

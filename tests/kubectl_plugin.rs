@@ -176,6 +176,48 @@ async fn status_approve_preview_and_endpoints() {
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stderr.contains("no-such-action"), "{run}");
 
+    // List views: the namespace, then every namespace, with the kubeconfig and context as flags instead of
+    // KUBECONFIG (and no ~/.kube/config to fall back on).
+    let run = plugin(&env, &["status", "-n", "plugin"], "").await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.starts_with("NAMESPACE")
+            && run
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("plugin ") && l.contains("needs-preview-approval")),
+        "{run}"
+    );
+    let kubeconfig = env.cp.kubeconfig_path();
+    let context =
+        serde_yaml_ng::from_str::<Value>(&std::fs::read_to_string(kubeconfig).expect("kubeconfig"))
+            .expect("kubeconfig YAML")["current-context"]
+            .as_str()
+            .expect("a current context")
+            .to_owned();
+    let home = tempfile::tempdir().expect("a home");
+    let flags = |context: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-tanium"));
+        c.args(["status", "-A", "-o", "json", "--kubeconfig"])
+            .arg(kubeconfig)
+            .args(["--context", context])
+            .env_remove("KUBECONFIG")
+            .env("HOME", home.path());
+        Run::from(c.output().expect("kubectl-tanium runs"))
+    };
+    let run = flags(&context);
+    assert_eq!(run.code, 0, "{run}");
+    let listed: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    assert!(
+        listed.as_array().is_some_and(|l| l
+            .iter()
+            .any(|v| v["name"] == "needs-preview-approval" && v["namespace"] == "plugin")),
+        "{run}"
+    );
+    let run = flags("no-such-context");
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("no-such-context"), "{run}");
+
     // preview against the Gateway, and with the cluster's operator config (its Deployment, its token Secret).
     let direct = plugin(
         &env,

@@ -147,6 +147,28 @@ async fn operator_process_metrics_health_and_token_rotation() {
 
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("API token reloaded"), "{log}");
+    // What a reconcile logs carries the object and the reconcile's id (the text format colours its fields).
+    let plain: String = {
+        let mut out = String::new();
+        let mut escape = false;
+        for c in log.chars() {
+            match (escape, c) {
+                (false, '\u{1b}') => escape = true,
+                (true, 'm') => escape = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    };
+    assert!(
+        plain.lines().any(
+            |l| l.contains("reconcile{kind=TaniumAction namespace=proc name=")
+                && l.contains(" reconcile_id=")
+                && l.contains("Deployed")
+        ),
+        "no reconcile span on the deployment's line:\n{plain}"
+    );
     assert!(
         !log.contains(TOKEN) && !log.contains(OLD_TOKEN),
         "a token appeared in the logs"

@@ -21,6 +21,26 @@ use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, TlsVerification
 /// command line lands in shell history and in every `ps` listing.
 pub const TOKEN_ENV: &str = "TANIUM_TOKEN";
 
+/// `completion <shell>`: both binaries print their shell completion script (clap_complete), e.g.
+/// `source <(tanium-operator completion bash)`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompletionArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+impl CompletionArgs {
+    /// The script for the command `C`, invoked as `bin_name`, on stdout.
+    pub fn print<C: clap::CommandFactory>(&self, bin_name: &str) {
+        clap_complete::generate(
+            self.shell,
+            &mut C::command(),
+            bin_name,
+            &mut std::io::stdout(),
+        );
+    }
+}
+
 /// How to reach the Gateway: the same flags for `run` and every subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GatewayArgs {

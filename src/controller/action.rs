@@ -31,7 +31,12 @@ pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Acti
         obj,
         ctx,
         FINALIZER,
-        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).apply().await,
+        async |obj, api, events| {
+            Object::start(obj.as_ref(), &c, &api, events)
+                .await?
+                .apply()
+                .await
+        },
         async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).cleanup().await,
     )
     .await
@@ -57,6 +62,9 @@ impl Kind for TaniumAction {
     status_fields!(TaniumActionStatus);
     fn phase_label(status: &TaniumActionStatus) -> Option<String> {
         status.phase.map(|p| p.to_string())
+    }
+    fn finished(status: &TaniumActionStatus) -> bool {
+        status.phase.is_some_and(Phase::is_terminal)
     }
     /// Finished or suspended: its Gateway access no longer matters to it.
     fn at_rest(status: &TaniumActionStatus) -> bool {

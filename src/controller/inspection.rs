@@ -35,7 +35,12 @@ pub async fn reconcile(
         obj,
         ctx,
         FINALIZER,
-        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).apply().await,
+        async |obj, api, events| {
+            Object::start(obj.as_ref(), &c, &api, events)
+                .await?
+                .apply()
+                .await
+        },
         async |obj, _, _| {
             let uid = obj.uid().unwrap_or_default();
             c.sessions.close(&c.gateway, &uid).await;

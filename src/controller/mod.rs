@@ -7,6 +7,7 @@ mod deploy;
 pub mod gates;
 pub mod inspection;
 pub mod invalid;
+pub mod kstatus;
 mod object;
 mod packages;
 pub mod poller;

@@ -34,10 +34,15 @@ pub trait Kind:
     fn conditions(status: &Self::Status) -> &[Condition];
     fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition>;
     fn observe(status: &mut Self::Status, generation: Option<i64>);
+    fn observed(status: &Self::Status) -> Option<i64>;
     /// The label the object is counted under (`tanium_operator_objects{phase}`).
     fn phase_label(status: &Self::Status) -> Option<String>;
     /// The operator no longer acts for the object: conditions about its own Gateway access are dropped.
     fn at_rest(_status: &Self::Status) -> bool {
+        false
+    }
+    /// Over for good: a new generation (a field that may still change) changes nothing it says.
+    fn finished(_status: &Self::Status) -> bool {
         false
     }
 }
@@ -56,6 +61,9 @@ macro_rules! status_fields {
         }
         fn observe(status: &mut $status, generation: Option<i64>) {
             status.observed_generation = generation;
+        }
+        fn observed(status: &$status) -> Option<i64> {
+            status.observed_generation
         }
     };
 }
@@ -98,6 +106,29 @@ impl<'a, K: Kind> Object<'a, K> {
         }
     }
 
+    /// The object, ready to reconcile. A generation the status has not observed yet (a new object, a changed
+    /// spec) is first said to be in progress and written, before any Gateway request: until then kstatus would read
+    /// the previous generation's verdict (or, for a new object, nothing: "current"). A status written before
+    /// Reconciling and Stalled existed gets them here too (`save` writes only when something differs).
+    pub async fn start(
+        obj: &'a K,
+        ctx: &'a Context,
+        api: &'a Api<K>,
+        events: &'a Events,
+    ) -> Result<Self, Error> {
+        let mut this = Self::new(obj, ctx, api, events);
+        let stored = obj.status().and_then(K::observed);
+        if stored != obj.meta().generation && !K::finished(&this.status) {
+            let message = format!(
+                "generation {} is being reconciled",
+                obj.meta().generation.unwrap_or_default()
+            );
+            this.set(condition::READY, false, Reason::Progressing, message);
+        }
+        this.save().await?;
+        Ok(this)
+    }
+
     pub fn set(
         &mut self,
         type_: &str,
@@ -130,6 +161,10 @@ impl<'a, K: Kind> Object<'a, K> {
         if K::at_rest(&self.status) {
             clear_operator_conditions(K::conditions_mut(&mut self.status));
         }
+        super::kstatus::derive(
+            K::conditions_mut(&mut self.status),
+            self.obj.meta().generation,
+        );
         if self.obj.status() == Some(&self.status)
             && self.resource_version == self.obj.meta().resource_version
         {
@@ -211,6 +246,13 @@ pub struct Events(Mutex<Vec<Event>>);
 
 impl Events {
     pub fn raise(&self, warning: bool, reason: &str, note: String) {
+        // Logged too, inside the reconcile's span: the log then tells an object's story without the apiserver's
+        // events, which expire after an hour.
+        if warning {
+            tracing::warn!(reason, "{note}");
+        } else {
+            tracing::info!(reason, "{note}");
+        }
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -250,7 +292,8 @@ impl Events {
 }
 
 /// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
-/// (the finalizer is released when `cleanup` returns `Ok`).
+/// (the finalizer is released when `cleanup` returns `Ok`). Everything it logs carries the object (kind,
+/// namespace, name) and a reconcile id, so that one reconcile's lines can be picked out of many.
 pub(super) async fn with_finalizer<K>(
     obj: Arc<K>,
     ctx: Arc<Context>,
@@ -265,61 +308,75 @@ where
         + serde::Serialize
         + std::fmt::Debug,
 {
-    use kube::runtime::finalizer::{Error as FinalizerError, Event as Step, finalizer};
-    let started = std::time::Instant::now();
-    let ns = obj
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let uid = obj
-        .meta()
-        .uid
-        .clone()
-        .ok_or(Error::MissingField("metadata.uid"))?;
-    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &ns);
-    let obj = match with_our_finalizer(&api, name, obj).await {
-        Ok(obj) => obj,
-        Err(e) => {
-            ctx.metrics.reconciled(
-                K::kind(&()).as_ref(),
-                "KubernetesApiError",
-                started.elapsed(),
-            );
-            return Err(e);
-        }
-    };
-    let reference = obj.object_ref(&());
-    let events = Events::default();
-    let result = finalizer(&api, name, obj, |event| async {
-        match event {
-            Step::Apply(obj) => apply(obj, api.clone(), &events).await,
-            Step::Cleanup(obj) => {
-                let done = cleanup(obj, api.clone(), &events).await;
-                if done.is_ok() {
-                    // The finalizer is released next: the object no longer counts in any phase.
-                    ctx.metrics.phase(K::kind(&()).as_ref(), &uid, None);
-                }
-                done
+    use tracing::Instrument as _;
+    static RECONCILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = RECONCILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %K::kind(&()),
+        namespace = %obj.meta().namespace.as_deref().unwrap_or_default(),
+        name = %obj.meta().name.as_deref().unwrap_or_default(),
+        reconcile_id = id,
+    );
+    async move {
+        use kube::runtime::finalizer::{Error as FinalizerError, Event as Step, finalizer};
+        let started = std::time::Instant::now();
+        let ns = obj
+            .meta()
+            .namespace
+            .clone()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        let uid = obj
+            .meta()
+            .uid
+            .clone()
+            .ok_or(Error::MissingField("metadata.uid"))?;
+        let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &ns);
+        let obj = match with_our_finalizer(&api, name, obj).await {
+            Ok(obj) => obj,
+            Err(e) => {
+                ctx.metrics.reconciled(
+                    K::kind(&()).as_ref(),
+                    "KubernetesApiError",
+                    started.elapsed(),
+                );
+                return Err(e);
             }
+        };
+        let reference = obj.object_ref(&());
+        let events = Events::default();
+        let result = finalizer(&api, name, obj, |event| async {
+            match event {
+                Step::Apply(obj) => apply(obj, api.clone(), &events).await,
+                Step::Cleanup(obj) => {
+                    let done = cleanup(obj, api.clone(), &events).await;
+                    if done.is_ok() {
+                        // The finalizer is released next: the object no longer counts in any phase.
+                        ctx.metrics.phase(K::kind(&()).as_ref(), &uid, None);
+                    }
+                    done
+                }
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            other => Error::Finalizer(Box::new(other)),
+        });
+        events.publish(&ctx.client, &ctx.reporter, &reference).await;
+        if result.is_ok() {
+            ctx.record_success(&uid);
         }
-    })
-    .await
-    .map_err(|e| match e {
-        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    events.publish(&ctx.client, &ctx.reporter, &reference).await;
-    if result.is_ok() {
-        ctx.record_success(&uid);
+        let outcome = match &result {
+            Ok(_) | Err(Error::Requeue(_)) => "ok",
+            Err(e) => e.reason(),
+        };
+        ctx.metrics
+            .reconciled(K::kind(&()).as_ref(), outcome, started.elapsed());
+        result
     }
-    let outcome = match &result {
-        Ok(_) | Err(Error::Requeue(_)) => "ok",
-        Err(e) => e.reason(),
-    };
-    ctx.metrics
-        .reconciled(K::kind(&()).as_ref(), outcome, started.elapsed());
-    result
+    .instrument(span)
+    .await
 }
 
 /// A new object gets the finalizer here, and the reconcile goes on with the object the patch returned, rather than

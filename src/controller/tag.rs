@@ -32,7 +32,12 @@ pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action,
         obj,
         ctx,
         FINALIZER,
-        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).apply().await,
+        async |obj, api, events| {
+            Object::start(obj.as_ref(), &c, &api, events)
+                .await?
+                .apply()
+                .await
+        },
         async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).cleanup().await,
     )
     .await

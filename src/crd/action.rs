@@ -46,6 +46,12 @@ use super::{Deployment, Preview, ResultCounts, Safety, Targets};
         json_path = ".status.scheduledActions[*].lastActionId"
     ),
     printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"

@@ -328,6 +328,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Condition types.
 pub mod condition {
     pub const READY: &str = "Ready";
+    /// kstatus's (Flux, `kubectl wait`, cli-utils): present (True) while the operator works on the object and
+    /// expects to get on without a person. Derived from Ready on every status write (`controller::kstatus`).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus's: present (True) while the object cannot get on without a person (a permanent hold, an approval,
+    /// `suspend`, or a failed end). Derived from Ready like Reconciling; never both.
+    pub const STALLED: &str = "Stalled";
     pub const PREVIEWED: &str = "Previewed";
     pub const DEPLOYED: &str = "Deployed";
     pub const COMPLETED: &str = "Completed";
@@ -433,10 +439,29 @@ type Crd =
 /// Every CRD the operator serves, as the YAML documents in `crds/`.
 pub fn crds() -> Vec<Crd> {
     vec![
-        kubernetes_formats(TaniumAction::crd()),
-        kubernetes_formats(TaniumTag::crd()),
-        kubernetes_formats(TaniumEndpointInspection::crd()),
+        unobserved_by_default(kubernetes_formats(TaniumAction::crd())),
+        unobserved_by_default(kubernetes_formats(TaniumTag::crd())),
+        unobserved_by_default(kubernetes_formats(TaniumEndpointInspection::crd())),
     ]
+}
+
+/// `status: {observedGeneration: 0}` by default: an object the operator has not written yet reads (from etcd,
+/// where the apiserver applies schema defaults) as not observed, which kstatus takes as in progress. Without it,
+/// an object without any status is "current" to kstatus, and a Flux `wait` right after an apply could pass before
+/// the operator has even seen the object.
+fn unobserved_by_default(crd: Crd) -> Crd {
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    if let Some(versions) = value["spec"]["versions"].as_array_mut() {
+        for v in versions {
+            let status = &mut v["schema"]["openAPIV3Schema"]["properties"]["status"];
+            if status.is_object() {
+                status["default"] = serde_json::json!({"observedGeneration": 0});
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// schemars names unsigned integers `uint32`/`uint64`, formats Kubernetes does not know (kubectl warns about

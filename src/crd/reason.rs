@@ -28,6 +28,10 @@ macro_rules! reasons {
 }
 
 reasons! {
+    /// The operator is working on this generation of the object and has not decided yet (Ready=False on a new
+    /// generation, before any Gateway request).
+    Progressing,
+
     // Gates: held before anything is deployed; nothing reached the endpoints.
     /// The spec cannot be deployed as written (targets, params); fix the manifest.
     InvalidSpec,
@@ -139,6 +143,73 @@ reasons! {
     TokenRotationLost,
     /// The token was rotated (event on the Secret).
     TokenRotated,
+}
+
+impl Reason {
+    /// The reason spelled `s`, if it is one of these (not a Gateway error's).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == s)
+    }
+
+    /// Ready=False for this reason means the object cannot get on without a person: a spec or policy to change,
+    /// an approval to give, `suspend` to lift, or an end that will not change (kstatus's `Stalled`, which Flux
+    /// and `kubectl wait` read as failed). Otherwise the operator keeps at it by itself (`Reconciling`).
+    pub const fn stalls(self) -> bool {
+        use Reason::*;
+        match self {
+            InvalidSpec
+            | PolicyDenied
+            | UnknownPackage
+            | WrongParams
+            | UnknownEndpoints
+            | TooManyTargets
+            | AwaitingPreviewApproval
+            | Suspended
+            | DeployRefused
+            | AwaitingTaniumApproval
+            | Expired
+            | StoppedInTanium
+            | DeletionTimedOut
+            | InvalidObject
+            | EndpointNotFound
+            | EndpointAmbiguous
+            | TokenRotationLost => true,
+            // The fleet, a reading or the Gateway may change by itself; the operator looks again.
+            Progressing
+            | PreviewIncomplete
+            | NoTargets
+            | Previewed
+            | Deploying
+            | Deployed
+            | Adopted
+            | Recovered
+            | OutcomeUnknown
+            | Running
+            | Completed
+            | CompletedPartially
+            | CompletedWithFailures
+            | Stopped
+            | TTLUnderGitOps
+            | DeletionBlocked
+            | Tagging
+            | Removing
+            | InSync
+            | RoundStarted
+            | RoundFinished
+            | EndpointUnreachable
+            | Inspected
+            | Reconnected
+            | ProcessEnded
+            | ProcessNotFound
+            | KillFailed
+            | KillDeferred
+            | KillOutcomeUnknown
+            | VerificationDisabled
+            | TokenRotationFailing
+            | TokenNotSaved
+            | TokenRotated => false,
+        }
+    }
 }
 
 impl fmt::Display for Reason {

@@ -34,13 +34,16 @@ fn level(depth: usize) -> Value {
             "description": "The sensor to compare, e.g. {name: Computer Name} or {name: Running Processes with MD5 Hash, column: MD5 Hash}.",
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 256},
-                "column": {"type": "string", "maxLength": 256},
+                "name": {"type": "string", "minLength": 1, "maxLength": 256,
+                         "description": "The sensor's name, as Tanium lists it (e.g. Computer Name, OS Platform, Custom Tags)."},
+                "column": {"type": "string", "maxLength": 256,
+                           "description": "For a sensor with several columns, the one to compare (e.g. MD5 Hash)."},
                 "params": {
                     "type": "array", "maxItems": 16,
+                    "description": "Values for a parameterised sensor's parameters.",
                     "items": {"type": "object", "required": ["name", "value"], "properties": {
-                        "name": {"type": "string", "maxLength": 256},
-                        "value": {"type": "string", "maxLength": 1024}
+                        "name": {"type": "string", "maxLength": 256, "description": "The parameter's name."},
+                        "value": {"type": "string", "maxLength": 1024, "description": "The parameter's value."}
                     }}
                 }
             }
@@ -49,19 +52,21 @@ fn level(depth: usize) -> Value {
             "type": "object",
             "description": "Membership of a Tanium computer group, by name or id.",
             "properties": {
-                "id": {"type": "string", "maxLength": 64},
-                "name": {"type": "string", "maxLength": 256}
+                "id": {"type": "string", "maxLength": 64, "description": "The group's Tanium id."},
+                "name": {"type": "string", "maxLength": 256, "description": "The group's name, as the Tanium console shows it."}
             }
         },
         "op": {"type": "string", "enum": OPS, "description": "Comparison (default EQ); there is no NEQ: use negated."},
-        "value": {"type": "string", "maxLength": 1024},
-        "negated": {"type": "boolean"},
+        "value": {"type": "string", "maxLength": 1024,
+                  "description": "What the sensor's reading is compared with (a string, also for numbers and times; a regular expression with MATCHES)."},
+        "negated": {"type": "boolean", "description": "Invert this comparison or group (there is no NEQ: use negated with EQ)."},
         "any": {"type": "boolean", "description": "Combine filters with OR instead of AND."}
     });
     if depth > 0 {
         properties["filters"] = json!({
             "type": "array",
             "maxItems": MAX_FILTERS,
+            "description": "A group: these filters, all of them (AND) or, with any, one of them (OR).",
             "items": level(depth - 1)
         });
     }

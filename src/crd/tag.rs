@@ -25,10 +25,22 @@ use super::{Deployment, ResultCounts, Safety, Targets, parse_interval};
     namespaced,
     status = "TaniumTagStatus",
     doc = "Keep Tanium custom tags on the endpoints that match, correcting drift.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Tags", type_ = "string", json_path = ".spec.tags"),
     printcolumn(name = "Matched", type_ = "integer", json_path = ".status.matched"),
     printcolumn(name = "Tagged", type_ = "integer", json_path = ".status.tagged"),
     printcolumn(name = "Pending", type_ = "integer", json_path = ".status.pending"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -160,6 +160,19 @@ impl GatewayError {
         !self.is_retryable() && !matches!(self, Self::OutcomeUnknown { .. } | Self::Fenced { .. })
     }
 
+    /// Whether an error whose [`Self::reason`] is `reason` certainly needs a person, from the reason alone (a
+    /// status keeps only that): a rejected token, a missing permission, a bad configuration, a request this client
+    /// refuses to send. Reasons shared by passing and lasting errors (an HTTP status, a refusal) are not.
+    pub fn reason_needs_a_person(reason: &str) -> bool {
+        [
+            Self::TOKEN_REJECTED,
+            "GatewayForbidden",
+            "GatewayConfigError",
+            "InvalidRequest",
+        ]
+        .contains(&reason)
+    }
+
     /// The reason of a rejected token, which a new token clears (see `runtime::controllers`).
     pub const TOKEN_REJECTED: &'static str = "TokenRejected";
 

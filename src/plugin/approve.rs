@@ -29,8 +29,8 @@ pub struct Args {
     yes: bool,
 }
 
-pub async fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (client, ns) = super::namespace(args.namespace).await?;
+pub async fn run(on: &super::ClusterArgs, args: Args) -> Result<ExitCode, CliError> {
+    let (client, ns) = on.namespace(args.namespace).await?;
     let api: Api<TaniumAction> = Api::namespaced(client, &ns);
     let obj = api.get(&args.name).await?;
     let status = obj.status.clone().unwrap_or_default();

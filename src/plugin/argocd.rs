@@ -1,5 +1,7 @@
 //! `kubectl tanium argocd-health`: Argo CD health checks for the three kinds, as a patch for `argocd-cm`. The Lua
-//! lives in `argocd/<Kind>.lua` (tested against real objects in `tests/argocd_health.rs`) and is built in here.
+//! lives in `argocd/resource_customizations/tanium-operator.dev/<Kind>/health.lua`, Argo CD's own layout (with
+//! `health_test.yaml` and `testdata/`, so the checks can be contributed upstream as they are), is tested against
+//! real objects in `tests/argocd_health.rs`, and is built in here.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,12 +16,21 @@ use crate::crd::GROUP;
 pub const HEALTH_CHECKS: [(&str, &str); 3] = [
     (
         "TaniumAction",
-        include_str!("../../argocd/TaniumAction.lua"),
+        include_str!(
+            "../../argocd/resource_customizations/tanium-operator.dev/TaniumAction/health.lua"
+        ),
     ),
-    ("TaniumTag", include_str!("../../argocd/TaniumTag.lua")),
+    (
+        "TaniumTag",
+        include_str!(
+            "../../argocd/resource_customizations/tanium-operator.dev/TaniumTag/health.lua"
+        ),
+    ),
     (
         "TaniumEndpointInspection",
-        include_str!("../../argocd/TaniumEndpointInspection.lua"),
+        include_str!(
+            "../../argocd/resource_customizations/tanium-operator.dev/TaniumEndpointInspection/health.lua"
+        ),
     ),
 ];
 

@@ -24,8 +24,21 @@ use crate::cli::{self, CliError, GatewayArgs, OutputArgs};
     about = "Preview, approve and follow Tanium actions driven by tanium-operator"
 )]
 pub struct Plugin {
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which cluster, as kubectl's own flags say it (every subcommand takes them).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -43,6 +56,8 @@ enum Command {
     /// Argo CD health checks for the three kinds, as a patch for the argocd-cm ConfigMap.
     #[command(name = "argocd-health")]
     ArgocdHealth(argocd::Args),
+    /// Print the shell completion script, e.g. `source <(kubectl tanium completion bash)`.
+    Completion(cli::CompletionArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -63,31 +78,59 @@ struct PreviewArgs {
 }
 
 pub async fn run(plugin: Plugin) -> Result<ExitCode, CliError> {
+    let on = &plugin.cluster;
     match plugin.command {
         Command::Preview(args) => {
             let gateway = if args.from_cluster {
-                cluster::gateway(&kube_client().await?, &args.operator).await?
+                cluster::gateway(&on.client().await?, &args.operator).await?
             } else {
                 args.gateway.client()?
             };
             cli::preview::run_with(&gateway, &args.file, args.output.format).await
         }
-        Command::Approve(args) => approve::run(args).await,
-        Command::Status(args) => status::run(args).await,
+        Command::Approve(args) => approve::run(on, args).await,
+        Command::Status(args) => status::run(on, args).await,
         Command::Endpoints(args) => cli::endpoints::run(args).await,
         Command::ArgocdHealth(args) => argocd::run(args),
+        Command::Completion(args) => {
+            args.print::<Plugin>("kubectl-tanium");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-async fn kube_client() -> Result<kube::Client, CliError> {
-    kube::Client::try_default()
-        .await
-        .map_err(|e| CliError::Config(format!("no cluster to talk to (KUBECONFIG): {e}")))
-}
+impl ClusterArgs {
+    /// A client for the chosen kubeconfig and context, or the in-cluster config when there is no kubeconfig, as
+    /// kubectl does.
+    async fn client(&self) -> Result<kube::Client, CliError> {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path).map_err(|e| {
+                    CliError::Config(format!("--kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| e.to_string()),
+            None => kube::Config::infer().await.map_err(|e| e.to_string()),
+        }
+        .map_err(|e| CliError::Config(format!("no cluster to talk to: {e}")))?;
+        kube::Client::try_from(config)
+            .map_err(|e| CliError::Config(format!("no cluster to talk to: {e}")))
+    }
 
-/// `-n`, else the current context's namespace, as kubectl chooses.
-async fn namespace(given: Option<String>) -> Result<(kube::Client, String), CliError> {
-    let client = kube_client().await?;
-    let ns = given.unwrap_or_else(|| client.default_namespace().to_owned());
-    Ok((client, ns))
+    /// `-n`, else the context's namespace, as kubectl chooses.
+    async fn namespace(&self, given: Option<String>) -> Result<(kube::Client, String), CliError> {
+        let client = self.client().await?;
+        let ns = given.unwrap_or_else(|| client.default_namespace().to_owned());
+        Ok((client, ns))
+    }
 }

@@ -17,12 +17,16 @@ use crate::crd::{ResultCounts, TaniumAction};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The TaniumAction.
-    name: String,
-    #[arg(short = 'n', long)]
+    /// The TaniumAction; without it, every TaniumAction in the namespace (or, with -A, in the cluster), one line
+    /// each.
+    name: Option<String>,
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
     namespace: Option<String>,
+    /// List the TaniumActions of every namespace.
+    #[arg(short = 'A', long, conflicts_with = "name")]
+    all_namespaces: bool,
     /// Follow it: print it again at every change, until it is Completed, Expired, Stopped or Failed.
-    #[arg(short = 'w', long)]
+    #[arg(short = 'w', long, requires = "name")]
     watch: bool,
     #[command(flatten)]
     output: OutputArgs,
@@ -200,8 +204,82 @@ pub fn progress_bar(r: &ResultCounts) -> String {
     )
 }
 
-pub async fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (client, ns) = super::namespace(args.namespace).await?;
+/// One line of the list: what `kubectl get ta` shows, with the Ready message.
+fn row(v: &View) -> [String; 6] {
+    let ready = v.conditions.iter().find(|c| c.type_ == "Ready");
+    [
+        v.namespace.clone(),
+        v.name.clone(),
+        v.phase.to_string(),
+        v.preview_count.map(|c| c.to_string()).unwrap_or_default(),
+        v.results
+            .as_ref()
+            .map(|r| format!("{}/{}", r.counts.finished(), r.targeted))
+            .unwrap_or_default(),
+        ready.map(|c| c.message.clone()).unwrap_or_default(),
+    ]
+}
+
+/// Aligned columns, kubectl style.
+pub fn table(views: &[View]) -> String {
+    let header = [
+        "NAMESPACE",
+        "NAME",
+        "PHASE",
+        "TARGETS",
+        "FINISHED",
+        "MESSAGE",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 6]> = std::iter::once(header)
+        .chain(views.iter().map(row))
+        .collect();
+    let mut widths = [0usize; 6];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+async fn list(on: &super::ClusterArgs, args: Args) -> Result<ExitCode, CliError> {
+    let (client, ns) = on.namespace(args.namespace).await?;
+    let api: Api<TaniumAction> = if args.all_namespaces {
+        Api::all(client)
+    } else {
+        Api::namespaced(client, &ns)
+    };
+    let mut views: Vec<View> = api
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|obj| View::of(obj, obj.metadata.namespace.as_deref().unwrap_or(&ns)))
+        .collect();
+    views.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    match args.output.format {
+        Format::Table => print(&table(&views))?,
+        other => print_data(other, &views)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(on: &super::ClusterArgs, args: Args) -> Result<ExitCode, CliError> {
+    let Some(name) = args.name.clone() else {
+        return list(on, args).await;
+    };
+    let (client, ns) = on.namespace(args.namespace).await?;
     let api: Api<TaniumAction> = Api::namespaced(client, &ns);
     let format = args.output.format;
     let show = |view: &View| match format {
@@ -216,18 +294,18 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         }
     };
     if !args.watch {
-        let view = View::of(&api.get(&args.name).await?, &ns);
+        let view = View::of(&api.get(&name).await?, &ns);
         match format {
             Format::Table => show(&view)?,
             other => print_data(other, &view)?,
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", args.name));
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", name));
     // Actions run for hours: a dropped watch is resumed (with backoff), not the end of `-w`.
     let mut changes = watcher(api.clone(), config).default_backoff().boxed();
     // The object must exist now: a typo would otherwise wait forever.
-    api.get(&args.name).await?;
+    api.get(&name).await?;
     let mut last: Option<View> = None;
     loop {
         let next = tokio::select! {
@@ -237,13 +315,13 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         let obj = match next {
             Ok(Some(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => obj,
             Ok(Some(watcher::Event::Delete(_))) => {
-                eprintln!("taniumaction {ns}/{} was deleted", args.name);
+                eprintln!("taniumaction {ns}/{} was deleted", name);
                 return Ok(ExitCode::FAILURE);
             }
             Ok(Some(watcher::Event::Init | watcher::Event::InitDone)) => continue,
             Ok(None) => return Ok(ExitCode::FAILURE),
             Err(e) => {
-                eprintln!("watching {ns}/{}: {e}; resuming", args.name);
+                eprintln!("watching {ns}/{}: {e}; resuming", name);
                 continue;
             }
         };

@@ -27,8 +27,14 @@ if obj.metadata.generation ~= nil and obj.status.observedGeneration ~= nil
   return hs
 end
 
-local phase = obj.status.phase
 local ready = condition("Ready")
+if ready ~= nil and ready.reason == "Progressing" then
+  -- A new generation the operator has not decided on yet (what kstatus reads as in progress too).
+  hs.status = "Progressing"
+  hs.message = ready.message
+  return hs
+end
+local phase = obj.status.phase
 hs.message = phase
 if ready ~= nil and ready.message ~= nil and ready.message ~= "" then
   hs.message = ready.message

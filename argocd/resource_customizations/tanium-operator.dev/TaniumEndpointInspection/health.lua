@@ -24,9 +24,10 @@ if obj.status ~= nil and obj.metadata.generation ~= nil and obj.status.observedG
   return hs
 end
 local ready = condition("Ready")
-if ready == nil then
+if ready == nil or ready.reason == "Progressing" then
+  -- Not read yet, or a new generation the operator has not decided on (what kstatus reads as in progress too).
   hs.status = "Progressing"
-  hs.message = "Waiting for tanium-operator"
+  hs.message = (ready ~= nil and ready.message) or "Waiting for tanium-operator"
   return hs
 end
 hs.message = ready.message
