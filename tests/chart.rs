@@ -5,6 +5,9 @@
 
 mod common;
 
+#[path = "chart/upgrade.rs"]
+mod upgrade;
+
 use std::process::Command;
 
 use common::{Env, TOKEN};

@@ -383,7 +383,6 @@ impl Env {
             CHART,
             "--namespace",
             CHART_NAMESPACE,
-            "--include-crds",
             &kube_version,
             &gateway,
         ])
