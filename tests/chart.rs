@@ -557,7 +557,7 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
     metrics.reconciled("TaniumAction", "ok", std::time::Duration::from_millis(1));
     metrics.gateway_request("actionPerform", "ok", std::time::Duration::from_millis(1));
     metrics.phase("TaniumAction", "uid", Some("Running"));
-    metrics.token_expiry(std::time::Duration::from_secs(86_400));
+    metrics.token_expiry(jiff::Timestamp::now());
     metrics.gateway_features(&tanium_operator::gateway::features::Features {
         direct_connect: true,
         direct_connect_legacy: true,
