@@ -12,8 +12,8 @@
 #
 # Both are built into ${XDG_CACHE_HOME:-~/.cache}/tanium-operator/test-tools/ (Go's module and build caches live
 # under .go/ there while it builds and are removed once both binaries are in place), so a second run is a cache hit
-# that takes well under a second. ./scripts/test exports TANIUM_KSTATUS and TANIUM_PROMTOOL from it; a test should
-# run $TANIUM_KSTATUS / $TANIUM_PROMTOOL, else (cargo test by hand) the executable in that directory, and skip loudly
+# that takes well under a second. ./scripts/test exports TANIUM_KSTATUS and TANIUM_PROMTOOL from it; a test finds
+# a tool with tanium_testenv::TestTool (its variable, else the executable in that directory) and skips loudly
 # without it unless CI=true or TANIUM_REQUIRE_K8S=1, as the control-plane tests do.
 set -euo pipefail
 

@@ -5,6 +5,8 @@
 
 mod common;
 
+#[path = "chart/alerts.rs"]
+mod alerts;
 #[path = "chart/upgrade.rs"]
 mod upgrade;
 
