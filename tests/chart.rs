@@ -9,6 +9,8 @@ mod common;
 mod alerts;
 #[path = "chart/upgrade.rs"]
 mod upgrade;
+#[path = "chart/values.rs"]
+mod values;
 
 use std::process::Command;
 
@@ -40,6 +42,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "RoleBinding",
         "Deployment",
         "Service",
+        "PodDisruptionBudget",
     ] {
         assert!(
             rendered.contains(&format!("kind: {kind}\n")),
