@@ -7,6 +7,8 @@ mod common;
 
 #[path = "chart/alerts.rs"]
 mod alerts;
+#[path = "chart/readme.rs"]
+mod readme;
 #[path = "chart/upgrade.rs"]
 mod upgrade;
 #[path = "chart/values.rs"]

@@ -21,9 +21,9 @@
 //! [`Binaries::locate`]: `$KUBEBUILDER_ASSETS` if set (the envtest convention; `scripts/test` exports it), else the
 //! pinned build in `${XDG_CACHE_HOME:-~/.cache}/tanium-operator/k8s-v1.36.3/` that `scripts/k8s-test-bins.sh`
 //! makes. The library never builds them itself: a missing binary is [`Error::BinaryNotFound`], which
-//! [`ControlPlane::start_or_skip`] turns into a skip (or, in CI, a failure). The test tools (kstatus, promtool)
-//! are found the same way by [`TestTool::locate_or_skip`]: `$TANIUM_KSTATUS`/`$TANIUM_PROMTOOL`, else
-//! `scripts/test-tools.sh`'s cache; [`helm_or_skip`] finds helm beside the Kubernetes binaries.
+//! [`ControlPlane::start_or_skip`] turns into a skip (or, in CI, a failure). The test tools (kstatus, promtool,
+//! helm-docs) are found the same way by [`TestTool::locate_or_skip`]: `$TANIUM_KSTATUS`, `$TANIUM_PROMTOOL`,
+//! `$TANIUM_HELM_DOCS`, else `scripts/test-tools.sh`'s cache; [`helm_or_skip`] finds helm beside the Kubernetes binaries.
 //!
 //! # No orphans
 //! Each process starts in its own process group and is ended with `SIGKILL` on the group, then reaped, when the
@@ -68,7 +68,7 @@ pub enum Error {
         /// Where it was looked for.
         detail: String,
     },
-    /// A test tool (kstatus, promtool) is missing: the caller may skip (see [`TestTool::locate_or_skip`]).
+    /// A test tool (kstatus, promtool, helm-docs) is missing: the caller may skip (see [`TestTool::locate_or_skip`]).
     #[error(
         "{tool} not found ({detail}); run ./scripts/test-tools.sh, or set {env} to the executable"
     )]

@@ -1,6 +1,6 @@
-//! The test tools beside the control plane: `kstatus` and `promtool`, which `scripts/test-tools.sh` builds into
-//! `${XDG_CACHE_HOME:-~/.cache}/tanium-operator/test-tools/` and `scripts/test` exports as `TANIUM_KSTATUS` and
-//! `TANIUM_PROMTOOL`; and `helm`, beside the Kubernetes binaries. A test
+//! The test tools beside the control plane: `kstatus`, `promtool` and `helm-docs`, which `scripts/test-tools.sh`
+//! builds into `${XDG_CACHE_HOME:-~/.cache}/tanium-operator/test-tools/` and `scripts/test` exports as
+//! `TANIUM_KSTATUS`, `TANIUM_PROMTOOL` and `TANIUM_HELM_DOCS`; and `helm`, beside the Kubernetes binaries. A test
 //! that needs one skips loudly without it, or fails when [`crate::control_plane_required`] (CI), as a test that
 //! needs the control plane does.
 
@@ -29,6 +29,11 @@ impl TestTool {
     pub const PROMTOOL: TestTool = TestTool {
         name: "promtool",
         env: "TANIUM_PROMTOOL",
+    };
+    /// helm-docs, which writes the chart's README from its values (`scripts/chart-readme`).
+    pub const HELM_DOCS: TestTool = TestTool {
+        name: "helm-docs",
+        env: "TANIUM_HELM_DOCS",
     };
 
     /// `$<env>` if set, else the tool in [`test_tools_dir`]; [`Error::ToolNotFound`] says where it looked.
@@ -119,7 +124,7 @@ mod tests {
     #[test]
     fn tools_match_the_script() {
         let script = include_str!("../../scripts/test-tools.sh");
-        for tool in [TestTool::KSTATUS, TestTool::PROMTOOL] {
+        for tool in [TestTool::KSTATUS, TestTool::PROMTOOL, TestTool::HELM_DOCS] {
             assert!(
                 script.contains(&format!("build_{}()", tool.name.replace('-', "_"))),
                 "{tool:?}"
