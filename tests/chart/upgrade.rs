@@ -10,7 +10,7 @@ use kube::api::Api;
 use tanium_operator::crd::{self, CHART_CRD_DIR};
 use tanium_testenv::ControlPlane;
 
-use crate::common::{CHART, CHART_NAMESPACE as NAMESPACE, CHART_RELEASE as RELEASE};
+use crate::common::{CHART, CHART_NAMESPACE as NAMESPACE, CHART_RELEASE as RELEASE, kubectl};
 
 /// helm against one control plane, with its own config, cache and data directories.
 struct Helm<'a> {
@@ -44,22 +44,6 @@ impl Helm<'_> {
             out.status.success(),
             "helm {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let kubectl = self.cp.binaries().kubectl().expect("pinned kubectl");
-        let out = Command::new(kubectl)
-            .arg("--kubeconfig")
-            .arg(self.cp.kubeconfig_path())
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -123,8 +107,8 @@ async fn helm_upgrade_updates_the_crds_and_uninstall_keeps_them() {
     let release_name = format!("meta.helm.sh/release-name={RELEASE}");
     let release_namespace = format!("meta.helm.sh/release-namespace={NAMESPACE}");
     annotate.extend([release_name.as_str(), release_namespace.as_str()]);
-    helm.kubectl(&label);
-    helm.kubectl(&annotate);
+    kubectl(&cp, &label);
+    kubectl(&cp, &annotate);
     let started = std::time::Instant::now();
     let upgraded = upgrade(CHART);
     assert!(

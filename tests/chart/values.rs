@@ -143,19 +143,7 @@ async fn values_shape_the_pods_and_the_apiserver_accepts_them() {
     };
     let gateway = format!("--set=gateway.url={}", env.sim.url());
     let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
-    let render = |extra: &[&str]| -> Vec<Value> {
-        let mut args = vec![
-            "template",
-            CHART_RELEASE,
-            CHART,
-            "--namespace",
-            CHART_NAMESPACE,
-            &kube_version,
-            &gateway,
-        ];
-        args.extend_from_slice(extra);
-        documents(&env.helm(&args))
-    };
+    let render = |extra: &[&str]| -> Vec<Value> { documents(&env.render_chart_with(extra)) };
     let of_kind = |docs: &[Value], kind: &str| -> Vec<Value> {
         docs.iter().filter(|d| d["kind"] == kind).cloned().collect()
     };
