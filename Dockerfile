@@ -4,6 +4,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
+# The commit in tanium_operator_build_info{git_commit}: docker build --build-arg TANIUM_GIT_COMMIT=$(git rev-parse HEAD)
+ARG TANIUM_GIT_COMMIT=""
 RUN cargo build --release --locked -p tanium-operator --bin tanium-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Makes the test tools kstatus and promtool available in ONE directory and prints that directory (the last line on
+# Makes the test tools kstatus, promtool and helm-docs available in ONE directory and prints that directory (the last line on
 # stdout; progress goes to stderr).
 #
-#   dir=$(./scripts/test-tools.sh | tail -n 1) && export TANIUM_KSTATUS="$dir/kstatus" TANIUM_PROMTOOL="$dir/promtool"
+#   dir=$(./scripts/test-tools.sh | tail -n 1) && export TANIUM_KSTATUS="$dir/kstatus" TANIUM_PROMTOOL="$dir/promtool" \
+#     TANIUM_HELM_DOCS="$dir/helm-docs"
 #
 #   * kstatus: tools/kstatus/ in this repository (its own go.mod and go.sum pin sigs.k8s.io/cli-utils), which prints
 #     the kstatus verdict (Current, InProgress, Failed, ...) of the objects on its stdin; built with -mod=readonly
 #     and rebuilt whenever its .go files, go.mod or go.sum change (their hash is kept in .kstatus.stamp);
 #   * promtool: Prometheus' promtool at PROMETHEUS_VERSION, built from the Go module (`promtool check rules`,
-#     `promtool test rules`); rebuilt when `promtool --version` does not report that version.
+#     `promtool test rules`); rebuilt when `promtool --version` does not report that version;
+#   * helm-docs: github.com/norwoodj/helm-docs at HELM_DOCS_VERSION, built from the Go module with the version its
+#     release build sets; it writes charts/tanium-operator/README.md from values.yaml (./scripts/chart-readme).
 #
-# Both are built into ${XDG_CACHE_HOME:-~/.cache}/tanium-operator/test-tools/ (Go's module and build caches live
-# under .go/ there while it builds and are removed once both binaries are in place), so a second run is a cache hit
-# that takes well under a second. ./scripts/test exports TANIUM_KSTATUS and TANIUM_PROMTOOL from it; a test should
-# run $TANIUM_KSTATUS / $TANIUM_PROMTOOL, else (cargo test by hand) the executable in that directory, and skip loudly
+# All are built into ${XDG_CACHE_HOME:-~/.cache}/tanium-operator/test-tools/ (Go's module and build caches live
+# under .go/ there while it builds and are removed once the binaries are in place), so a second run is a cache hit
+# that takes well under a second. ./scripts/test exports TANIUM_KSTATUS, TANIUM_PROMTOOL and TANIUM_HELM_DOCS from it; a test finds
+# a tool with tanium_testenv::TestTool (its variable, else the executable in that directory) and skips loudly
 # without it unless CI=true or TANIUM_REQUIRE_K8S=1, as the control-plane tests do.
 set -euo pipefail
 
 # Prometheus v3.X.Y is published as the Go module version v0.3XX.Y (v3.16.0 is v0.316.0).
 PROMETHEUS_VERSION=v3.16.0
+HELM_DOCS_VERSION=v1.14.2
 
-TOOLS=(kstatus promtool)
+TOOLS=(kstatus promtool helm-docs)
 
 log() { printf 'test-tools: %s\n' "$*" >&2; }
 die() {
@@ -63,6 +67,10 @@ tool_ok() {
 		out=$("$bin" --version 2>/dev/null) || return 1
 		[[ "$out" == "promtool, version ${PROMETHEUS_VERSION#v} "* ]]
 		;;
+	helm-docs)
+		out=$("$bin" --version 2>/dev/null) || return 1
+		[[ "$out" == "helm-docs version ${HELM_DOCS_VERSION#v}" ]]
+		;;
 	*) return 1 ;;
 	esac
 }
@@ -85,7 +93,7 @@ drop_go_caches() {
 }
 
 if all_ok; then
-	log "cache hit: $dest (kstatus $(cut -d' ' -f1 "$dest/.kstatus.stamp"), promtool $PROMETHEUS_VERSION)"
+	log "cache hit: $dest (kstatus $(cut -d' ' -f1 "$dest/.kstatus.stamp"), promtool $PROMETHEUS_VERSION, helm-docs $HELM_DOCS_VERSION)"
 	drop_go_caches
 	echo "$dest"
 	exit 0
@@ -143,12 +151,24 @@ build_promtool() {
 	log "built promtool in $((SECONDS - start))s"
 }
 
+build_helm_docs() {
+	local gobin="$dest/.work/helm-docs-bin" start=$SECONDS
+	rm -rf "$gobin"
+	mkdir -p "$gobin"
+	log "building helm-docs $HELM_DOCS_VERSION (go install github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION)"
+	# -X main.version: what its release build (goreleaser) sets; the README footer and the cache check name it
+	GOBIN="$gobin" go install -trimpath -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
+		"github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
+	install_bin "$gobin/helm-docs" helm-docs
+	log "built helm-docs in $((SECONDS - start))s"
+}
+
 build_start=$SECONDS
 for t in "${TOOLS[@]}"; do
 	if tool_ok "$t"; then
 		log "$t: cached ($dest/$t)"
 	else
-		"build_$t"
+		"build_${t//-/_}"
 	fi
 done
 
@@ -159,7 +179,7 @@ done
 out=$(echo '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"smoke","namespace":"test-tools"}}' | "$dest/kstatus") ||
 	die "kstatus failed on a ConfigMap"
 [[ "$out" == *'"status":"Current"'* ]] || die "kstatus printed '$out' for a ConfigMap (expected status Current)"
-log "binaries ready in $((SECONDS - build_start))s: kstatus, $("$dest/promtool" --version | head -n 1)"
+log "binaries ready in $((SECONDS - build_start))s: kstatus, $("$dest/promtool" --version | head -n 1), $("$dest/helm-docs" --version)"
 
 drop_go_caches
 echo "$dest"

@@ -31,10 +31,14 @@ struct Cli {
 enum Command {
     /// Run the controllers against the cluster in KUBECONFIG (or the in-cluster config).
     Run(RunArgs),
-    /// Print the CustomResourceDefinitions as YAML, or write them into directories (one file per CRD).
+    /// Print the CustomResourceDefinitions as YAML, or write them into directories (one file per CRD) and into
+    /// Helm charts (templates/crds/, behind the values crds.enabled and crds.keep).
     Crd {
         #[arg(long)]
         dir: Vec<PathBuf>,
+        /// A chart directory: the CRDs become its templates/crds/<plural>.yaml.
+        #[arg(long)]
+        chart: Vec<PathBuf>,
     },
     /// List the endpoints a filter selects (the filter shape of a TaniumAction's spec.targets.filter).
     Endpoints(cli::endpoints::Args),
@@ -179,7 +183,7 @@ async fn main() -> std::process::ExitCode {
         Command::Preview(args) => return finish(cli::preview::run(args).await),
         Command::Dec(args) => return finish(cli::dec::run(args).await),
         Command::Run(args) => run(args).await,
-        Command::Crd { dir } => print_crds(dir),
+        Command::Crd { dir, chart } => print_crds(dir, chart),
         Command::Version => {
             println!("tanium-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -206,18 +210,29 @@ fn finish(result: Result<std::process::ExitCode, cli::CliError>) -> std::process
     })
 }
 
-fn print_crds(dirs: Vec<PathBuf>) -> Result<(), MainError> {
+fn print_crds(dirs: Vec<PathBuf>, charts: Vec<PathBuf>) -> Result<(), MainError> {
     let files = crd::crd_files()?;
-    if dirs.is_empty() {
+    if dirs.is_empty() && charts.is_empty() {
         for text in files.values() {
             print!("---\n{text}");
         }
     }
-    for dir in dirs {
-        for (name, text) in &files {
+    let write = |dir: PathBuf, files: &std::collections::BTreeMap<String, String>| {
+        std::fs::create_dir_all(&dir).map_err(|e| MainError::File(dir.display().to_string(), e))?;
+        for (name, text) in files {
             let path = dir.join(name);
             std::fs::write(&path, text)
                 .map_err(|e| MainError::File(path.display().to_string(), e))?;
+        }
+        Ok::<_, MainError>(())
+    };
+    for dir in dirs {
+        write(dir, &files)?;
+    }
+    if !charts.is_empty() {
+        let templated = crd::chart_crd_files()?;
+        for chart in charts {
+            write(chart.join(crd::CHART_CRD_DIR), &templated)?;
         }
     }
     Ok(())

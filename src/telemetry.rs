@@ -47,6 +47,35 @@ pub struct FeatureLabels {
     pub feature: String,
 }
 
+/// A metric with no labels that can be absent: set, it is one series; cleared, none.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct NoLabels;
+
+impl EncodeLabelSet for NoLabels {
+    fn encode(
+        &self,
+        _: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        Ok(())
+    }
+}
+
+/// What `tanium_operator_build_info` says about this build: `version` (the crate's), `rustc` (the compiler's
+/// version, from build.rs), and `git_commit` when the build had `TANIUM_GIT_COMMIT` in its environment (the
+/// Dockerfile's build argument of that name); a label not known is left out.
+pub fn build_labels() -> Vec<(&'static str, String)> {
+    let mut labels = vec![("version", env!("CARGO_PKG_VERSION").to_owned())];
+    for (name, value) in [
+        ("rustc", option_env!("TANIUM_RUSTC_VERSION")),
+        ("git_commit", option_env!("TANIUM_GIT_COMMIT")),
+    ] {
+        if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+            labels.push((name, v.to_owned()));
+        }
+    }
+    labels
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub kind: String,
@@ -68,8 +97,8 @@ pub struct Metrics {
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_seconds: HistogramFamily<OperationLabels>,
     pub leader: Gauge,
-    /// Days until the Gateway token expires, as last seen by token rotation.
-    pub token_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// When the Gateway token expires (Unix seconds), as last seen by token rotation; no series until known.
+    token_expiry: Family<NoLabels, Gauge>,
     /// 1 for what the Gateway offers, 0 for what it lacks, once detected.
     pub gateway_features: Family<FeatureLabels, Gauge>,
     pub objects: Family<PhaseLabels, Gauge>,
@@ -112,12 +141,19 @@ impl Default for Metrics {
             "1 while this replica reconciles (holds the lease)",
             leader.clone(),
         );
-        let token_expiry_days = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        token_expiry_days.set(f64::NAN);
+        let token_expiry = Family::<NoLabels, Gauge>::default();
         registry.register(
-            "gateway_token_expiry_days",
-            "Days until the Gateway API token expires (with token rotation on; the leader reports it)",
-            token_expiry_days.clone(),
+            "gateway_token_expiry_timestamp_seconds",
+            "When the Gateway API token expires, in Unix seconds (with token rotation on, the leader reports it; \
+             no sample until known)",
+            token_expiry.clone(),
+        );
+        let build_info = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        build_info.get_or_create(&build_labels()).set(1);
+        registry.register(
+            "build_info",
+            "1, labelled with this build's version, compiler and (when known) git commit",
+            build_info,
         );
         let gateway_features = Family::<FeatureLabels, Gauge>::default();
         registry.register(
@@ -138,7 +174,7 @@ impl Default for Metrics {
             gateway_requests,
             gateway_seconds,
             leader,
-            token_expiry_days,
+            token_expiry,
             gateway_features,
             objects,
             phases: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -162,13 +198,21 @@ impl Metrics {
         }
     }
 
-    pub fn token_expiry(&self, left: Duration) {
-        self.token_expiry_days.set(left.as_secs_f64() / 86_400.0);
+    /// The Gateway token expires at `at`.
+    pub fn token_expiry(&self, at: jiff::Timestamp) {
+        self.token_expiry
+            .get_or_create(&NoLabels)
+            .set(at.as_second());
     }
 
-    /// Not known here (rotation off, or another replica leads): NaN, which no alert threshold matches.
+    /// Not known here (rotation off, or another replica leads): no sample, so no alert and no stale figure.
     pub fn token_expiry_unknown(&self) {
-        self.token_expiry_days.set(f64::NAN);
+        self.token_expiry.clear();
+    }
+
+    /// What [`Self::token_expiry`] last set, in Unix seconds; `None` when unknown.
+    pub fn token_expires_at(&self) -> Option<i64> {
+        self.token_expiry.get(&NoLabels).map(|g| g.get())
     }
 
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
@@ -341,5 +385,43 @@ mod tests {
         ));
         assert!(text.contains("tanium_operator_reconcile_duration_seconds_bucket"));
         assert!(text.contains("tanium_operator_leader 1"));
+    }
+
+    #[test]
+    fn token_expiry_is_a_timestamp_and_absent_until_known() {
+        let m = Metrics::default();
+        let name = "tanium_operator_gateway_token_expiry_timestamp_seconds";
+        let samples = |m: &Metrics| -> Vec<String> {
+            m.encode()
+                .lines()
+                .filter(|l| l.starts_with(name))
+                .map(String::from)
+                .collect()
+        };
+        assert!(samples(&m).is_empty(), "no sample until known");
+        assert_eq!(m.token_expires_at(), None);
+        let at: jiff::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
+        m.token_expiry(at);
+        assert_eq!(samples(&m), [format!("{name} 1893553445")]);
+        assert_eq!(m.token_expires_at(), Some(1_893_553_445));
+        m.token_expiry_unknown();
+        assert!(samples(&m).is_empty(), "{:?}", samples(&m));
+    }
+
+    #[test]
+    fn build_info_is_one_with_the_version() {
+        let text = Metrics::default().encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tanium_operator_build_info{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.starts_with(&format!(
+                "tanium_operator_build_info{{version=\"{}\",rustc=\"1.",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{line}"
+        );
+        assert!(line.ends_with("} 1"), "{line}");
     }
 }

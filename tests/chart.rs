@@ -5,6 +5,15 @@
 
 mod common;
 
+#[path = "chart/alerts.rs"]
+mod alerts;
+#[path = "chart/readme.rs"]
+mod readme;
+#[path = "chart/upgrade.rs"]
+mod upgrade;
+#[path = "chart/values.rs"]
+mod values;
+
 use std::process::Command;
 
 use common::{Env, TOKEN};
@@ -35,6 +44,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "RoleBinding",
         "Deployment",
         "Service",
+        "PodDisruptionBudget",
     ] {
         assert!(
             rendered.contains(&format!("kind: {kind}\n")),
@@ -554,7 +564,7 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
     metrics.reconciled("TaniumAction", "ok", std::time::Duration::from_millis(1));
     metrics.gateway_request("actionPerform", "ok", std::time::Duration::from_millis(1));
     metrics.phase("TaniumAction", "uid", Some("Running"));
-    metrics.token_expiry(std::time::Duration::from_secs(86_400));
+    metrics.token_expiry(jiff::Timestamp::now());
     metrics.gateway_features(&tanium_operator::gateway::features::Features {
         direct_connect: true,
         direct_connect_legacy: true,

@@ -22,29 +22,6 @@ use tanium_operator::controller::Policy;
 use tanium_operator::crd::{TaniumAction, TaniumEndpointInspection, TaniumTag};
 use tanium_sim::{EndpointSpec, Platform};
 
-/// The kstatus binary, or `None` (after a loud SKIPPED line) outside CI when it was not built.
-fn kstatus_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("TANIUM_KSTATUS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join("tanium-operator/test-tools/kstatus"))
-        })
-        .filter(|p| p.is_file());
-    if path.is_none() {
-        assert!(
-            !tanium_testenv::control_plane_required(),
-            "kstatus is required here (CI=true or TANIUM_REQUIRE_K8S=1): run ./scripts/test-tools.sh"
-        );
-        eprintln!(
-            "SKIPPED: no kstatus binary (./scripts/test-tools.sh builds it; $TANIUM_KSTATUS names it)"
-        );
-    }
-    path
-}
-
 /// kstatus's verdict on each object, in order.
 fn kstatus(binary: &PathBuf, objects: &[Value]) -> Vec<(String, String)> {
     use std::io::Write as _;
@@ -193,7 +170,7 @@ fn is(p: &'static str) -> impl Fn(&TaniumAction) -> bool {
 
 #[tokio::test]
 async fn every_phase_reads_right_to_kstatus() {
-    let Some(binary) = kstatus_binary() else {
+    let Some(binary) = tanium_testenv::TestTool::KSTATUS.locate_or_skip() else {
         return;
     };
     let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
@@ -411,7 +388,7 @@ async fn every_phase_reads_right_to_kstatus() {
 /// Tanium's own approval (a second person, in Tanium) is a person's act too.
 #[tokio::test]
 async fn awaiting_approval_in_tanium_reads_as_failed() {
-    let Some(binary) = kstatus_binary() else {
+    let Some(binary) = tanium_testenv::TestTool::KSTATUS.locate_or_skip() else {
         return;
     };
     let Some(mut env) = Env::start(Policy::default(), |c| c.approval_required = true).await else {

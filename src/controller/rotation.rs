@@ -209,7 +209,7 @@ async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationE
     match expiry(&secret).filter(|_| same_token) {
         Some(expires) => {
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
-            ctx.metrics.token_expiry(left);
+            ctx.metrics.token_expiry(expires);
             if left > cfg.lead {
                 ctx.rotation.failures.store(0, Ordering::SeqCst);
                 set_trouble(ctx, None);
@@ -346,7 +346,7 @@ async fn confirm(
     )
     .await?;
     let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
-    ctx.metrics.token_expiry(left);
+    ctx.metrics.token_expiry(expires);
     ctx.rotation.failures.store(0, Ordering::SeqCst);
     set_trouble(ctx, None);
     tracing::info!(expires = %expires, "Gateway token rotated and confirmed");

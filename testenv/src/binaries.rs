@@ -14,14 +14,16 @@ pub const HELM_VERSION: &str = "v3.19.0";
 /// The directory `scripts/k8s-test-bins.sh` builds into:
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/tanium-operator/k8s-<K8S_VERSION>`.
 pub fn default_cache_dir() -> Option<PathBuf> {
+    Some(cache_root()?.join(format!("k8s-{K8S_VERSION}")))
+}
+
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/tanium-operator`: where the scripts build what the tests run.
+pub(crate) fn cache_root() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(xdg) => PathBuf::from(xdg),
         None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),
     };
-    Some(
-        base.join("tanium-operator")
-            .join(format!("k8s-{K8S_VERSION}")),
-    )
+    Some(base.join("tanium-operator"))
 }
 
 /// The etcd and kube-apiserver executables a [`crate::ControlPlane`] runs.
@@ -82,7 +84,7 @@ impl Binaries {
     }
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

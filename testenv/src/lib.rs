@@ -21,7 +21,9 @@
 //! [`Binaries::locate`]: `$KUBEBUILDER_ASSETS` if set (the envtest convention; `scripts/test` exports it), else the
 //! pinned build in `${XDG_CACHE_HOME:-~/.cache}/tanium-operator/k8s-v1.36.3/` that `scripts/k8s-test-bins.sh`
 //! makes. The library never builds them itself: a missing binary is [`Error::BinaryNotFound`], which
-//! [`ControlPlane::start_or_skip`] turns into a skip (or, in CI, a failure).
+//! [`ControlPlane::start_or_skip`] turns into a skip (or, in CI, a failure). The test tools (kstatus, promtool,
+//! helm-docs) are found the same way by [`TestTool::locate_or_skip`]: `$TANIUM_KSTATUS`, `$TANIUM_PROMTOOL`,
+//! `$TANIUM_HELM_DOCS`, else `scripts/test-tools.sh`'s cache; [`helm_or_skip`] finds helm beside the Kubernetes binaries.
 //!
 //! # No orphans
 //! Each process starts in its own process group and is ended with `SIGKILL` on the group, then reaped, when the
@@ -40,12 +42,14 @@ mod binaries;
 mod controlplane;
 mod pki;
 mod process;
+mod tools;
 
 /// For `#[kube(crates(schemars = "::tanium_testenv::schemars"))]` in crates that do not depend on schemars.
 pub use schemars;
 
 pub use binaries::{Binaries, ETCD_VERSION, HELM_VERSION, K8S_VERSION, default_cache_dir};
 pub use controlplane::{ControlPlane, Identity};
+pub use tools::{TestTool, helm_or_skip, test_tools_dir};
 
 /// Environment variables that make a missing binary a test failure instead of a skip.
 pub const REQUIRE_ENV: [&str; 2] = ["CI", "TANIUM_REQUIRE_K8S"];
@@ -61,6 +65,18 @@ pub enum Error {
     BinaryNotFound {
         /// The binary's file name, e.g. `kube-apiserver`.
         binary: &'static str,
+        /// Where it was looked for.
+        detail: String,
+    },
+    /// A test tool (kstatus, promtool, helm-docs) is missing: the caller may skip (see [`TestTool::locate_or_skip`]).
+    #[error(
+        "{tool} not found ({detail}); run ./scripts/test-tools.sh, or set {env} to the executable"
+    )]
+    ToolNotFound {
+        /// The tool's file name, e.g. `promtool`.
+        tool: &'static str,
+        /// The variable that names it, e.g. `TANIUM_PROMTOOL`.
+        env: &'static str,
         /// Where it was looked for.
         detail: String,
     },
@@ -124,7 +140,10 @@ impl Error {
 
     /// Whether the binaries are missing (a skip outside CI), as opposed to a real start-up failure.
     pub fn is_binary_missing(&self) -> bool {
-        matches!(self, Error::BinaryNotFound { .. })
+        matches!(
+            self,
+            Error::BinaryNotFound { .. } | Error::ToolNotFound { .. }
+        )
     }
 
     /// Whether a process lost a race for its port (start is retried on fresh ports).

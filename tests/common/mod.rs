@@ -331,20 +331,25 @@ impl Env {
 
     /// `kubectl <args>` against this control plane, stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
-        let kubectl = self.cp.binaries().kubectl().expect("pinned kubectl");
-        let out = std::process::Command::new(kubectl)
-            .arg("--kubeconfig")
-            .arg(self.cp.kubeconfig_path())
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl(&self.cp, args)
     }
+}
+
+/// `kubectl <args>` against a control plane (which must succeed), stdout.
+pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    let kubectl = cp.binaries().kubectl().expect("pinned kubectl");
+    let out = std::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The Helm chart's install namespace and release name in tests.
@@ -375,18 +380,24 @@ impl Env {
 
     /// Render the chart for this environment's sim.
     pub fn render_chart(&self) -> String {
+        self.render_chart_with(&[])
+    }
+
+    /// Render the chart for this environment's sim, with more `helm template` arguments (`--set=...`).
+    pub fn render_chart_with(&self, extra: &[&str]) -> String {
         let gateway = format!("--set=gateway.url={}", self.sim.url());
         let kube_version = format!("--kube-version={}", tanium_testenv::K8S_VERSION);
-        self.helm(&[
+        let mut args = vec![
             "template",
             CHART_RELEASE,
             CHART,
             "--namespace",
             CHART_NAMESPACE,
-            "--include-crds",
             &kube_version,
             &gateway,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        self.helm(&args)
     }
 
     /// Render the chart and apply every object to the apiserver (server-side); returns kubectl's output.

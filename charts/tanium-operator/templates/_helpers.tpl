@@ -35,3 +35,13 @@ tanium-operator.dev/shard: {{ .shard | quote }}
 {{- define "tanium-operator.podLabels" -}}
 app.kubernetes.io/part-of: {{ .Chart.Name }}
 {{- end -}}
+
+{{- /* A Deployment's name: the release's for the main one, <release>-shard-<name> (at most 63) for a shard's. */}}
+{{- define "tanium-operator.deploymentName" -}}
+{{- $name := include "tanium-operator.fullname" .root }}
+{{- if .shard }}
+{{- $suffix := printf "-shard-%s" .shard }}
+{{- $name = printf "%s%s" ($name | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+{{- $name }}
+{{- end -}}
