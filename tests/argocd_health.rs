@@ -328,7 +328,10 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         let obj = env
             .wait_until(&inspections, name, "read or refused", |o| {
                 o.status.as_ref().is_some_and(|s| {
-                    s.conditions.iter().any(|c| c.type_ == "Ready")
+                    // Past "generation 1 is being reconciled": read, or refused.
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason != "Progressing")
                         && s.kill.as_ref().is_none_or(|k| {
                             k.state != tanium_operator::crd::inspection::KillState::Requested
                         })
