@@ -52,6 +52,32 @@ enum Command {
     Completion(cli::CompletionArgs),
 }
 
+/// A number of endpoints, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Threshold(Option<u64>);
+
+impl std::str::FromStr for Threshold {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(Self(None)),
+            n => n
+                .parse()
+                .map(|n| Self(Some(n)))
+                .map_err(|_| format!("{s:?}: a number of endpoints, or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     #[command(flatten)]
@@ -94,6 +120,19 @@ struct RunArgs {
     /// No object may target more endpoints than this.
     #[arg(long, env = "TANIUM_MAX_TARGETS_CEILING")]
     max_targets_ceiling: Option<u64>,
+    /// A deployment (a TaniumAction, or a TaniumTag round) to more endpoints than this waits for an approved
+    /// preview (`kubectl tanium approve`), whatever its spec says; `off` turns this off, leaving approval to
+    /// `safety.requirePreviewApproval`.
+    #[arg(
+        long,
+        env = "TANIUM_APPROVAL_THRESHOLD",
+        default_value_t = Threshold(Some(tanium_operator::controller::DEFAULT_APPROVAL_THRESHOLD))
+    )]
+    approval_threshold: Threshold,
+    /// Let a TaniumEndpointInspection end the Tanium client's own processes (TaniumClient, TaniumCX,
+    /// TaniumDriverSvc) or one with a pid below 10; refused (reason ProtectedProcess) otherwise.
+    #[arg(long, env = "TANIUM_ALLOW_PROTECTED_PROCESS_KILLS")]
+    allow_protected_process_kills: bool,
     /// First results poll after a deployment; later polls slow down with the action's age.
     #[arg(long, env = "TANIUM_POLL_MIN_SECONDS", default_value_t = 2)]
     poll_min_seconds: u64,
@@ -302,6 +341,8 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             allowed_namespaces: args.allowed_namespaces,
             allowed_packages: args.allowed_packages,
             max_targets_ceiling: args.max_targets_ceiling,
+            approval_threshold: args.approval_threshold.0,
+            allow_protected_kills: args.allow_protected_process_kills,
         },
         timing: Timing {
             poll_min: Duration::from_secs(args.poll_min_seconds),

@@ -498,6 +498,7 @@ fn policy() -> Policy {
             "No Such Package".into(),
         ],
         max_targets_ceiling: Some(50),
+        ..Policy::default()
     }
 }
 

@@ -91,16 +91,33 @@ fn kill_settled(o: &TaniumEndpointInspection) -> bool {
         .is_some_and(|k| k.state != KillState::Requested)
 }
 
-/// The process with the highest pid on a sim endpoint (one no other test ends).
+/// A process started on a sim endpoint for this kill alone (one no other test ends), with a pid above every other.
 fn newest_process(env: &Env, endpoint: &str) -> tanium_sim::ProcessSpec {
-    env.sim
-        .sim()
+    // Never a pid used before in this process: a pid names the kill in the sim's audit.
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(70_000);
+    let sim = env.sim.sim();
+    let highest = sim
         .endpoint(endpoint)
         .expect("the endpoint")
         .processes
-        .into_iter()
-        .max_by_key(|p| p.pid)
-        .expect("a process")
+        .iter()
+        .map(|p| p.pid)
+        .max()
+        .unwrap_or(1000)
+        .max(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let process = tanium_sim::ProcessSpec {
+        name: format!("worker-{}", highest + 1),
+        pid: highest + 1,
+        ppid: 1,
+        md5: "0cc175b9c0f1b6a831c399e269772661".into(),
+        user: "svc".into(),
+        group: "svc".into(),
+        command_line: format!("/usr/local/bin/worker --id {}", highest + 1),
+        memory: 4_000_000,
+        cpu_percent: 0.5,
+    };
+    assert!(sim.add_process(endpoint, process.clone()));
+    process
 }
 
 /// Wait until the sim committed a process termination for `pid`.
@@ -373,6 +390,41 @@ async fn kill_by_pid_is_confirmed_and_never_sent_twice_across_restarts() {
         (1, 0)
     );
 
+    // The Tanium client's own process, and a system one: held (an admin's choice to allow), nothing sent.
+    let before = calls(&env, "directConnectProcessTerminate", "");
+    for (name, kill) in [
+        ("client", json!({"pid": 5000, "name": "TaniumClient.exe"})),
+        ("system", json!({"pid": 4, "name": "System"})),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &manifest(
+                name,
+                json!({"endpoint": {"id": "21212"}, "killProcess": kill}),
+            ),
+        )
+        .await
+        .unwrap();
+        let obj = env
+            .wait_until(&api, name, "held as protected", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    tanium_operator::crd::condition(&s.conditions, "Ready")
+                        .is_some_and(|c| c.reason == "ProtectedProcess")
+                })
+            })
+            .await;
+        assert!(
+            obj.status.unwrap().kill.is_none(),
+            "{name}: no kill recorded"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        calls(&env, "directConnectProcessTerminate", ""),
+        before,
+        "a protected process was sent a kill"
+    );
+
     // killProcess is immutable once set.
     let changed = api
         .patch(
@@ -543,7 +595,7 @@ async fn unknown_and_offline_endpoints_are_reported_and_nothing_is_sent() {
         &PostParams::default(),
         &manifest(
             "unknown",
-            json!({"endpoint": {"id": "424242424"}, "killProcess": {"pid": 1, "name": "init"}}),
+            json!({"endpoint": {"id": "424242424"}, "killProcess": {"pid": 4242, "name": "miner"}}),
         ),
     )
     .await

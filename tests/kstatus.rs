@@ -113,7 +113,7 @@ fn expected(kind: &str, phase: Option<&str>, reason: Option<&str>) -> &'static s
         ) => "Failed",
         ("TaniumTag", Some("InSync"), _) => "Current",
         ("TaniumTag", Some("Tagging" | "Removing"), _) => "InProgress",
-        ("TaniumTag", Some("Blocked" | "Suspended"), _) => "Failed",
+        ("TaniumTag", Some("Blocked" | "Suspended" | "AwaitingPreviewApproval"), _) => "Failed",
         ("TaniumEndpointInspection", _, Some("Inspected")) => "Current",
         ("TaniumEndpointInspection", _, Some("EndpointUnreachable")) => "InProgress",
         ("TaniumEndpointInspection", _, Some("EndpointNotFound")) => "Failed",

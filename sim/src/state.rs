@@ -315,6 +315,18 @@ impl Sim {
         }
     }
 
+    /// Start a process on an endpoint, as its user would.
+    pub fn add_process(&self, endpoint_id: &str, process: crate::fleet::ProcessSpec) -> bool {
+        let mut st = self.lock();
+        match st.endpoint_mut(endpoint_id) {
+            Some(ep) => {
+                ep.spec.processes.push(process);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn endpoint(&self, id: &str) -> Option<EndpointSpec> {
         self.lock().endpoint(id).map(|e| e.spec.clone())
     }

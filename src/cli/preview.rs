@@ -72,9 +72,18 @@ pub struct Report {
 impl ActionPreview {
     fn new(obj: &TaniumAction) -> Self {
         Self {
-            name: obj.metadata.name.clone().unwrap_or_default(),
             namespace: obj.metadata.namespace.clone(),
             package: Some(obj.spec.package.name.clone()),
+            ..Self::named(obj.metadata.name.clone().unwrap_or_default())
+        }
+    }
+
+    /// Nothing known yet but a name.
+    fn named(name: String) -> Self {
+        Self {
+            name,
+            namespace: None,
+            package: None,
             count: None,
             sample: Vec::new(),
             digest: None,
@@ -202,22 +211,11 @@ fn documents(
         }
         out.push(
             serde_yaml_ng::from_value::<TaniumAction>(value).map_err(|e| ActionPreview {
-                name: name.clone(),
-                namespace: None,
-                package: None,
-                count: None,
-                sample: Vec::new(),
-                digest: None,
-                source: None,
-                source_reason: None,
-                answered: None,
-                expected: None,
-                would_deploy: false,
                 held_by: Some(Hold {
                     reason: Reason::InvalidSpec.as_str(),
                     message: format!("{origin}: document {}: {e}", i + 1),
                 }),
-                approve_command: None,
+                ..ActionPreview::named(name.clone())
             }),
         );
     }

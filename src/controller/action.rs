@@ -26,20 +26,7 @@ use crate::gateway::{ActionId, GatewayError};
 pub const FINALIZER: &str = "tanium-operator.dev/stop-action";
 
 pub async fn reconcile(obj: Arc<TaniumAction>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let c = ctx.clone();
-    super::object::with_finalizer(
-        obj,
-        ctx,
-        FINALIZER,
-        async |obj, api, events| {
-            Object::start(obj.as_ref(), &c, &api, events)
-                .await?
-                .apply()
-                .await
-        },
-        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).cleanup().await,
-    )
-    .await
+    super::object::reconcile(obj, ctx).await
 }
 
 /// What one reconcile of a TaniumAction carries besides its status.
@@ -53,6 +40,7 @@ pub struct Scratch {
 }
 
 impl Kind for TaniumAction {
+    const FINALIZER: &'static str = FINALIZER;
     type Status = TaniumActionStatus;
     type Scratch = Scratch;
 
@@ -60,6 +48,12 @@ impl Kind for TaniumAction {
         Scratch::default()
     }
     status_fields!(TaniumActionStatus);
+    fn apply(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send {
+        o.apply()
+    }
+    fn cleanup(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send {
+        o.cleanup()
+    }
     fn phase_label(status: &TaniumActionStatus) -> Option<String> {
         status.phase.map(|p| p.to_string())
     }

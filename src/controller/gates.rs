@@ -138,10 +138,21 @@ pub fn judge_preview(
         );
         return Verdict::Held(Held::new(Reason::TooManyTargets, message, Wait::Blocked));
     }
-    if spec.safety.require_preview_approval && approved != Some(digest) {
+    let by_threshold = policy.and_then(|p| {
+        p.needs_approval(count)
+            .then(|| p.approval_threshold.unwrap_or_default())
+    });
+    if (spec.safety.require_preview_approval || by_threshold.is_some()) && approved != Some(digest)
+    {
         let command = preview::approve_command(name, namespace, digest);
+        let why = match by_threshold {
+            Some(t) if !spec.safety.require_preview_approval => format!(
+                ", more than the operator's approval threshold ({t}) lets deploy unapproved"
+            ),
+            _ => String::new(),
+        };
         let message = format!(
-            "{count} endpoint(s) would be targeted; to deploy, approve this preview: {command}"
+            "{count} endpoint(s) would be targeted{why}; to deploy, approve this preview: {command}"
         );
         return Verdict::AwaitingApproval { message, command };
     }
@@ -326,6 +337,26 @@ mod tests {
         ];
         for ((case, got), want) in table.into_iter().zip(expected) {
             assert_eq!(got, want, "{case}");
+        }
+        // The operator's approval threshold: above it, an approved preview is needed whatever the spec says.
+        let threshold = Policy {
+            approval_threshold: Some(25),
+            ..Policy::default()
+        };
+        assert_eq!(judge(&base, &found(25), Some(&threshold), None), None);
+        assert_eq!(
+            judge(&base, &found(26), Some(&threshold), None),
+            Some(Reason::AwaitingPreviewApproval)
+        );
+        assert_eq!(
+            judge(&base, &found(26), Some(&threshold), Some("sha256:1")),
+            None
+        );
+        match judge_preview(&base, &found(26), "sha256:1", Some(&threshold), None, at) {
+            Verdict::AwaitingApproval { message, .. } => {
+                assert!(message.contains("approval threshold (25)"), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
         match judge_preview(&approval, &found(2), "sha256:1", None, None, at) {
             Verdict::AwaitingApproval { message, command } => {

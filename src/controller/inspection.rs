@@ -30,24 +30,7 @@ pub async fn reconcile(
     obj: Arc<TaniumEndpointInspection>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let c = ctx.clone();
-    super::object::with_finalizer(
-        obj,
-        ctx,
-        FINALIZER,
-        async |obj, api, events| {
-            Object::start(obj.as_ref(), &c, &api, events)
-                .await?
-                .apply()
-                .await
-        },
-        async |obj, _, _| {
-            let uid = obj.uid().unwrap_or_default();
-            c.sessions.close(&c.gateway, &uid).await;
-            Ok(Action::await_change())
-        },
-    )
-    .await
+    super::object::reconcile(obj, ctx).await
 }
 
 /// What one reconcile of an inspection carries besides its status: the uid its connection is kept under.
@@ -56,6 +39,7 @@ pub struct Scratch {
 }
 
 impl Kind for TaniumEndpointInspection {
+    const FINALIZER: &'static str = FINALIZER;
     type Status = TaniumEndpointInspectionStatus;
     type Scratch = Scratch;
 
@@ -65,6 +49,14 @@ impl Kind for TaniumEndpointInspection {
         }
     }
     status_fields!(TaniumEndpointInspectionStatus);
+    fn apply(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send {
+        o.apply()
+    }
+    /// The connection kept for the object is closed; nothing else outlives it.
+    async fn cleanup(o: Object<'_, Self>) -> Result<Action, Error> {
+        o.ctx.sessions.close(&o.ctx.gateway, &o.scratch.uid).await;
+        Ok(Action::await_change())
+    }
     /// An inspection has no phase: it is counted under its Ready reason.
     fn phase_label(status: &TaniumEndpointInspectionStatus) -> Option<String> {
         condition_reason(status)
@@ -93,6 +85,15 @@ impl Object<'_, TaniumEndpointInspection> {
         if let Some(refusal) = self.ctx.config.policy.refuses_namespace(&ns) {
             return self
                 .hold(Reason::PolicyDenied, refusal, timing.permanent_error)
+                .await;
+        }
+        // A kill not attempted yet that would take the endpoint out of Tanium (or down): nothing is sent.
+        if let Some(kill) = &self.obj.spec.kill_process
+            && self.status.kill.is_none()
+            && let Some(refusal) = self.ctx.config.policy.protects(kill.pid, &kill.name)
+        {
+            return self
+                .hold(Reason::ProtectedProcess, refusal, timing.permanent_error)
                 .await;
         }
         let Some(selector) = wire::selector(&self.obj.spec.endpoint) else {

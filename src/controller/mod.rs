@@ -41,7 +41,25 @@ pub struct Policy {
     pub allowed_packages: Vec<String>,
     /// No object may target more endpoints than this, whatever its `safety.maxTargets` says.
     pub max_targets_ceiling: Option<u64>,
+    /// A deployment (a TaniumAction, or a TaniumTag round) that would reach more endpoints than this waits for
+    /// an approved preview, whatever its spec says: the second act a namespace user cannot perform alone. `None`:
+    /// only `safety.requirePreviewApproval` asks for one. The binary's and the chart's default is
+    /// [`DEFAULT_APPROVAL_THRESHOLD`]; this type's `Default` (used by tests) has none.
+    pub approval_threshold: Option<u64>,
+    /// Let a TaniumEndpointInspection end a [`PROTECTED_PROCESSES`] process or one with a pid below
+    /// [`PROTECTED_PID_BELOW`]: an admin's choice, never a namespace's.
+    pub allow_protected_kills: bool,
 }
+
+/// Processes no kill may end unless the admin allows it: the Tanium client and its extensions, through which the
+/// endpoint is managed at all (ended, the endpoint drops out of Tanium until someone restarts it by hand).
+pub const PROTECTED_PROCESSES: [&str; 3] = ["TaniumClient", "TaniumCX", "TaniumDriverSvc"];
+
+/// Process ids below this are the system's own (init and kernel threads; Windows' Idle and System, 0 and 4).
+pub const PROTECTED_PID_BELOW: i64 = 10;
+
+/// Endpoints a deployment may reach without an approved preview, unless the operator is told otherwise.
+pub const DEFAULT_APPROVAL_THRESHOLD: u64 = 25;
 
 impl Policy {
     /// Why the policy refuses a deployment, if it does.
@@ -69,6 +87,36 @@ impl Policy {
                 self.allowed_namespaces.join(", ")
             )
         })
+    }
+
+    /// Why ending `name` (pid `pid`) is refused, if it is: the Tanium client's own processes, and the system's, unless
+    /// the admin allows it. Names compare case-insensitively, with or without `.exe`.
+    pub fn protects(&self, pid: i64, name: &str) -> Option<String> {
+        if self.allow_protected_kills {
+            return None;
+        }
+        let lower = name.trim().to_ascii_lowercase();
+        let bare = lower.strip_suffix(".exe").unwrap_or(&lower);
+        if let Some(p) = PROTECTED_PROCESSES
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(bare))
+        {
+            return Some(format!(
+                "{name:?} is the Tanium client's own ({p}): ending it takes the endpoint out of Tanium; an admin may \
+                 allow it (--allow-protected-process-kills)"
+            ));
+        }
+        (pid < PROTECTED_PID_BELOW).then(|| {
+            format!(
+                "pid {pid} is the system's own (below {PROTECTED_PID_BELOW}); an admin may allow it \
+                 (--allow-protected-process-kills)"
+            )
+        })
+    }
+
+    /// Whether reaching `count` endpoints needs an approved preview by the operator's threshold.
+    pub fn needs_approval(&self, count: u64) -> bool {
+        self.approval_threshold.is_some_and(|t| count > t)
     }
 
     /// The stricter of an object's own limit and the ceiling.
@@ -363,6 +411,33 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tanium_client_and_the_system_are_protected() {
+        let p = Policy::default();
+        for (pid, name) in [
+            (4, "System"),
+            (1, "systemd"),
+            (5000, "TaniumClient.exe"),
+            (5000, "taniumclient"),
+            (5000, "TaniumCX.EXE"),
+            (5000, " TaniumDriverSvc.exe "),
+        ] {
+            assert!(p.protects(pid, name).is_some(), "{pid} {name}");
+        }
+        for (pid, name) in [
+            (5000, "notepad.exe"),
+            (10, "sshd"),
+            (5000, "TaniumClientHelper"),
+        ] {
+            assert_eq!(p.protects(pid, name), None, "{pid} {name}");
+        }
+        let allowed = Policy {
+            allow_protected_kills: true,
+            ..Policy::default()
+        };
+        assert_eq!(allowed.protects(4, "TaniumClient.exe"), None);
+    }
 
     #[test]
     fn fencing_settings_must_fit_inside_the_lookup_grace() {

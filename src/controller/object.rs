@@ -25,6 +25,8 @@ pub trait Kind:
     + serde::Serialize
     + std::fmt::Debug
 {
+    /// The finalizer that holds the object until [`Kind::cleanup`] is done.
+    const FINALIZER: &'static str;
     type Status: Clone + Default + PartialEq + serde::Serialize;
     /// What one reconcile of this kind carries besides the status.
     type Scratch;
@@ -45,6 +47,26 @@ pub trait Kind:
     fn finished(_status: &Self::Status) -> bool {
         false
     }
+    /// What the kind does while the object lives.
+    fn apply(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send;
+    /// What it does once the object is being deleted; the finalizer is released when this returns `Ok`.
+    fn cleanup(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// One reconcile of an object of any kind: behind the kind's finalizer, [`Object::start`]ed, then the kind's
+/// `apply` or `cleanup`.
+pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let c = ctx.clone();
+    with_finalizer(
+        obj,
+        ctx,
+        K::FINALIZER,
+        async |obj, api, events| {
+            K::apply(Object::start(obj.as_ref(), &c, &api, events).await?).await
+        },
+        async |obj, api, events| K::cleanup(Object::new(obj.as_ref(), &c, &api, events)).await,
+    )
+    .await
 }
 
 /// The [`Kind`] accessors of a status with `conditions` and `observed_generation` fields, as every kind's has.
@@ -294,7 +316,7 @@ impl Events {
 /// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
 /// (the finalizer is released when `cleanup` returns `Ok`). Everything it logs carries the object (kind,
 /// namespace, name) and a reconcile id, so that one reconcile's lines can be picked out of many.
-pub(super) async fn with_finalizer<K>(
+async fn with_finalizer<K>(
     obj: Arc<K>,
     ctx: Arc<Context>,
     name: &str,

@@ -236,12 +236,22 @@ pub fn action_digest(spec: &TaniumActionSpec, count: u64) -> String {
 /// The command that approves a preview. Without a namespace it names none, so kubectl uses the current context's
 /// (where an unqualified manifest is applied, too).
 pub fn approve_command(name: &str, namespace: Option<&str>, digest: &str) -> String {
+    approve_command_for("taniumaction", name, namespace, digest)
+}
+
+/// [`approve_command`] for an object of another kind (`resource`: kubectl's name for it, e.g. `taniumtag`).
+pub fn approve_command_for(
+    resource: &str,
+    name: &str,
+    namespace: Option<&str>,
+    digest: &str,
+) -> String {
     let ns = namespace
         .filter(|ns| !ns.is_empty())
         .map(|ns| format!(" -n {ns}"))
         .unwrap_or_default();
     format!(
-        "kubectl annotate taniumaction {name}{ns} --overwrite {APPROVED_PREVIEW_ANNOTATION}={digest}"
+        "kubectl annotate {resource} {name}{ns} --overwrite {APPROVED_PREVIEW_ANNOTATION}={digest}"
     )
 }
 

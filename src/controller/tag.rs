@@ -15,8 +15,11 @@ use kube::{Resource, ResourceExt as _};
 use super::deploy::{self, LookUp};
 use super::object::{Kind, Object, status_fields};
 use super::{Context, Error, gates, tracking, wire};
-use crate::crd::tag::{RoundKind, TagPhase, TagRound};
-use crate::crd::{Deployment, Reason, ResultCounts, TaniumTag, TaniumTagStatus, condition};
+use crate::crd::tag::{RoundKind, TagRound};
+use crate::crd::{
+    APPROVED_PREVIEW_ANNOTATION, Deployment, Reason, ResultCounts, TaniumTag, TaniumTagStatus,
+    condition,
+};
 use crate::gateway::actions::{PackageRef, PerformRequest, Schedule, Target};
 use crate::gateway::endpoints::EndpointQuery;
 use crate::gateway::{ActionId, EndpointId, Filter, FilterOp, GatewayError};
@@ -27,20 +30,7 @@ pub const REMOVE_TAGS: &str = "Custom Tagging - Remove Tags";
 const CUSTOM_TAGS: &str = "Custom Tags";
 
 pub async fn reconcile(obj: Arc<TaniumTag>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let c = ctx.clone();
-    super::object::with_finalizer(
-        obj,
-        ctx,
-        FINALIZER,
-        async |obj, api, events| {
-            Object::start(obj.as_ref(), &c, &api, events)
-                .await?
-                .apply()
-                .await
-        },
-        async |obj, api, events| Object::new(obj.as_ref(), &c, &api, events).cleanup().await,
-    )
-    .await
+    super::object::reconcile(obj, ctx).await
 }
 
 /// Tags given to the tagging packages: their one parameter takes them separated by spaces.
@@ -73,11 +63,18 @@ enum Selection {
 }
 
 impl Kind for TaniumTag {
+    const FINALIZER: &'static str = FINALIZER;
     type Status = TaniumTagStatus;
     type Scratch = ();
 
     fn scratch(&self) {}
     status_fields!(TaniumTagStatus);
+    fn apply(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send {
+        o.apply()
+    }
+    fn cleanup(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send {
+        o.cleanup()
+    }
     fn phase_label(status: &TaniumTagStatus) -> Option<String> {
         status.phase.map(|p| format!("{p:?}"))
     }
@@ -170,6 +167,30 @@ impl Object<'_, TaniumTag> {
                 return Ok(Action::requeue(self.interval()));
             }
         }
+        // The second act a namespace user cannot perform alone: above the operator's threshold, a person approves
+        // this round (its tags, targets and count) first.
+        let policy = &self.ctx.config.policy;
+        let digest = decide::round_digest(&tags, &spec.targets, pending);
+        let approved = self.obj.annotations().get(APPROVED_PREVIEW_ANNOTATION) == Some(&digest);
+        if policy.needs_approval(pending) && !approved {
+            let threshold = policy.approval_threshold.unwrap_or_default();
+            let ns = self.obj.namespace();
+            let command = super::preview::approve_command_for(
+                "taniumtag",
+                &self.obj.name_any(),
+                ns.as_deref(),
+                &digest,
+            );
+            let message = format!(
+                "{pending} endpoint(s) lack a tag, more than the operator's approval threshold ({threshold}) lets \
+                 a round tag unapproved; to tag them, approve this round: {command}"
+            );
+            self.status.round_digest = Some(digest);
+            return self
+                .hold(decide::Transition::AwaitingApproval, message)
+                .await;
+        }
+        self.status.round_digest = None;
         self.start_round(RoundKind::Add, tags, pending, selection)
             .await
     }
@@ -499,9 +520,15 @@ impl Object<'_, TaniumTag> {
         self.deletion_waits(e, message).await
     }
 
-    async fn block(mut self, reason: Reason, message: String) -> Result<Action, Error> {
-        let known = self.status.phase == Some(TagPhase::Blocked) && self.ready_reason_is(reason);
-        self.status.phase = Some(decide::Transition::Held(reason).phase());
+    async fn block(self, reason: Reason, message: String) -> Result<Action, Error> {
+        self.hold(decide::Transition::Held(reason), message).await
+    }
+
+    /// Held where `to` says, with a warning event when that is news; looked at again within the interval.
+    async fn hold(mut self, to: decide::Transition, message: String) -> Result<Action, Error> {
+        let (_, reason) = to.ready();
+        let known = self.status.phase == Some(to.phase()) && self.ready_reason_is(reason);
+        self.status.phase = Some(to.phase());
         self.warn(reason, message, known).await?;
         Ok(Action::requeue(
             self.interval().min(self.ctx.config.timing.permanent_error),

@@ -131,6 +131,9 @@ reasons! {
     KillDeferred,
     /// The kill may or may not have ended the process; it is never sent again (event).
     KillOutcomeUnknown,
+    /// `spec.killProcess` names the Tanium client's own process or a system one; nothing is sent unless an admin
+    /// allows such kills.
+    ProtectedProcess,
 
     // The operator's own conditions on every object.
     /// `GatewayTLSVerified=False`: the operator does not check the Gateway's certificate.
@@ -173,7 +176,8 @@ impl Reason {
             | InvalidObject
             | EndpointNotFound
             | EndpointAmbiguous
-            | TokenRotationLost => true,
+            | TokenRotationLost
+            | ProtectedProcess => true,
             // The fleet, a reading or the Gateway may change by itself; the operator looks again.
             Progressing
             | PreviewIncomplete

@@ -117,6 +117,9 @@ pub enum TagPhase {
     InSync,
     Tagging,
     Removing,
+    /// The next round would reach more endpoints than the operator's approval threshold; it waits for the
+    /// `tanium-operator.dev/approved-preview` annotation with `status.roundDigest`.
+    AwaitingPreviewApproval,
     Blocked,
     Suspended,
 }
@@ -138,6 +141,10 @@ pub struct TaniumTagStatus {
     /// Of those, the ones lacking a tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<u64>,
+    /// What a person approves (in the `tanium-operator.dev/approved-preview` annotation) when the next round would
+    /// reach more endpoints than the operator's approval threshold: the tags, the targets and that count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_digest: Option<String>,
     /// Tags this object has put on endpoints (removed again when dropped from the spec or on deletion).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied_tags: Vec<String>,

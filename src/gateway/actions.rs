@@ -270,15 +270,8 @@ struct WireApprovePayload {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireScheduledConnection {
-    page_info: WirePageInfo,
+    page_info: super::WirePageInfo,
     edges: Vec<WireScheduledEdge>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WirePageInfo {
-    has_next_page: bool,
-    end_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -148,16 +148,9 @@ pub struct EndpointPage {
 #[serde(rename_all = "camelCase")]
 struct WireConnection {
     total_records: Option<u64>,
-    page_info: WirePageInfo,
+    page_info: super::WirePageInfo,
     collection_info: Option<WireCollectionInfo>,
     edges: Vec<WireEdge>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WirePageInfo {
-    has_next_page: bool,
-    end_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]

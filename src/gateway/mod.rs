@@ -51,6 +51,14 @@ where
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A connection's `pageInfo`: where the next page starts, if there is one.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WirePageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
 /// The Gateway schema (cut to what we use) every document is validated against.
 pub const SCHEMA: &str = include_str!("schema.graphql");
 

@@ -465,6 +465,14 @@ pub fn ready_reason(obj: &TaniumAction) -> Option<String> {
         .map(|c| c.reason.clone())
 }
 
+/// The Ready condition's message.
+pub fn ready_message(obj: &TaniumAction) -> Option<String> {
+    obj.status
+        .as_ref()
+        .and_then(|s| crd::condition(&s.conditions, crd::condition::READY))
+        .map(|c| c.message.clone())
+}
+
 /// The Deployed condition's reason: Deployed, Recovered (found by name after a lost answer) or Adopted (found by
 /// name before the first deployment: the same manifest deployed it before).
 pub fn deployed_reason(obj: &TaniumAction) -> Option<String> {
@@ -493,6 +501,10 @@ fn free_port() -> u16 {
 
 /// The operator binary as its own process, as a Deployment would run it; its log goes to `<dir>/<name>.log`
 /// (appended to, so that a restarted replica keeps one log).
+/// Given among [`OperatorProcess::spawn`]'s vars: the binary's own policy defaults (the approval threshold on),
+/// not the tests' (off).
+pub const BINARY_DEFAULTS: (&str, &str) = ("", "binary defaults");
+
 pub struct OperatorProcess {
     pub name: String,
     pub port: u16,
@@ -533,7 +545,12 @@ impl OperatorProcess {
             .env("POD_NAME", name)
             .stdout(std::process::Stdio::null())
             .stderr(file);
-        for (k, v) in vars {
+        // The tests of other promises deploy to whole fleets; the approval threshold (on by default) has tests of
+        // its own, which pass `BINARY_DEFAULTS` to run the binary as installed.
+        if !vars.contains(&BINARY_DEFAULTS) {
+            command.env("TANIUM_APPROVAL_THRESHOLD", "off");
+        }
+        for (k, v) in vars.iter().filter(|v| **v != BINARY_DEFAULTS) {
             command.env(k, v);
         }
         let child = command.spawn().expect("the operator starts");

@@ -34,6 +34,8 @@ pub fn stage(round_in_flight: bool, suspend: bool) -> Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     Suspended,
+    /// The next round waits for an approved preview (the operator's approval threshold).
+    AwaitingApproval,
     /// A gate, the packages or a limit hold it; the reason says which.
     Held(Reason),
     InSync,
@@ -45,6 +47,7 @@ impl Transition {
     pub fn phase(self) -> TagPhase {
         match self {
             Self::Suspended => TagPhase::Suspended,
+            Self::AwaitingApproval => TagPhase::AwaitingPreviewApproval,
             Self::Held(_) => TagPhase::Blocked,
             Self::InSync => TagPhase::InSync,
             Self::Round(RoundKind::Add) => TagPhase::Tagging,
@@ -56,12 +59,20 @@ impl Transition {
     pub fn ready(self) -> (bool, Reason) {
         match self {
             Self::Suspended => (false, Reason::Suspended),
+            Self::AwaitingApproval => (false, Reason::AwaitingPreviewApproval),
             Self::Held(reason) => (false, reason),
             Self::InSync => (true, Reason::InSync),
             Self::Round(RoundKind::Add) => (false, Reason::Tagging),
             Self::Round(RoundKind::Remove) => (false, Reason::Removing),
         }
     }
+}
+
+/// What a person approves before an add round that needs it: the tags, the targets, and how many endpoints lack
+/// a tag. A change to any of them (the fleet drifting too) asks again.
+pub fn round_digest(tags: &[String], targets: &crate::crd::Targets, pending: u64) -> String {
+    let intent = serde_json::json!({"kind": "TaniumTag", "tags": tags, "targets": targets});
+    crate::controller::preview::digest(&intent, pending)
 }
 
 /// `tags` are on the endpoints (a finished add round, a count that found them all): recorded once each, so
@@ -159,6 +170,12 @@ mod tests {
                 Reason::Suspended,
             ),
             (
+                Transition::AwaitingApproval,
+                TagPhase::AwaitingPreviewApproval,
+                false,
+                Reason::AwaitingPreviewApproval,
+            ),
+            (
                 Transition::Held(Reason::TooManyTargets),
                 TagPhase::Blocked,
                 false,
@@ -195,6 +212,7 @@ mod tests {
             TagPhase::Removing,
             TagPhase::Blocked,
             TagPhase::Suspended,
+            TagPhase::AwaitingPreviewApproval,
         ] {
             assert!(reached.contains(&phase), "{phase:?}");
         }

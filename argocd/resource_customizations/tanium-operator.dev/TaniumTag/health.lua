@@ -1,6 +1,7 @@
 -- Argo CD health check for tanium-operator.dev/TaniumTag
 -- (argocd-cm key: resource.customizations.health.tanium-operator.dev_TaniumTag; `kubectl tanium argocd-health`).
--- Healthy: every matching endpoint carries every tag. Progressing: tagging or removing. Suspended: spec.suspend.
+-- Healthy: every matching endpoint carries every tag. Progressing: tagging or removing. Suspended: spec.suspend, or
+-- a round above the operator's approval threshold waiting for its approval.
 -- Degraded: held by a gate or bad input, or the operator's token trouble.
 local function condition(kind)
   if obj.status == nil or obj.status.conditions == nil then
@@ -44,7 +45,8 @@ if phase == "InSync" then
   hs.status = "Healthy"
 elseif phase == "Pending" or phase == "Tagging" or phase == "Removing" then
   hs.status = "Progressing"
-elseif phase == "Suspended" then
+elseif phase == "Suspended" or phase == "AwaitingPreviewApproval" then
+  -- A person's turn: lift suspend, or approve the round (status.roundDigest).
   hs.status = "Suspended"
 else
   hs.status = "Degraded"
