@@ -5,6 +5,8 @@
 
 mod common;
 
+#[path = "chart/admission.rs"]
+mod admission;
 #[path = "chart/alerts.rs"]
 mod alerts;
 #[path = "chart/people.rs"]
@@ -528,7 +530,11 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
             .unwrap_or_else(|| panic!("the chart renders a {kind}"))
             .clone()
     };
-    let dashboard_cm = of_kind("ConfigMap");
+    let dashboard_cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["data"]["tanium-operator.json"].is_string())
+        .expect("the chart renders the dashboard's ConfigMap")
+        .clone();
     assert_eq!(dashboard_cm["metadata"]["labels"]["grafana_dashboard"], "1");
     let dashboard: serde_json::Value = serde_json::from_str(
         dashboard_cm["data"]["tanium-operator.json"]
