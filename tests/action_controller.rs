@@ -21,10 +21,6 @@ fn add_tag(tag: &str, targets: serde_json::Value) -> serde_json::Value {
     json!({"package": {"name": "Custom Tagging - Add Tags", "params": [tag]}, "comment": "integration test", "targets": targets})
 }
 
-fn is(p: &'static str) -> impl Fn(&TaniumAction) -> bool {
-    move |o| phase(o).as_deref() == Some(p)
-}
-
 #[tokio::test]
 async fn seed_examples_deploy_once_and_complete() {
     let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
@@ -43,7 +39,12 @@ async fn seed_examples_deploy_once_and_complete() {
     }
 
     let tagged = env
-        .wait_for(&api, "tag-by-computer-name", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "tag-by-computer-name",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     let status = tagged.status.clone().unwrap();
     assert_eq!(status.preview.as_ref().unwrap().count, 1);
@@ -86,7 +87,12 @@ async fn seed_examples_deploy_once_and_complete() {
     );
 
     let killed = env
-        .wait_for(&api, "kill-openssh-by-md5", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "kill-openssh-by-md5",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     let kstatus = killed.status.clone().unwrap();
     let targeted = kstatus.preview.unwrap().count;
@@ -106,7 +112,12 @@ async fn seed_examples_deploy_once_and_complete() {
     );
 
     let by_id = env
-        .wait_for(&api, "tag-by-endpoint-id", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "tag-by-endpoint-id",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     assert_eq!(
         by_id
@@ -191,7 +202,7 @@ async fn gates_hold_until_a_person_acts() {
             &api,
             "needs-approval",
             "AwaitingPreviewApproval",
-            is("AwaitingPreviewApproval"),
+            common::phase_is("AwaitingPreviewApproval"),
         )
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -225,7 +236,12 @@ async fn gates_hold_until_a_person_acts() {
     .await
     .unwrap();
     let done = env
-        .wait_for(&api, "needs-approval", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "needs-approval",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     assert_eq!(env.performs_for(&done), 1);
 
@@ -234,7 +250,12 @@ async fn gates_hold_until_a_person_acts() {
     suspended["suspend"] = json!(true);
     env.create(&api, manifest("suspended", suspended)).await;
     let s = env
-        .wait_for(&api, "suspended", "Suspended", is("Suspended"))
+        .wait_for(
+            &api,
+            "suspended",
+            "Suspended",
+            common::phase_is("Suspended"),
+        )
         .await;
     assert_eq!(env.performs_for(&s), 0);
     api.patch(
@@ -244,8 +265,13 @@ async fn gates_hold_until_a_person_acts() {
     )
     .await
     .unwrap();
-    env.wait_for(&api, "suspended", "Completed", is("Completed"))
-        .await;
+    env.wait_for(
+        &api,
+        "suspended",
+        "Completed",
+        common::phase_is("Completed"),
+    )
+    .await;
 
     // Every shipped example is accepted by the apiserver (server-side dry run) and passes the operator's checks.
     let mut examples = 0;
@@ -315,7 +341,7 @@ async fn gates_hold_until_a_person_acts() {
         .unwrap()
         .count;
     if n <= 40 {
-        env.wait_for(&api, "too-many", "Completed", is("Completed"))
+        env.wait_for(&api, "too-many", "Completed", common::phase_is("Completed"))
             .await;
     }
     env.assert_exactly_once();
@@ -397,13 +423,18 @@ async fn schedules_expiry_deletion_and_ttl() {
     );
 
     let expired = env
-        .wait_for(&api, "expiring", "Expired", is("Expired"))
+        .wait_for(&api, "expiring", "Expired", common::phase_is("Expired"))
         .await;
     let r = expired.status.unwrap().results.unwrap();
     assert_eq!((r.counts.completed, r.counts.expired), (0, 1), "{r:?}");
     // One offline endpoint among others: over, with the reason saying not every target ran.
     let partial = env
-        .wait_for(&api, "partly-offline", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "partly-offline",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     let partial_status = partial.status.unwrap();
     let r = partial_status.results.unwrap();
@@ -413,7 +444,8 @@ async fn schedules_expiry_deletion_and_ttl() {
     assert!(c.message.contains("1 expired"), "{}", c.message);
 
     for name in ["delete-stop", "delete-orphan"] {
-        env.wait_for(&api, name, "Running", is("Running")).await;
+        env.wait_for(&api, name, "Running", common::phase_is("Running"))
+            .await;
     }
     let stop_obj = api.get("delete-stop").await.unwrap();
     let orphan_obj = api.get("delete-orphan").await.unwrap();
@@ -490,7 +522,7 @@ async fn exactly_once_across_a_crash_and_a_lost_answer() {
 
     env.start_controller();
     let done = env
-        .wait_for(&api, "crash", "Completed", is("Completed"))
+        .wait_for(&api, "crash", "Completed", common::phase_is("Completed"))
         .await;
     assert_eq!(
         env.performs_for(&done),
@@ -515,7 +547,12 @@ async fn exactly_once_across_a_crash_and_a_lost_answer() {
     )
     .await;
     let lost = env
-        .wait_for(&api, "lost-answer", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "lost-answer",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     assert_eq!(env.performs_for(&lost), 1);
     let dropped = env
@@ -595,7 +632,7 @@ async fn gateway_outage_and_rejected_token() {
 
     // The right token: it proceeds.
     env.start_controller();
-    env.wait_for(&api, "token", "Completed", is("Completed"))
+    env.wait_for(&api, "token", "Completed", common::phase_is("Completed"))
         .await;
 
     // The Gateway's backing service is down (HTTP 500), then back.
@@ -616,7 +653,7 @@ async fn gateway_outage_and_rejected_token() {
     assert_eq!(env.performs_for(&down), 0);
     env.sim.sim().set_faults(Faults::default());
     let back = env
-        .wait_for(&api, "outage", "Completed", is("Completed"))
+        .wait_for(&api, "outage", "Completed", common::phase_is("Completed"))
         .await;
     assert_eq!(env.performs_for(&back), 1);
     assert_no_token(&back);
@@ -645,7 +682,7 @@ async fn tanium_approval_and_deletion_during_an_outage() {
             &api,
             "approve-in-tanium",
             "AwaitingApproval",
-            is("AwaitingApproval"),
+            common::phase_is("AwaitingApproval"),
         )
         .await;
     let status = waiting.status.clone().unwrap();
@@ -671,7 +708,12 @@ async fn tanium_approval_and_deletion_during_an_outage() {
             .unwrap()
     );
     let done = env
-        .wait_for(&api, "approve-in-tanium", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "approve-in-tanium",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     assert_eq!(env.performs_for(&done), 1);
 
@@ -687,7 +729,7 @@ async fn tanium_approval_and_deletion_during_an_outage() {
             &api,
             "delete-in-outage",
             "AwaitingApproval",
-            is("AwaitingApproval"),
+            common::phase_is("AwaitingApproval"),
         )
         .await;
     let action = running.status.unwrap().deployment.scheduled_actions[0]
@@ -735,8 +777,13 @@ async fn poll_load(env: &Env, api: &Api<TaniumAction>, prefix: &str, n: usize) -
         env.create(api, manifest).await;
     }
     for i in 0..n {
-        env.wait_for(api, &format!("{prefix}-{i}"), "Completed", is("Completed"))
-            .await;
+        env.wait_for(
+            api,
+            &format!("{prefix}-{i}"),
+            "Completed",
+            common::phase_is("Completed"),
+        )
+        .await;
     }
     let polls: Vec<u64> = env.sim.sim().requests()[before..]
         .iter()
@@ -855,7 +902,7 @@ async fn a_committed_deploy_is_found_whatever_its_answer() {
         )
         .await;
         let done = env
-            .wait_for(&api, &name, "Completed", is("Completed"))
+            .wait_for(&api, &name, "Completed", common::phase_is("Completed"))
             .await;
         assert_eq!(env.performs_for(&done), 1, "{shape:?}: sent once");
         assert_eq!(
@@ -900,7 +947,7 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
     // Deployed once; deleted by hand once it finished; applied again.
     env.create(&api, manifest(None)).await;
     let first = env
-        .wait_for(&api, "synced", "Completed", is("Completed"))
+        .wait_for(&api, "synced", "Completed", common::phase_is("Completed"))
         .await;
     assert_eq!(common::deployed_reason(&first).as_deref(), Some("Deployed"));
     let name = first
@@ -916,7 +963,7 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
     env.wait_gone(&api, "synced").await;
     env.create(&api, manifest(None)).await;
     let again = env
-        .wait_for(&api, "synced", "Completed", is("Completed"))
+        .wait_for(&api, "synced", "Completed", common::phase_is("Completed"))
         .await;
     assert_eq!(
         common::deployed_reason(&again).as_deref(),
@@ -948,7 +995,7 @@ async fn the_same_manifest_applied_again_adopts_its_action_and_deploys_nothing()
     for round in 0..3 {
         env.create(&api, manifest(Some(1))).await;
         let done = env
-            .wait_for(&api, "synced", "Completed", is("Completed"))
+            .wait_for(&api, "synced", "Completed", common::phase_is("Completed"))
             .await;
         assert_eq!(
             common::deployed_reason(&done).as_deref(),

@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
-use tanium_operator::crd::{TaniumAction, TaniumEndpointInspection, TaniumTag};
+use tanium_operator::crd::{TaniumEndpointInspection, TaniumTag};
 use tanium_sim::{EndpointSpec, Platform};
 
 /// kstatus's verdict on each object, in order.
@@ -164,10 +164,6 @@ fn add_tag(tag: &str, targets: Value) -> Value {
     json!({"package": {"name": "Custom Tagging - Add Tags", "params": [tag]}, "targets": targets})
 }
 
-fn is(p: &'static str) -> impl Fn(&TaniumAction) -> bool {
-    move |o| common::phase(o).as_deref() == Some(p)
-}
-
 #[tokio::test]
 async fn every_phase_reads_right_to_kstatus() {
     let Some(binary) = tanium_testenv::TestTool::KSTATUS.locate_or_skip() else {
@@ -229,7 +225,8 @@ async fn every_phase_reads_right_to_kstatus() {
         ("refused", "Failed"),
         ("stopped-in-tanium", "Running"),
     ] {
-        env.wait_for(&api, name, phase, is(phase)).await;
+        env.wait_for(&api, name, phase, common::phase_is(phase))
+            .await;
     }
     // Stopped by someone in Tanium: over, and not by the operator's choice.
     let running = api.get("stopped-in-tanium").await.expect("get");
@@ -242,8 +239,13 @@ async fn every_phase_reads_right_to_kstatus() {
         .stop_action(&tanium_operator::gateway::ActionId(id))
         .await
         .expect("stopped in Tanium");
-    env.wait_for(&api, "stopped-in-tanium", "Stopped", is("Stopped"))
-        .await;
+    env.wait_for(
+        &api,
+        "stopped-in-tanium",
+        "Stopped",
+        common::phase_is("Stopped"),
+    )
+    .await;
     // A new generation: lifting suspend is in progress at once, then done.
     api.patch(
         "suspended",
@@ -252,8 +254,13 @@ async fn every_phase_reads_right_to_kstatus() {
     )
     .await
     .expect("unsuspended");
-    env.wait_for(&api, "suspended", "Completed", is("Completed"))
-        .await;
+    env.wait_for(
+        &api,
+        "suspended",
+        "Completed",
+        common::phase_is("Completed"),
+    )
+    .await;
 
     // TaniumTag: in sync, a round, held, suspended.
     for (name, spec) in [
@@ -409,7 +416,7 @@ async fn awaiting_approval_in_tanium_reads_as_failed() {
             &api,
             "approve-in-tanium",
             "AwaitingApproval",
-            is("AwaitingApproval"),
+            common::phase_is("AwaitingApproval"),
         )
         .await;
     let mut v = serde_json::to_value(&obj).expect("JSON");

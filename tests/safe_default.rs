@@ -11,11 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tanium_operator::controller::{DEFAULT_APPROVAL_THRESHOLD, Policy};
 use tanium_operator::crd::tag::TagPhase;
-use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumAction, TaniumTag};
-
-fn is(p: &'static str) -> impl Fn(&TaniumAction) -> bool {
-    move |o| common::phase(o).as_deref() == Some(p)
-}
+use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumTag};
 
 const LINUX: &str = r#"{"sensor": {"name": "OS Platform"}, "op": "EQ", "value": "Linux"}"#;
 
@@ -65,7 +61,7 @@ async fn above_the_default_threshold_nothing_deploys_until_approved() {
 
     // At or below the threshold: no second act needed.
     let one = env
-        .wait_for(&api, "one-box", "Completed", is("Completed"))
+        .wait_for(&api, "one-box", "Completed", common::phase_is("Completed"))
         .await;
     assert_eq!(env.performs_for(&one), 1);
     // Above it: held, nothing sent, and the message says how to approve.
@@ -74,7 +70,7 @@ async fn above_the_default_threshold_nothing_deploys_until_approved() {
             &api,
             "every-linux-box",
             "AwaitingPreviewApproval",
-            is("AwaitingPreviewApproval"),
+            common::phase_is("AwaitingPreviewApproval"),
         )
         .await;
     let message = common::ready_message(&held).unwrap_or_default();
@@ -106,7 +102,12 @@ async fn above_the_default_threshold_nothing_deploys_until_approved() {
         String::from_utf8_lossy(&approve.stderr)
     );
     let done = env
-        .wait_for(&api, "every-linux-box", "Completed", is("Completed"))
+        .wait_for(
+            &api,
+            "every-linux-box",
+            "Completed",
+            common::phase_is("Completed"),
+        )
         .await;
     assert_eq!(env.performs_for(&done), 1);
 

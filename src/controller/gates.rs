@@ -138,10 +138,7 @@ pub fn judge_preview(
         );
         return Verdict::Held(Held::new(Reason::TooManyTargets, message, Wait::Blocked));
     }
-    let by_threshold = policy.and_then(|p| {
-        p.needs_approval(count)
-            .then(|| p.approval_threshold.unwrap_or_default())
-    });
+    let by_threshold = policy.and_then(|p| p.approval_needed(count));
     if (spec.safety.require_preview_approval || by_threshold.is_some()) && approved != Some(digest)
     {
         let command = preview::approve_command(name, namespace, digest);

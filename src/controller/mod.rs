@@ -114,9 +114,9 @@ impl Policy {
         })
     }
 
-    /// Whether reaching `count` endpoints needs an approved preview by the operator's threshold.
-    pub fn needs_approval(&self, count: u64) -> bool {
-        self.approval_threshold.is_some_and(|t| count > t)
+    /// The approval threshold that reaching `count` endpoints passes, if it does: an approved preview is needed.
+    pub fn approval_needed(&self, count: u64) -> Option<u64> {
+        self.approval_threshold.filter(|&t| count > t)
     }
 
     /// The stricter of an object's own limit and the ceiling.

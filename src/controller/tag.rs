@@ -169,11 +169,21 @@ impl Object<'_, TaniumTag> {
         }
         // The second act a namespace user cannot perform alone: above the operator's threshold, a person approves
         // this round (its tags, targets and count) first.
-        let policy = &self.ctx.config.policy;
-        let digest = decide::round_digest(&tags, &spec.targets, pending);
-        let approved = self.obj.annotations().get(APPROVED_PREVIEW_ANNOTATION) == Some(&digest);
-        if policy.needs_approval(pending) && !approved {
-            let threshold = policy.approval_threshold.unwrap_or_default();
+        let unapproved = self
+            .ctx
+            .config
+            .policy
+            .approval_needed(pending)
+            .map(|threshold| {
+                (
+                    threshold,
+                    decide::round_digest(&tags, &spec.targets, pending),
+                )
+            })
+            .filter(|(_, digest)| {
+                self.obj.annotations().get(APPROVED_PREVIEW_ANNOTATION) != Some(digest)
+            });
+        if let Some((threshold, digest)) = unapproved {
             let ns = self.obj.namespace();
             let command = super::preview::approve_command_for(
                 "taniumtag",

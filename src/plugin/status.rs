@@ -9,7 +9,7 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Serialize;
 
-use crate::cli::output::{print, print_data};
+use crate::cli::output::{Table, print, print_data};
 use crate::cli::{CliError, Format, OutputArgs};
 use crate::controller::wire;
 use crate::crd::action::Phase;
@@ -204,53 +204,31 @@ pub fn progress_bar(r: &ResultCounts) -> String {
     )
 }
 
-/// One line of the list: what `kubectl get ta` shows, with the Ready message.
-fn row(v: &View) -> [String; 6] {
-    let ready = v.conditions.iter().find(|c| c.type_ == "Ready");
-    [
-        v.namespace.clone(),
-        v.name.clone(),
-        v.phase.to_string(),
-        v.preview_count.map(|c| c.to_string()).unwrap_or_default(),
-        v.results
-            .as_ref()
-            .map(|r| format!("{}/{}", r.counts.finished(), r.targeted))
-            .unwrap_or_default(),
-        ready.map(|c| c.message.clone()).unwrap_or_default(),
-    ]
-}
-
-/// Aligned columns, kubectl style.
+/// One line per TaniumAction: what `kubectl get ta` shows, with the Ready message.
 pub fn table(views: &[View]) -> String {
-    let header = [
+    let mut table = Table::new(vec![
         "NAMESPACE",
         "NAME",
         "PHASE",
         "TARGETS",
         "FINISHED",
         "MESSAGE",
-    ]
-    .map(String::from);
-    let rows: Vec<[String; 6]> = std::iter::once(header)
-        .chain(views.iter().map(row))
-        .collect();
-    let mut widths = [0usize; 6];
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
+    ]);
+    for v in views {
+        let ready = v.conditions.iter().find(|c| c.type_ == "Ready");
+        table.row(vec![
+            v.namespace.clone(),
+            v.name.clone(),
+            v.phase.to_string(),
+            v.preview_count.map(|c| c.to_string()).unwrap_or_default(),
+            v.results
+                .as_ref()
+                .map(|r| format!("{}/{}", r.counts.finished(), r.targeted))
+                .unwrap_or_default(),
+            ready.map(|c| c.message.clone()).unwrap_or_default(),
+        ]);
     }
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 async fn list(on: &super::ClusterArgs, args: Args) -> Result<ExitCode, CliError> {

@@ -458,6 +458,11 @@ pub fn phase(obj: &TaniumAction) -> Option<String> {
         .map(|p| p.to_string())
 }
 
+/// "The TaniumAction is in `p`", for `Env::wait_for`.
+pub fn phase_is(p: &'static str) -> impl Fn(&TaniumAction) -> bool {
+    move |o| phase(o).as_deref() == Some(p)
+}
+
 pub fn ready_reason(obj: &TaniumAction) -> Option<String> {
     obj.status
         .as_ref()
