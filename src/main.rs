@@ -133,6 +133,10 @@ struct RunArgs {
     /// TaniumDriverSvc) or one with a pid below 10; refused (reason ProtectedProcess) otherwise.
     #[arg(long, env = "TANIUM_ALLOW_PROTECTED_PROCESS_KILLS")]
     allow_protected_process_kills: bool,
+    /// Tags a TaniumTag may claim only from some namespaces: `PREFIX=NAMESPACE[,NAMESPACE...]`, several separated
+    /// by `;` (e.g. `team-a-*=team-a;pci-*=security`). Tags no prefix matches may be claimed from any namespace.
+    #[arg(long, env = "TANIUM_TAG_BINDINGS", value_delimiter = ';')]
+    tag_bindings: Vec<tanium_operator::controller::TagBinding>,
     /// First results poll after a deployment; later polls slow down with the action's age.
     #[arg(long, env = "TANIUM_POLL_MIN_SECONDS", default_value_t = 2)]
     poll_min_seconds: u64,
@@ -343,6 +347,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             max_targets_ceiling: args.max_targets_ceiling,
             approval_threshold: args.approval_threshold.0,
             allow_protected_kills: args.allow_protected_process_kills,
+            tag_bindings: args.tag_bindings,
         },
         timing: Timing {
             poll_min: Duration::from_secs(args.poll_min_seconds),

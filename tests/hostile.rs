@@ -11,7 +11,7 @@ use common::{CHART_NAMESPACE, Env, KILL_PACKAGE, TOKEN};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use tanium_operator::controller::Policy;
+use tanium_operator::controller::{Policy, TagBinding};
 use tanium_operator::crd::TaniumAction;
 use tanium_sim::Faults;
 
@@ -457,6 +457,45 @@ fn cases() -> Vec<Case> {
             Held("EndpointNotFound", "no endpoint with"),
         ),
     ];
+    // Safe by default: a deployment above the approval threshold, a kill that would take an endpoint out of
+    // Tanium or down, a tag whose prefix the admin bound to another namespace.
+    all.extend([
+        case(
+            "above-the-approval-threshold",
+            Action,
+            add_tag(json!({"endpoints": ["274177", "1000001", "1000002", "1000003", "1000004"]})),
+            Held(
+                "AwaitingPreviewApproval",
+                "more than the operator's approval threshold (2)",
+            ),
+        ),
+        case(
+            "kill-the-tanium-client",
+            Inspection,
+            with(
+                inspect(json!({"id": "274177"})),
+                "killProcess",
+                json!({"pid": 4242, "name": "TaniumClient.exe"}),
+            ),
+            Held("ProtectedProcess", "the Tanium client's own"),
+        ),
+        case(
+            "kill-a-system-process",
+            Inspection,
+            with(
+                inspect(json!({"id": "274177"})),
+                "killProcess",
+                json!({"pid": 4, "name": "System"}),
+            ),
+            Held("ProtectedProcess", "the system's own"),
+        ),
+        case(
+            "another-teams-tag-prefix",
+            Tag,
+            tag(json!(["team-a-pci"]), one_endpoint()),
+            Held("PolicyDenied", "may be claimed only from"),
+        ),
+    ]);
     // Namespaces outside the admin policy: nothing of theirs acts on an endpoint.
     for (name, kind, spec) in [
         ("rogue-action", Action, add_tag(one_endpoint())),
@@ -498,6 +537,12 @@ fn policy() -> Policy {
             "No Such Package".into(),
         ],
         max_targets_ceiling: Some(50),
+        // Low, so that a handful of listed endpoints passes it.
+        approval_threshold: Some(2),
+        tag_bindings: vec![TagBinding {
+            prefix: "team-a-".into(),
+            namespaces: vec!["team-a".into()],
+        }],
         ..Policy::default()
     }
 }
@@ -759,6 +804,117 @@ async fn edits_to_what_was_deployed_are_refused() {
             .await;
         assert_refused(&status.to_string(), written, field);
     }
+    env.assert_exactly_once();
+}
+
+/// Tanium tags are global. Team B claims the tag team A keeps, in a TaniumTag of its own, and deletes it again: B's
+/// object is held (`TagOwnedElsewhere`, naming A's), never adds or removes the tag, and its deletion leaves A's
+/// endpoints as they were. A's own deletion still removes the tag: ownership, not a blanket refusal.
+#[tokio::test]
+async fn another_namespace_cannot_strip_a_tag_by_claiming_and_deleting() {
+    let Some(env) = started().await else {
+        return;
+    };
+    const SHARED: &str = "shared-pci";
+    let targets = json!({"endpoints": ["274177", "1000001"]});
+    let carriers = || {
+        ["274177", "1000001"]
+            .into_iter()
+            .filter(|id| {
+                env.sim
+                    .sim()
+                    .endpoint(id)
+                    .is_some_and(|e| e.tags.iter().any(|t| t == SHARED))
+            })
+            .count()
+    };
+    let phase = |o: &DynamicObject| {
+        o.data
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+
+    env.namespace("team-a").await;
+    let a = Kind::Tag.api(&env.client, "team-a");
+    let mut spec = tag(json!([SHARED]), targets.clone());
+    spec["interval"] = json!("1s");
+    a.create(
+        &PostParams::default(),
+        &Kind::Tag.manifest("keeper", spec.clone()),
+    )
+    .await
+    .expect("created");
+    env.wait_until(&a, "keeper", "InSync", |o| {
+        phase(o).as_deref() == Some("InSync")
+    })
+    .await;
+    assert_eq!(carriers(), 2);
+
+    env.namespace("team-b").await;
+    let b = Kind::Tag.api(&env.client, "team-b");
+    b.create(&PostParams::default(), &Kind::Tag.manifest("grab", spec))
+        .await
+        .expect("created");
+    let held = env
+        .wait_until(&b, "grab", "held", |o| {
+            ready(o).is_some_and(|r| r.1 == "TagOwnedElsewhere")
+        })
+        .await;
+    let (_, _, message) = ready(&held).expect("Ready");
+    assert!(
+        message.contains("owned by TaniumTag team-a/keeper"),
+        "{message}"
+    );
+    env.wait_for_event("team-b", "grab", |r, _| r == "TagOwnedElsewhere")
+        .await;
+    // A few of its intervals later: still held, nothing recorded as its own.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = b.get("grab").await.expect("get");
+    assert_eq!(
+        ready(&still).map(|r| r.1).as_deref(),
+        Some("TagOwnedElsewhere")
+    );
+    assert_eq!(
+        still.data.pointer("/status/appliedTags"),
+        None,
+        "{:#}",
+        still.data["status"]
+    );
+
+    b.delete("grab", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while b.get_opt("grab").await.expect("get").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "grab was not let go"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(carriers(), 2, "team-b's deletion stripped team-a's tag");
+    assert_eq!(
+        acted_on(&env, "team-b"),
+        Vec::<String>::new(),
+        "team-b's object acted on endpoints"
+    );
+    assert!(acted_on(&env, "Custom Tagging - Remove Tags").is_empty());
+
+    // The owner's own deletion does remove it.
+    a.delete("keeper", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while a.get_opt("keeper").await.expect("get").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keeper was not let go"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(carriers(), 0);
     env.assert_exactly_once();
 }
 

@@ -10,6 +10,7 @@ pub mod invalid;
 pub mod kstatus;
 mod object;
 mod packages;
+mod policy;
 pub mod poller;
 pub mod preview;
 pub mod rotation;
@@ -30,103 +31,10 @@ use kube::runtime::events::Reporter;
 use crate::gateway::{GatewayClient, GatewayError};
 
 pub use packages::PackageCache;
+pub use policy::{
+    DEFAULT_APPROVAL_THRESHOLD, PROTECTED_PID_BELOW, PROTECTED_PROCESSES, Policy, TagBinding,
+};
 pub use shard::Shard;
-
-/// Admin policy: set by whoever installs the operator, not overridable from a namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
-    /// Namespaces whose objects may deploy; empty: all.
-    pub allowed_namespaces: Vec<String>,
-    /// Package names that may be deployed; empty: all.
-    pub allowed_packages: Vec<String>,
-    /// No object may target more endpoints than this, whatever its `safety.maxTargets` says.
-    pub max_targets_ceiling: Option<u64>,
-    /// A deployment (a TaniumAction, or a TaniumTag round) that would reach more endpoints than this waits for
-    /// an approved preview, whatever its spec says: the second act a namespace user cannot perform alone. `None`:
-    /// only `safety.requirePreviewApproval` asks for one. The binary's and the chart's default is
-    /// [`DEFAULT_APPROVAL_THRESHOLD`]; this type's `Default` (used by tests) has none.
-    pub approval_threshold: Option<u64>,
-    /// Let a TaniumEndpointInspection end a [`PROTECTED_PROCESSES`] process or one with a pid below
-    /// [`PROTECTED_PID_BELOW`]: an admin's choice, never a namespace's.
-    pub allow_protected_kills: bool,
-}
-
-/// Processes no kill may end unless the admin allows it: the Tanium client and its extensions, through which the
-/// endpoint is managed at all (ended, the endpoint drops out of Tanium until someone restarts it by hand).
-pub const PROTECTED_PROCESSES: [&str; 3] = ["TaniumClient", "TaniumCX", "TaniumDriverSvc"];
-
-/// Process ids below this are the system's own (init and kernel threads; Windows' Idle and System, 0 and 4).
-pub const PROTECTED_PID_BELOW: i64 = 10;
-
-/// Endpoints a deployment may reach without an approved preview, unless the operator is told otherwise.
-pub const DEFAULT_APPROVAL_THRESHOLD: u64 = 25;
-
-impl Policy {
-    /// Why the policy refuses a deployment, if it does.
-    pub fn refuses(&self, namespace: &str, package: &str) -> Option<String> {
-        if let Some(refusal) = self.refuses_namespace(namespace) {
-            return Some(refusal);
-        }
-        if !self.allowed_packages.is_empty() && !self.allowed_packages.iter().any(|p| p == package)
-        {
-            return Some(format!(
-                "package {package:?} is not allowed by the operator's policy (allowed: {})",
-                self.allowed_packages.join(", ")
-            ));
-        }
-        None
-    }
-
-    /// Why objects in `namespace` may not act on endpoints (deploy, end a process), if they may not.
-    pub fn refuses_namespace(&self, namespace: &str) -> Option<String> {
-        (!self.allowed_namespaces.is_empty()
-            && !self.allowed_namespaces.iter().any(|n| n == namespace))
-        .then(|| {
-            format!(
-                "namespace {namespace:?} may not act on Tanium endpoints (allowed: {})",
-                self.allowed_namespaces.join(", ")
-            )
-        })
-    }
-
-    /// Why ending `name` (pid `pid`) is refused, if it is: the Tanium client's own processes, and the system's, unless
-    /// the admin allows it. Names compare case-insensitively, with or without `.exe`.
-    pub fn protects(&self, pid: i64, name: &str) -> Option<String> {
-        if self.allow_protected_kills {
-            return None;
-        }
-        let lower = name.trim().to_ascii_lowercase();
-        let bare = lower.strip_suffix(".exe").unwrap_or(&lower);
-        if let Some(p) = PROTECTED_PROCESSES
-            .iter()
-            .find(|p| p.eq_ignore_ascii_case(bare))
-        {
-            return Some(format!(
-                "{name:?} is the Tanium client's own ({p}): ending it takes the endpoint out of Tanium; an admin may \
-                 allow it (--allow-protected-process-kills)"
-            ));
-        }
-        (pid < PROTECTED_PID_BELOW).then(|| {
-            format!(
-                "pid {pid} is the system's own (below {PROTECTED_PID_BELOW}); an admin may allow it \
-                 (--allow-protected-process-kills)"
-            )
-        })
-    }
-
-    /// The approval threshold that reaching `count` endpoints passes, if it does: an approved preview is needed.
-    pub fn approval_needed(&self, count: u64) -> Option<u64> {
-        self.approval_threshold.filter(|&t| count > t)
-    }
-
-    /// The stricter of an object's own limit and the ceiling.
-    pub fn max_targets(&self, requested: Option<u64>) -> Option<u64> {
-        match (requested, self.max_targets_ceiling) {
-            (Some(r), Some(c)) => Some(r.min(c)),
-            (r, c) => r.or(c),
-        }
-    }
-}
 
 /// How often to look again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +195,8 @@ pub struct Context {
     pub fail_points: FailPoints,
     /// Token rotation's state, kept across changes of leader within the process.
     pub rotation: rotation::RotationState,
+    /// Every TaniumTag watched, to decide who owns a tag.
+    pub tag_claimants: tag::Claimants,
 }
 
 impl Context {
@@ -314,6 +224,7 @@ impl Context {
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
             rotation: rotation::RotationState::default(),
+            tag_claimants: tag::Claimants::default(),
         }
     }
 
@@ -411,33 +322,6 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_tanium_client_and_the_system_are_protected() {
-        let p = Policy::default();
-        for (pid, name) in [
-            (4, "System"),
-            (1, "systemd"),
-            (5000, "TaniumClient.exe"),
-            (5000, "taniumclient"),
-            (5000, "TaniumCX.EXE"),
-            (5000, " TaniumDriverSvc.exe "),
-        ] {
-            assert!(p.protects(pid, name).is_some(), "{pid} {name}");
-        }
-        for (pid, name) in [
-            (5000, "notepad.exe"),
-            (10, "sshd"),
-            (5000, "TaniumClientHelper"),
-        ] {
-            assert_eq!(p.protects(pid, name), None, "{pid} {name}");
-        }
-        let allowed = Policy {
-            allow_protected_kills: true,
-            ..Policy::default()
-        };
-        assert_eq!(allowed.protects(4, "TaniumClient.exe"), None);
-    }
 
     #[test]
     fn fencing_settings_must_fit_inside_the_lookup_grace() {

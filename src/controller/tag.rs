@@ -4,6 +4,9 @@
 //! every tag it applied before letting the object go. A steady state makes no Gateway write.
 
 mod decide;
+mod owner;
+
+pub use owner::Claimants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +116,18 @@ impl Object<'_, TaniumTag> {
         {
             return self.block(held.reason, held.message).await;
         }
+        if let Some(refusal) = self.ctx.config.policy.refuses_tags(&ns, &spec.tags) {
+            return self.block(Reason::PolicyDenied, refusal).await;
+        }
+        let elsewhere = self.owned_elsewhere()?;
+        if !elsewhere.is_empty() {
+            // Its record of them goes too (a race between caches may have let it act): its deletion must not take
+            // off what the owner keeps.
+            self.let_go(&elsewhere);
+            return self
+                .block(Reason::TagOwnedElsewhere, owner::message(&elsewhere))
+                .await;
+        }
         for package in [ADD_TAGS, REMOVE_TAGS] {
             let found = match self.ctx.packages.get(&self.ctx.gateway, package).await {
                 Ok(p) => p,
@@ -203,6 +218,24 @@ impl Object<'_, TaniumTag> {
         self.status.round_digest = None;
         self.start_round(RoundKind::Add, tags, pending, selection)
             .await
+    }
+
+    /// The tags this object claims that another TaniumTag owns (`owner`).
+    fn owned_elsewhere(&self) -> Result<Vec<(String, owner::Owner)>, Error> {
+        // Published before the tag controller's first reconcile; until then, nothing can be decided.
+        let all = self
+            .ctx
+            .tag_claimants
+            .all()
+            .ok_or(Error::Requeue(Duration::from_secs(1)))?;
+        Ok(owner::owned_elsewhere(self.obj, &all))
+    }
+
+    /// Forget having applied tags another TaniumTag owns: they stay on the endpoints.
+    fn let_go(&mut self, elsewhere: &[(String, owner::Owner)]) {
+        self.status
+            .applied_tags
+            .retain(|t| !elsewhere.iter().any(|(owned, _)| owned == t));
     }
 
     /// The targets' filter or ids, as they are sent.
@@ -503,7 +536,12 @@ impl Object<'_, TaniumTag> {
             self.advance_round().await?;
             return Err(Error::Requeue(wait));
         }
+        let elsewhere = self.owned_elsewhere()?;
+        self.let_go(&elsewhere);
         if self.status.applied_tags.is_empty() {
+            if !elsewhere.is_empty() {
+                self.save().await?;
+            }
             return Ok(Action::await_change());
         }
         let tags = self.status.applied_tags.clone();

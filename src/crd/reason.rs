@@ -105,6 +105,9 @@ reasons! {
     Removing,
     /// Every matching endpoint carries the tags.
     InSync,
+    /// Another TaniumTag (named in the message) owns one of the tags: it claimed or applied it first. This object
+    /// neither adds nor removes that tag while the other claims it.
+    TagOwnedElsewhere,
     /// A round was deployed (event).
     RoundStarted,
     /// A round ended (event; a warning when some endpoints failed or expired).
@@ -177,7 +180,8 @@ impl Reason {
             | EndpointNotFound
             | EndpointAmbiguous
             | TokenRotationLost
-            | ProtectedProcess => true,
+            | ProtectedProcess
+            | TagOwnedElsewhere => true,
             // The fleet, a reading or the Gateway may change by itself; the operator looks again.
             Progressing
             | PreviewIncomplete

@@ -52,15 +52,23 @@ pub async fn run(
             ctx.clone(),
             shutdown.clone(),
             action::reconcile,
-            Some(actions_woken)
+            Some(actions_woken),
+            |_| {}
         ),
         run_kind(
             ctx.clone(),
             shutdown.clone(),
             tag::reconcile,
-            Some(tags_woken)
+            Some(tags_woken),
+            |tags| ctx.tag_claimants.watch(tags),
         ),
-        run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
+        run_kind(
+            ctx.clone(),
+            shutdown.clone(),
+            inspection::reconcile,
+            None,
+            |_| {}
+        ),
         rotation::run(ctx.clone(), shutdown.clone()),
         detect_gateway_features(&ctx, shutdown.clone()),
         ctx.poller
@@ -101,7 +109,7 @@ async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Futu
     }
 }
 
-/// Run one kind's controller until `shutdown`. It wakes on what a person changes (spec, annotations such as the
+/// Run one kind's controller until `shutdown`; `publish` is given its cache of the kind's objects. It wakes on what a person changes (spec, annotations such as the
 /// preview approval, deletion), not on the operator's own writes, and on the shared poller's news about an object's
 /// actions (`woken`); otherwise it is paced by the reconcilers' requeue intervals.
 async fn run_kind<K, R, Fut>(
@@ -111,6 +119,7 @@ async fn run_kind<K, R, Fut>(
     woken: Option<
         futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<K>>,
     >,
+    publish: impl FnOnce(kube::runtime::reflector::Store<K>),
 ) where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -183,6 +192,8 @@ async fn run_kind<K, R, Fut>(
     // token holds go again now, not after the slow requeue of a person's problem. The others are left alone. Looked
     // for again a little later too: a reconcile refused just before the change may not have written so yet.
     let store = controller.store();
+    // Reconcilers that need to see their kind's other objects (who owns a tag) read this cache.
+    publish(store.clone());
     let held_by_token = ctx
         .gateway
         .token_changes()

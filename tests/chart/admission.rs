@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
-use tanium_operator::crd::TaniumAction;
+use tanium_operator::crd::{TaniumAction, TaniumTag};
 use tanium_testenv::Identity;
 
 use crate::common::{CHART_NAMESPACE, CHART_RELEASE, Env};
@@ -40,13 +40,15 @@ async fn a_disallowed_object_is_refused_by_the_apiserver_with_the_reason() {
         return;
     };
     env.kubectl(&["create", "namespace", CHART_NAMESPACE]);
-    for ns in ["team-a", "team-b"] {
+    for ns in ["team-a", "team-b", "team-c"] {
         env.kubectl(&["create", "namespace", ns]);
     }
     let rendered = env.render_chart_with(&[
-        "--set=policy.allowedNamespaces={team-a}",
+        "--set=policy.allowedNamespaces={team-a,team-c}",
         "--set=policy.allowedPackages={Custom Tagging - Add Tags,Custom Tagging - Remove Tags}",
         "--set=policy.maxTargetsCeiling=100",
+        "--set=policy.tagBindings[0].prefix=team-a-*",
+        "--set=policy.tagBindings[0].namespaces={team-a}",
     ]);
     env.apply_yaml(&rendered);
 
@@ -68,7 +70,7 @@ async fn a_disallowed_object_is_refused_by_the_apiserver_with_the_reason() {
         (
             "team-b",
             allowed.clone(),
-            "namespace team-b may not act on Tanium endpoints (the operator's admin policy allows: team-a)",
+            "namespace team-b may not act on Tanium endpoints (the operator's admin policy allows: team-a, team-c)",
         ),
         (
             "team-a",
@@ -92,6 +94,36 @@ async fn a_disallowed_object_is_refused_by_the_apiserver_with_the_reason() {
             "names the policy: {refused}"
         );
     }
+
+    // A tag prefix bound to team-a: refused from team-c, before the operator could hold it.
+    let tags: Api<TaniumTag> = Api::namespaced(env.client.clone(), "team-c");
+    let tag = |tags: &[&str]| -> TaniumTag {
+        serde_json::from_value(json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag", "metadata": {"name": "t"},
+            "spec": {"tags": tags, "targets": {"endpoints": ["274177"]}}
+        }))
+        .expect("a TaniumTag")
+    };
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let refused = tags
+        .create(&dry, &tag(&["free", "team-a-pci"]))
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        refused.contains(
+            "tag team-a-pci may be claimed only from the namespaces the operator's admin policy binds to its \
+             prefix, not from team-c"
+        ),
+        "{refused}"
+    );
+    let own: Api<TaniumTag> = Api::namespaced(env.client.clone(), "team-a");
+    own.create(&dry, &tag(&["free", "team-a-pci"]))
+        .await
+        .expect("team-a may claim its own prefix");
 
     // The operator's ServiceAccount: finalizers and status, never a spec.
     let api: Api<TaniumAction> = Api::namespaced(env.client.clone(), "team-a");

@@ -45,3 +45,13 @@ app.kubernetes.io/part-of: {{ .Chart.Name }}
 {{- end }}
 {{- $name }}
 {{- end -}}
+
+{{- /* policy.tagBindings as PREFIX=NAMESPACE,NAMESPACE lines, the prefix without its trailing *: the admission
+policy's parameter, and (joined with ;) the operator's TANIUM_TAG_BINDINGS. */}}
+{{- define "tanium-operator.tagBindings" -}}
+{{- $lines := list }}
+{{- range . }}
+{{- $lines = append $lines (printf "%s=%s" (trimSuffix "*" .prefix) (join "," .namespaces)) }}
+{{- end }}
+{{- join "\n" $lines }}
+{{- end }}
