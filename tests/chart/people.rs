@@ -4,12 +4,16 @@
 //! which the test control plane does not run: the roles are bound directly, and which built-in role each joins is
 //! read from its aggregation labels in the render.
 
-use serde_json::Value;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
+use tanium_operator::crd::{APPROVED_PREVIEW_ANNOTATION, TaniumAction};
 use tanium_testenv::Identity;
 
 use super::{Check, wrong_answers};
-use crate::common::{CHART_RELEASE, Env};
+use crate::common::{CHART_NAMESPACE, CHART_RELEASE, Env};
 
 #[tokio::test]
 async fn authors_are_bound_on_purpose_and_join_no_built_in_role() {
@@ -42,10 +46,12 @@ async fn authors_are_bound_on_purpose_and_join_no_built_in_role() {
         aggregates(&role("viewer")),
         ["rbac.authorization.k8s.io/aggregate-to-view"]
     );
-    assert!(
-        aggregates(&role("author")).is_empty(),
-        "the author role joins no built-in role"
-    );
+    for r in ["author", "approver"] {
+        assert!(
+            aggregates(&role(r)).is_empty(),
+            "the {r} role joins no built-in role"
+        );
+    }
 
     env.apply_chart();
     env.kubectl(&["create", "namespace", "team"]);
@@ -53,6 +59,7 @@ async fn authors_are_bound_on_purpose_and_join_no_built_in_role() {
     for (binding, role, user) in [
         ("authors", format!("{CHART_RELEASE}-author"), "alice"),
         ("viewers", format!("{CHART_RELEASE}-viewer"), "victor"),
+        ("approvers", format!("{CHART_RELEASE}-approver"), "bob"),
     ] {
         env.kubectl(&[
             "create",
@@ -76,6 +83,18 @@ async fn authors_are_bound_on_purpose_and_join_no_built_in_role() {
                 Check::allow("patch", G, "taniumactions", team),
                 Check::deny("create", G, "taniumactions", Some("elsewhere")),
                 Check::deny("patch", G, "taniumactions/status", team),
+                Check::deny("approve", G, "taniumactions", team),
+                Check::deny("approve", G, "taniumtags", team),
+            ],
+        ),
+        (
+            "bob",
+            vec![
+                Check::allow("approve", G, "taniumactions", team),
+                Check::allow("approve", G, "taniumtags", team),
+                Check::allow("patch", G, "taniumactions", team),
+                Check::deny("create", G, "taniumactions", team),
+                Check::deny("approve", G, "taniumactions", Some("elsewhere")),
             ],
         ),
         (
@@ -97,4 +116,126 @@ async fn authors_are_bound_on_purpose_and_join_no_built_in_role() {
         let wrong = wrong_answers(&client, checks).await;
         assert!(wrong.is_empty(), "{user}:\n{}", wrong.join("\n"));
     }
+}
+
+/// The approval is a second person's act: an author cannot approve their own deployment (nor create it approved),
+/// an approver can, and the operator's ServiceAccount cannot approve anything.
+#[tokio::test]
+async fn only_an_approver_sets_the_approval() {
+    let Some(env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    env.apply_chart();
+    env.kubectl(&["create", "namespace", "team"]);
+    for (binding, role, user) in [
+        ("authors", "author", "alice"),
+        ("approvers", "approver", "bob"),
+    ] {
+        env.kubectl(&[
+            "create",
+            "rolebinding",
+            binding,
+            "-n",
+            "team",
+            &format!("--clusterrole={CHART_RELEASE}-{role}"),
+            &format!("--user={user}"),
+        ]);
+    }
+    let mut apis = Vec::new();
+    for identity in [
+        Identity::user("alice"),
+        Identity::user("bob"),
+        Identity::service_account(CHART_NAMESPACE, CHART_RELEASE),
+    ] {
+        let client = env.cp.client_for(&identity).await.expect("a client");
+        apis.push(Api::<TaniumAction>::namespaced(client, "team"));
+    }
+    let [alice, bob, operator] = <[_; 3]>::try_from(apis).expect("three");
+    let manifest = |name: &str, approved: bool| -> TaniumAction {
+        let mut v = json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction", "metadata": {"name": name},
+            "spec": {"package": {"name": "Custom Tagging - Add Tags", "params": ["x"]},
+                     "targets": {"endpoints": ["274177"]}}
+        });
+        if approved {
+            v["metadata"]["annotations"] = json!({APPROVED_PREVIEW_ANNOTATION: "sha256:abc"});
+        }
+        serde_json::from_value(v).expect("a TaniumAction")
+    };
+    let approve = |digest: &str| {
+        Patch::Merge(json!({"metadata": {"annotations": {APPROVED_PREVIEW_ANNOTATION: digest}}}))
+    };
+    let refused = |result: Result<TaniumAction, kube::Error>, what: &str| match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{what}: {s:?}");
+            assert!(
+                s.message.contains("may not approve previews")
+                    && s.message.contains("approver role"),
+                "{what}: {}",
+                s.message
+            );
+        }
+        other => panic!("{what}: not refused: {other:?}"),
+    };
+
+    // Policies take effect once the apiserver has compiled them: wait for the first refusal.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    while alice
+        .create(&dry, &manifest("approved", true))
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the approvers policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    refused(
+        alice.create(&dry, &manifest("approved", true)).await,
+        "an author creating an approved object",
+    );
+    alice
+        .create(&PostParams::default(), &manifest("wide", false))
+        .await
+        .expect("an author creates");
+    let p = PatchParams::default();
+    refused(
+        alice.patch("wide", &p, &approve("sha256:1")).await,
+        "an author approving",
+    );
+    refused(
+        operator.patch("wide", &p, &approve("sha256:1")).await,
+        "the operator approving",
+    );
+    bob.patch("wide", &p, &approve("sha256:1"))
+        .await
+        .expect("an approver approves");
+    // What the approver set, the author may leave alone (any other edit) or take back, not change.
+    alice
+        .patch(
+            "wide",
+            &p,
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .expect("an unrelated edit of an approved object");
+    refused(
+        alice.patch("wide", &p, &approve("sha256:2")).await,
+        "an author changing the approval",
+    );
+    alice
+        .patch(
+            "wide",
+            &p,
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {APPROVED_PREVIEW_ANNOTATION: null}}}),
+            ),
+        )
+        .await
+        .expect("an author withdraws an approval");
 }
