@@ -142,6 +142,14 @@ struct RunArgs {
     poll_min_seconds: u64,
     #[arg(long, env = "TANIUM_POLL_MAX_SECONDS", default_value_t = 60)]
     poll_max_seconds: u64,
+    /// While an action runs, write its result counts to status at most this often (a change of phase and the
+    /// final counts are written at once). Lower shows progress sooner; higher spares the apiserver under a burst.
+    #[arg(long, env = "TANIUM_RESULTS_WRITE_SECONDS", default_value_t = 30)]
+    results_write_seconds: u64,
+    /// Publish every event, also those that only repeat what status says (Previewed, RoundStarted, Reconnected).
+    /// By default a one-off action raises two (Deployed and its end), plus one for each hold a person must act on.
+    #[arg(long, env = "TANIUM_ALL_EVENTS")]
+    all_events: bool,
     /// Re-check of objects held by an error a person must fix (e.g. a rejected token) or by a gate.
     #[arg(long, env = "TANIUM_RETRY_HELD_SECONDS", default_value_t = 300)]
     retry_held_seconds: u64,
@@ -360,6 +368,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             ),
             blocked: Duration::from_secs(args.retry_held_seconds.clamp(1, 60)),
             dc_idle_timeout: Duration::from_secs(args.dc_idle_timeout_seconds.max(3)),
+            results_write: Duration::from_secs(args.results_write_seconds),
             ..Timing::default()
         },
         shard: Shard {
@@ -389,6 +398,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
                 "TANIUM_TOKEN_ROTATION needs TANIUM_TOKEN_SECRET: the Secret the token is mounted from".into(),
             )),
         },
+        all_events: args.all_events,
     };
     // Settings that cannot keep "never deploy twice" stop the start, before anything is contacted.
     config

@@ -465,6 +465,8 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
             policy: Policy::default(),
             timing,
             concurrency: 4,
+            // Reconnected only repeats what status.connection says: published with the full set.
+            all_events: true,
             ..Config::default()
         },
     ));

@@ -333,8 +333,9 @@ async fn every_phase_reads_right_to_kstatus() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let actions = actions.lock().expect("recorded").clone();
-    // Before the operator writes anything, the schema's default says "not observed" (kstatus: in progress); the
-    // first status it writes says "in progress" too, before any Gateway request (no preview yet).
+    // Before the operator writes anything, the schema's default says "not observed" (kstatus: in progress, judged
+    // below with every other version), and a new object's first status write is already a decision: no write
+    // only to say "in progress" (under a burst, the apiserver is the limit).
     for name in ["completes", "too-many", "refused"] {
         let mine: Vec<&Value> = actions
             .iter()
@@ -349,12 +350,11 @@ async fn every_phase_reads_right_to_kstatus() {
             .iter()
             .find(|v| v["status"]["observedGeneration"] == json!(1))
             .unwrap_or_else(|| panic!("{name}: no status written"));
-        assert_eq!(
+        assert_ne!(
             ready_reason(first),
             Some("Progressing"),
             "{name}: {first:#}"
         );
-        assert!(first["status"]["preview"].is_null(), "{name}: {first:#}");
     }
     let mut states = judge(&binary, &actions);
     states.extend(judge(

@@ -201,8 +201,7 @@ impl Object<'_, TaniumAction> {
             format!("{count} endpoint(s) match; digest {digest}"),
         );
         if first_preview {
-            self.event(
-                false,
+            self.echo(
                 Reason::Previewed,
                 format!("{count} endpoint(s) match the targets (digest {digest})"),
             );
@@ -287,7 +286,18 @@ impl Object<'_, TaniumAction> {
                     request.name
                 );
                 self.set(condition::DEPLOYED, true, Reason::Deployed, message.clone());
+                // The running state goes with the ids, in one write: the polls' tally follows at most every
+                // `results_write` (`decide::progress_can_wait`).
+                let targeted = self.status.preview.as_ref().map_or(0, |p| p.count);
+                self.status.results = Some(ResultCounts {
+                    targeted,
+                    ..ResultCounts::default()
+                });
+                self.status.results_written_at = Some(Time(jiff::Timestamp::now()));
                 self.status.phase = Some(Phase::Running);
+                let running = format!("{message}; following its results");
+                self.set(condition::READY, false, Reason::Running, running.clone());
+                self.set(condition::COMPLETED, false, Reason::Running, running);
                 self.save().await?;
                 self.event(false, Reason::Deployed, message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
@@ -414,6 +424,22 @@ impl Object<'_, TaniumAction> {
                 .await
             }
             decide::Step::Running => {
+                let every = self.ctx.config.timing.results_write;
+                let written = self.obj.status.as_ref();
+                if self.phase() == Phase::Running
+                    && let Some(written) = written
+                    && decide::progress_can_wait(
+                        &written.deployment,
+                        &self.status.deployment,
+                        written.results_written_at.as_ref().map(|t| t.0),
+                        jiff::Timestamp::now(),
+                        every,
+                    )
+                {
+                    // Nothing written: the poller wakes this object again on the next change, and the tally is
+                    // written once it is due.
+                    return Ok(Action::requeue(self.ctx.config.timing.poll_max.min(every)));
+                }
                 let message = self.status.results.unwrap_or_default().summary();
                 self.running(Phase::Running, Reason::Running, message).await
             }
@@ -467,6 +493,9 @@ impl Object<'_, TaniumAction> {
     ) -> Result<Action, Error> {
         let was = self.phase();
         self.status.phase = Some(phase);
+        if self.obj.status.as_ref().map(|s| s.results) != Some(self.status.results) {
+            self.status.results_written_at = Some(Time(jiff::Timestamp::now()));
+        }
         self.set(condition::READY, false, reason, message.clone());
         self.set(condition::COMPLETED, false, reason, message.clone());
         self.save().await?;

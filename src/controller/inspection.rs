@@ -230,8 +230,7 @@ impl Object<'_, TaniumEndpointInspection> {
             reconnects: reconnects + u32::from(reconnect),
         });
         if reconnect {
-            self.event(
-                false,
+            self.echo(
                 Reason::Reconnected,
                 format!(
                     "the Gateway had dropped the connection to endpoint {endpoint}; opened {}",

@@ -67,6 +67,8 @@ pub struct Timing {
     pub dc_idle_timeout: Duration,
     /// How long a new Direct Connect connection may take to become ready.
     pub dc_ready_timeout: Duration,
+    /// While an action runs, its counts are written at most this often (phase changes and the end at once).
+    pub results_write: Duration,
 }
 
 impl Default for Timing {
@@ -83,6 +85,7 @@ impl Default for Timing {
             gone_after: Duration::from_secs(300),
             dc_idle_timeout: Duration::from_secs(120),
             dc_ready_timeout: Duration::from_secs(60),
+            results_write: Duration::from_secs(30),
         }
     }
 }
@@ -144,6 +147,8 @@ pub struct Config {
     pub poll_batch: usize,
     /// Rotate the Gateway token before it expires (leader only); `None`: off.
     pub token_rotation: Option<rotation::RotationConfig>,
+    /// Publish every event, also those that only repeat what status says (`Object::echo`).
+    pub all_events: bool,
 }
 
 impl Default for Config {
@@ -155,6 +160,7 @@ impl Default for Config {
             concurrency: 8,
             poll_batch: crate::gateway::poll::POLL_BATCH,
             token_rotation: None,
+            all_events: false,
         }
     }
 }

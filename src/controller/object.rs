@@ -128,10 +128,12 @@ impl<'a, K: Kind> Object<'a, K> {
         }
     }
 
-    /// The object, ready to reconcile. A generation the status has not observed yet (a new object, a changed
-    /// spec) is first said to be in progress and written, before any Gateway request: until then kstatus would read
-    /// the previous generation's verdict (or, for a new object, nothing: "current"). A status written before
-    /// Reconciling and Stalled existed gets them here too (`save` writes only when something differs).
+    /// The object, ready to reconcile. A changed spec is first said to be in progress and written, before any
+    /// Gateway request: until then Argo CD and people would read the previous generation's verdict. A new object
+    /// needs no such write (the apiserver is the limit under a burst, and this would be one more per object): the
+    /// CRDs default its status to `observedGeneration: 0`, which kstatus and the Argo CD health checks read as in
+    /// progress until the operator's first real write. A status written before Reconciling and Stalled existed gets
+    /// them here too (`save` writes only when something differs).
     pub async fn start(
         obj: &'a K,
         ctx: &'a Context,
@@ -140,6 +142,9 @@ impl<'a, K: Kind> Object<'a, K> {
     ) -> Result<Self, Error> {
         let mut this = Self::new(obj, ctx, api, events);
         let stored = obj.status().and_then(K::observed);
+        if stored.unwrap_or(0) == 0 {
+            return Ok(this);
+        }
         if stored != obj.meta().generation && !K::finished(&this.status) {
             let message = format!(
                 "generation {} is being reconciled",
@@ -175,6 +180,21 @@ impl<'a, K: Kind> Object<'a, K> {
     /// Raised now, published when the reconcile is over (see [`Events`]).
     pub fn event(&self, warning: bool, reason: impl AsRef<str>, note: String) {
         self.events.raise(warning, reason.as_ref(), note);
+    }
+
+    /// An event that only repeats what status already says (a preview taken, a round started, a connection opened
+    /// again): published only with `--all-events`. By default an object's events are the ones that move it on or
+    /// need a person, two for a one-off action's whole life, so that a burst spends the apiserver on writes.
+    pub fn echo(&self, reason: Reason, note: String) {
+        if self.ctx.config.all_events {
+            self.event(false, reason, note);
+        } else {
+            tracing::debug!(
+                reason = reason.as_str(),
+                note,
+                "not published (--all-events is off)"
+            );
+        }
     }
 
     /// The one place status is written: server-side apply of the whole status as this operator's field manager,

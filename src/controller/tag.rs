@@ -375,7 +375,7 @@ impl Object<'_, TaniumTag> {
         match sent {
             Ok(()) => {
                 self.save().await?;
-                self.event(false, Reason::RoundStarted, message);
+                self.echo(Reason::RoundStarted, message);
                 Ok(Action::requeue(self.ctx.config.timing.poll_min))
             }
             Err(e) if e.refusal().is_some() => {

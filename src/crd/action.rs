@@ -324,6 +324,11 @@ pub struct TaniumActionStatus {
     pub deployment: Deployment,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<ResultCounts>,
+    /// When `results` were written. While an action runs its counts are written at most this often (the operator's
+    /// `--results-write-seconds`, 30 by default), not on every change: the apiserver is the limit under a burst.
+    /// Phase changes and the final counts are written at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_written_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

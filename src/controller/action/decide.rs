@@ -7,9 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::controller::deploy::LookUp;
 use crate::controller::tracking::{self, Progress};
-use crate::crd::EndpointCounts;
 use crate::crd::Reason;
 use crate::crd::action::Phase;
+use crate::crd::{Deployment, EndpointCounts};
 use crate::gateway::ActionId;
 
 /// Where a reconcile starts, from the phase the status records.
@@ -135,6 +135,30 @@ pub fn after_poll(p: &Progress, s: Settings) -> Step {
         };
     }
     Step::Running
+}
+
+/// While an action runs, can what a poll learned wait for a later write? Only when nothing but its counts (and
+/// expiry) changed: the same scheduled actions, instances and instance statuses (a first reading of "OPEN" after
+/// none is no news: both mean it may run), and the counts written last are younger than `every`. A change of phase, and the final
+/// counts, are never held back: this only spares the apiserver the running tally under a burst.
+pub fn progress_can_wait(
+    written: &Deployment,
+    polled: &Deployment,
+    written_at: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    every: Duration,
+) -> bool {
+    let shape = |d: &Deployment| -> Vec<(String, Option<String>, String)> {
+        d.scheduled_actions
+            .iter()
+            .map(|sa| {
+                let status = sa.status.as_deref().unwrap_or("OPEN");
+                (sa.id.clone(), sa.last_action_id.clone(), status.to_owned())
+            })
+            .collect()
+    };
+    let fresh = written_at.is_some_and(|at| now.duration_since(at).unsigned_abs() < every);
+    fresh && shape(written) == shape(polled)
 }
 
 /// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
@@ -397,5 +421,68 @@ mod tests {
         p.unseen.clear();
         p.not_issued = vec!["9".into()];
         assert_eq!(after_poll(&p, ONE_OFF), Step::Running);
+    }
+
+    #[test]
+    fn only_the_running_tally_waits_and_never_long() {
+        use crate::crd::ScheduledActionStatus;
+        let record = |status: Option<&str>, instance: Option<&str>| Deployment {
+            scheduled_actions: vec![ScheduledActionStatus {
+                id: "7".into(),
+                platforms: Vec::new(),
+                last_action_id: instance.map(str::to_owned),
+                status: status.map(str::to_owned),
+            }],
+            ..Deployment::default()
+        };
+        let t =
+            |s: i64| jiff::Timestamp::from_second(1_000_000 + s).unwrap_or_else(|e| panic!("{e}"));
+        let every = Duration::from_secs(30);
+        let written = record(None, Some("70"));
+        // Counts only (the first OPEN reading after none is the same "could run").
+        assert!(progress_can_wait(
+            &written,
+            &record(Some("OPEN"), Some("70")),
+            Some(t(0)),
+            t(29),
+            every
+        ));
+        // Due again.
+        assert!(!progress_can_wait(
+            &written,
+            &record(Some("OPEN"), Some("70")),
+            Some(t(0)),
+            t(30),
+            every
+        ));
+        // Never written, an instance that ended, a new instance: written now.
+        assert!(!progress_can_wait(
+            &written,
+            &record(Some("OPEN"), Some("70")),
+            None,
+            t(1),
+            every
+        ));
+        assert!(!progress_can_wait(
+            &written,
+            &record(Some("CLOSED"), Some("70")),
+            Some(t(0)),
+            t(1),
+            every
+        ));
+        assert!(!progress_can_wait(
+            &written,
+            &record(Some("OPEN"), Some("71")),
+            Some(t(0)),
+            t(1),
+            every
+        ));
+        assert!(!progress_can_wait(
+            &written,
+            &record(Some("UNRECOGNIZED"), Some("70")),
+            Some(t(0)),
+            t(1),
+            every
+        ));
     }
 }
