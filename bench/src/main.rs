@@ -106,8 +106,13 @@ struct Figures {
     apply_to_perform_ms: Percentiles,
     /// Gateway requests of the deploy path (preview, packages, perform, look-ups) per deployed object.
     gateway_requests_per_deploy: f64,
-    /// Writes to each object (finalizer and status), from a watch: per object.
+    /// Writes to each object after its create (finalizer and status), from a watch: per object.
     writes_per_object: f64,
+    /// The burst's deploys per second: objects performed / (last actionPerform − first create).
+    deploys_per_s: f64,
+    /// What the apiserver took, measured in the same run before the operator started: probe objects created,
+    /// given a finalizer and a status as fast as it answers (writes per second).
+    apiserver_writes_per_s: f64,
     /// First create → every object terminal, seconds.
     time_to_all_done_s: f64,
     /// Poll requests (documents asking for `action`), and the action reads they carried.
@@ -156,6 +161,12 @@ struct Floor {
 
 /// Samples per floor figure (the median is kept).
 const ROUNDS: usize = 7;
+
+/// Writes to the apiserver an object needs before its actionPerform: its create, the finalizer, the intent.
+const WRITES_BEFORE_PERFORM: f64 = 3.0;
+
+/// Concurrent writers of the throughput probe: enough to keep the apiserver busy on two cores.
+const PROBE_WRITERS: usize = 64;
 
 fn percentiles(mut xs: Vec<f64>) -> Percentiles {
     if xs.is_empty() {
@@ -461,6 +472,8 @@ async fn run(
         serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
     namespaces.create(&PostParams::default(), &ns).await?;
     let floor = measure_floor(&client, &namespace, &sim).await?;
+    let apiserver_writes_per_s =
+        measure_write_throughput(&client, &namespace, args.actions.clamp(200, 2000)).await?;
     let tmp = tempfile::tempdir()?;
     let dir = match &args.keep_logs {
         Some(keep) => {
@@ -610,6 +623,7 @@ async fn run(
     let mut latencies = Vec::new();
     let mut timeline = String::from("object\tcreate_called\taction_performed\tms\n");
     let mut first_perform: Option<jiff::Timestamp> = None;
+    let mut last_perform: Option<jiff::Timestamp> = None;
     for entry in audit.iter().filter(|e| e.operation == "actionPerform") {
         // The operator names each action "<namespace>/<name> [<digest of the manifest>]".
         let found = entry
@@ -624,6 +638,7 @@ async fn run(
             latencies.push(ms);
             timeline.push_str(&format!("{name}\t{at}\t{}\t{ms:.1}\n", entry.wall));
             first_perform = Some(first_perform.map_or(entry.wall, |f| f.min(entry.wall)));
+            last_perform = Some(last_perform.map_or(entry.wall, |l| l.max(entry.wall)));
         }
     }
     if args.keep_logs.is_some() {
@@ -687,7 +702,18 @@ async fn run(
             .unwrap_or_else(|| "(anonymous)".into());
         *per_minute.entry(op).or_insert(0.0) += 1.0 / minutes;
     }
-    let writes: u64 = seen.lock().map(|s| s.writes.values().sum()).unwrap_or(0);
+    // The first version a watch sees of an object is its create.
+    let writes: u64 = seen
+        .lock()
+        .map(|s| s.writes.values().map(|w| w.saturating_sub(1)).sum())
+        .unwrap_or(0);
+    let first_create = created.iter().map(|(_, at)| *at).min();
+    let deploys_per_s = match (first_create, last_perform) {
+        (Some(from), Some(to)) => {
+            latencies.len() as f64 / to.duration_since(from).as_secs_f64().max(1e-3)
+        }
+        _ => 0.0,
+    };
 
     // A restart with every object over: no Gateway request for any of them.
     op.stop().await?;
@@ -714,6 +740,8 @@ async fn run(
         apply_to_perform_ms: percentiles(latencies),
         gateway_requests_per_deploy: deploy_path as f64 / n,
         writes_per_object: writes as f64 / n,
+        deploys_per_s,
+        apiserver_writes_per_s,
         time_to_all_done_s: all_done.duration_since(started).as_secs_f64(),
         poll_requests: polls.len() as u64,
         actions_polled,
@@ -882,6 +910,83 @@ async fn measure_floor(
     })
 }
 
+/// The apiserver's write throughput for the writes an object needs before its deploy: `n` probe TaniumActions
+/// each created, given a finalizer and a status, by many writers at once, as fast as it answers. Measured before
+/// the operator starts (the probes are gone by then), on the same control plane as the burst.
+async fn measure_write_throughput(
+    client: &kube::Client,
+    namespace: &str,
+    n: usize,
+) -> Result<f64, BenchError> {
+    let api: Api<TaniumAction> = Api::namespaced(client.clone(), namespace);
+    let name = |i: usize| format!("write-probe-{i:05}");
+    let started = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let probe: TaniumAction = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+                    "metadata": {"name": name(i)},
+                    "spec": {
+                        "package": {"name": "Custom Tagging - Add Tags", "params": ["rtt"]},
+                        "targets": {"endpoints": ["probe"]}
+                    }
+                }))?;
+                api.create(&PostParams::default(), &probe).await?;
+                api.patch(
+                    &name(i),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"finalizers": ["bench/probe"]}})),
+                )
+                .await?;
+                api.patch_status(
+                    &name(i),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"status": {"phase": "Deploying"}})),
+                )
+                .await?;
+                Ok::<_, BenchError>(())
+            }
+        })
+        .buffer_unordered(PROBE_WRITERS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let per_s = n as f64 * WRITES_BEFORE_PERFORM / started.elapsed().as_secs_f64().max(1e-3);
+    // Gone before the operator starts: it must not see them.
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &name(i),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+                )
+                .await?;
+                api.delete(&name(i), &Default::default()).await?;
+                Ok::<_, BenchError>(())
+            }
+        })
+        .buffer_unordered(PROBE_WRITERS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await?
+        .items
+        .is_empty()
+    {
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout("write probes deleted".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("apiserver: {per_s:.0} writes/s ({n} probes × 3 writes, {PROBE_WRITERS} writers)");
+    Ok(per_s)
+}
+
 /// The table, the ratio and a verdict per target. `true` when every target was met.
 fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
     let col =
@@ -908,8 +1013,20 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
             col(&|f| format!("{:.2}", f.gateway_requests_per_deploy)),
         ),
         (
-            "object writes per object",
+            "writes per object after its create",
             col(&|f| format!("{:.2}", f.writes_per_object)),
+        ),
+        (
+            "apiserver writes/s (probe, same run)",
+            col(&|f| format!("{:.0}", f.apiserver_writes_per_s)),
+        ),
+        (
+            "deploys/s (burst)",
+            col(&|f| format!("{:.1}", f.deploys_per_s)),
+        ),
+        (
+            "deploys/s ÷ writes/s ÷ 3",
+            col(&|f| format!("{:.2}", budget_ratio(f))),
         ),
         (
             "time until all terminal (s)",
@@ -1021,6 +1138,20 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
         p50 <= 2.0 * ours.floor.sum_ms,
         format!("{p50:.0} ms against a floor of {:.1} ms", ours.floor.sum_ms),
     );
+    if args.rate.is_none() {
+        let r = budget_ratio(ours);
+        verdict(
+            "a burst deploys ≥ 0.7 of what the apiserver's write budget allows",
+            r >= 0.7,
+            format!(
+                "{:.1} deploys/s against {:.0} writes/s ÷ {WRITES_BEFORE_PERFORM} writes before each perform = {:.1}: \
+                 {r:.2}",
+                ours.deploys_per_s,
+                ours.apiserver_writes_per_s,
+                ours.apiserver_writes_per_s / WRITES_BEFORE_PERFORM
+            ),
+        );
+    }
     verdict(
         "apply → perform p50 < 250 ms",
         p50 < 250.0,
@@ -1032,4 +1163,13 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
         ours.requests_after_restart.to_string(),
     );
     all
+}
+
+/// The burst's deploys per second against what the apiserver's measured write rate allows, with
+/// [`WRITES_BEFORE_PERFORM`] writes before each deploy.
+fn budget_ratio(f: &Figures) -> f64 {
+    if f.apiserver_writes_per_s <= 0.0 {
+        return 0.0;
+    }
+    f.deploys_per_s / (f.apiserver_writes_per_s / WRITES_BEFORE_PERFORM)
 }
