@@ -11,6 +11,7 @@ use common::{CHART_NAMESPACE, Env, KILL_PACKAGE, TOKEN};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
+use tanium_operator::controller::shard::SHARD_LABEL;
 use tanium_operator::controller::{Policy, TagBinding};
 use tanium_operator::crd::TaniumAction;
 use tanium_sim::Faults;
@@ -916,6 +917,55 @@ async fn another_namespace_cannot_strip_a_tag_by_claiming_and_deleting() {
     }
     assert_eq!(carriers(), 0);
     env.assert_exactly_once();
+}
+
+/// Shards pick objects by a label, and a label is a namespace user's to set: team B's TaniumTag, labelled into a
+/// shard whose controllers never see team A's object, is still held, because owners come from a watch no shard
+/// label narrows.
+#[tokio::test]
+async fn a_shard_label_does_not_hide_a_tags_owner() {
+    let Some(mut env) = started().await else {
+        return;
+    };
+    let targets = json!({"endpoints": ["274177"]});
+    env.namespace("team-a").await;
+    let a = Kind::Tag.api(&env.client, "team-a");
+    let mut spec = tag(json!(["shared-soc"]), targets);
+    spec["interval"] = json!("1s");
+    a.create(
+        &PostParams::default(),
+        &Kind::Tag.manifest("keeper", spec.clone()),
+    )
+    .await
+    .expect("created");
+    env.wait_until(&a, "keeper", "InSync", |o| {
+        o.data.pointer("/status/phase").and_then(Value::as_str) == Some("InSync")
+    })
+    .await;
+
+    // Only the blue shard's controllers run now; team A's object is not in their shard.
+    let client = env.client.clone();
+    env.start_controller_with(client, TOKEN, |c| {
+        c.shard = tanium_operator::controller::Shard {
+            namespaces: Vec::new(),
+            label_selector: Some(format!("{SHARD_LABEL}=blue")),
+        };
+    });
+    env.namespace("team-b").await;
+    let b = Kind::Tag.api(&env.client, "team-b");
+    let mut grab = Kind::Tag.manifest("grab", spec);
+    grab.metadata.labels = Some([(SHARD_LABEL.to_string(), "blue".to_string())].into());
+    b.create(&PostParams::default(), &grab)
+        .await
+        .expect("created");
+    let held = env
+        .wait_until(&b, "grab", "held", |o| {
+            ready(o).is_some_and(|r| r.1 == "TagOwnedElsewhere")
+        })
+        .await;
+    let (_, _, message) = ready(&held).expect("Ready");
+    assert!(message.contains("team-a/keeper"), "{message}");
+    assert_eq!(acted_on(&env, "team-b"), Vec::<String>::new());
 }
 
 /// Two teams pick the same action name: each object is its own intent, deployed once under its own Tanium name

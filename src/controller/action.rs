@@ -429,9 +429,8 @@ impl Object<'_, TaniumAction> {
                 if self.phase() == Phase::Running
                     && let Some(written) = written
                     && decide::progress_can_wait(
-                        &written.deployment,
-                        &self.status.deployment,
-                        written.results_written_at.as_ref().map(|t| t.0),
+                        written,
+                        &self.status,
                         jiff::Timestamp::now(),
                         every,
                     )

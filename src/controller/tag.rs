@@ -119,7 +119,7 @@ impl Object<'_, TaniumTag> {
         if let Some(refusal) = self.ctx.config.policy.refuses_tags(&ns, &spec.tags) {
             return self.block(Reason::PolicyDenied, refusal).await;
         }
-        let elsewhere = self.owned_elsewhere()?;
+        let elsewhere = self.owned_elsewhere().await?;
         if !elsewhere.is_empty() {
             // Its record of them goes too (a race between caches may have let it act): its deletion must not take
             // off what the owner keeps.
@@ -220,15 +220,17 @@ impl Object<'_, TaniumTag> {
             .await
     }
 
-    /// The tags this object claims that another TaniumTag owns (`owner`).
-    fn owned_elsewhere(&self) -> Result<Vec<(String, owner::Owner)>, Error> {
-        // Published before the tag controller's first reconcile; until then, nothing can be decided.
+    /// The tags this object claims that another TaniumTag owns (`owner`), by the claimants' watch.
+    async fn owned_elsewhere(&self) -> Result<Vec<(String, owner::Owner)>, Error> {
+        // Until the claimants' watch has listed every TaniumTag once, nothing can be decided.
         let all = self
             .ctx
             .tag_claimants
-            .all()
+            .cached()
+            .await
             .ok_or(Error::Requeue(Duration::from_secs(1)))?;
-        Ok(owner::owned_elsewhere(self.obj, &all))
+        let me = owner::Claimant::of(self.obj);
+        Ok(owner::owned_elsewhere(&me, &all, &self.ctx.config.policy))
     }
 
     /// Forget having applied tags another TaniumTag owns: they stay on the endpoints.
@@ -323,6 +325,18 @@ impl Object<'_, TaniumTag> {
             results: None,
             finished_at: None,
         };
+        if kind == RoundKind::Add {
+            // Acting makes an owner: asked of the apiserver, not the cache, right before, so that two objects
+            // reconciled at once on caches a moment old do not both act.
+            let all = self.ctx.tag_claimants.listed().await?;
+            let me = owner::Claimant::of(self.obj);
+            let elsewhere = owner::owned_elsewhere(&me, &all, &self.ctx.config.policy);
+            if !elsewhere.is_empty() {
+                return self
+                    .block(Reason::TagOwnedElsewhere, owner::message(&elsewhere))
+                    .await;
+            }
+        }
         let intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
             Ok(intent) => intent,
             Err(e) => return self.gateway_trouble(e).await,
@@ -536,7 +550,7 @@ impl Object<'_, TaniumTag> {
             self.advance_round().await?;
             return Err(Error::Requeue(wait));
         }
-        let elsewhere = self.owned_elsewhere()?;
+        let elsewhere = self.owned_elsewhere().await?;
         self.let_go(&elsewhere);
         if self.status.applied_tags.is_empty() {
             if !elsewhere.is_empty() {

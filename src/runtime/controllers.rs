@@ -52,23 +52,16 @@ pub async fn run(
             ctx.clone(),
             shutdown.clone(),
             action::reconcile,
-            Some(actions_woken),
-            |_| {}
+            Some(actions_woken)
         ),
         run_kind(
             ctx.clone(),
             shutdown.clone(),
             tag::reconcile,
-            Some(tags_woken),
-            |tags| ctx.tag_claimants.watch(tags),
+            Some(tags_woken)
         ),
-        run_kind(
-            ctx.clone(),
-            shutdown.clone(),
-            inspection::reconcile,
-            None,
-            |_| {}
-        ),
+        run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
+        watch_tag_claimants(&ctx, shutdown.clone()),
         rotation::run(ctx.clone(), shutdown.clone()),
         detect_gateway_features(&ctx, shutdown.clone()),
         ctx.poller
@@ -76,6 +69,40 @@ pub async fn run(
     );
     // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
     ctx.sessions.close_all(&ctx.gateway).await;
+}
+
+/// Every TaniumTag in the operator's namespace scope, for deciding who owns a tag (`controller::tag::Claimants`):
+/// its own watch, narrowed by no shard label (one a namespace user sets must not hide an owner) and read leniently.
+async fn watch_tag_claimants(ctx: &Context, shutdown: impl std::future::Future<Output = ()>) {
+    use futures::StreamExt as _;
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+    use kube::{Resource as _, ResourceExt as _};
+
+    let resource = ApiResource::erase::<crate::crd::TaniumTag>(&());
+    let api: kube::Api<DynamicObject> = match ctx.config.shard.only_namespace() {
+        Some(ns) => kube::Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        None => kube::Api::all_with(ctx.client.clone(), &resource),
+    };
+    let writer = reflector::store::Writer::<DynamicObject>::new(resource);
+    ctx.tag_claimants.watch(writer.as_reader(), api.clone());
+    let watch = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| {
+            o.managed_fields_mut().clear();
+            o.meta_mut().annotations = None;
+        })
+        .reflect(writer)
+        .for_each(|event| {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, kind = %crate::crd::TaniumTag::kind(&()), "the tag claimants' watch will retry");
+            }
+            std::future::ready(())
+        });
+    tokio::select! {
+        () = watch => {}
+        () = shutdown => {}
+    }
 }
 
 /// Ask the Gateway once what it offers (see `gateway::introspect`), until it answers; say what was found.
@@ -109,7 +136,7 @@ async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Futu
     }
 }
 
-/// Run one kind's controller until `shutdown`; `publish` is given its cache of the kind's objects. It wakes on what a person changes (spec, annotations such as the
+/// Run one kind's controller until `shutdown`. It wakes on what a person changes (spec, annotations such as the
 /// preview approval, deletion), not on the operator's own writes, and on the shared poller's news about an object's
 /// actions (`woken`); otherwise it is paced by the reconcilers' requeue intervals.
 async fn run_kind<K, R, Fut>(
@@ -119,7 +146,6 @@ async fn run_kind<K, R, Fut>(
     woken: Option<
         futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<K>>,
     >,
-    publish: impl FnOnce(kube::runtime::reflector::Store<K>),
 ) where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -192,8 +218,6 @@ async fn run_kind<K, R, Fut>(
     // token holds go again now, not after the slow requeue of a person's problem. The others are left alone. Looked
     // for again a little later too: a reconcile refused just before the change may not have written so yet.
     let store = controller.store();
-    // Reconcilers that need to see their kind's other objects (who owns a tag) read this cache.
-    publish(store.clone());
     let held_by_token = ctx
         .gateway
         .token_changes()

@@ -119,7 +119,7 @@ async fn authors_are_bound_on_purpose_and_join_no_built_in_role() {
 }
 
 /// The approval is a second person's act: an author cannot approve their own deployment (nor create it approved),
-/// an approver can, and the operator's ServiceAccount cannot approve anything.
+/// an approver can but may not change what an object asks for, and the operator's ServiceAccount cannot approve.
 #[tokio::test]
 async fn only_an_approver_sets_the_approval() {
     let Some(env) = Env::start(Policy::default(), |_| {}).await else {
@@ -215,6 +215,29 @@ async fn only_an_approver_sets_the_approval() {
     bob.patch("wide", &p, &approve("sha256:1"))
         .await
         .expect("an approver approves");
+    // An approver may not change what it asks for (then approve the change alone).
+    match bob
+        .patch(
+            "wide",
+            &p,
+            &Patch::Merge(json!({"spec": {"safety": {"maxTargets": 100000}}})),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 403 && s.message.contains("approvers may only approve"),
+            "{s:?}"
+        ),
+        other => panic!("an approver changed the spec: {other:?}"),
+    }
+    alice
+        .patch(
+            "wide",
+            &p,
+            &Patch::Merge(json!({"spec": {"safety": {"maxTargets": 100}}})),
+        )
+        .await
+        .expect("an author changes the spec");
     // What the approver set, the author may leave alone (any other edit) or take back, not change.
     alice
         .patch(

@@ -7,9 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::controller::deploy::LookUp;
 use crate::controller::tracking::{self, Progress};
+use crate::crd::EndpointCounts;
 use crate::crd::Reason;
-use crate::crd::action::Phase;
-use crate::crd::{Deployment, EndpointCounts};
+use crate::crd::action::{Phase, TaniumActionStatus};
 use crate::gateway::ActionId;
 
 /// Where a reconcile starts, from the phase the status records.
@@ -137,28 +137,39 @@ pub fn after_poll(p: &Progress, s: Settings) -> Step {
     Step::Running
 }
 
-/// While an action runs, can what a poll learned wait for a later write? Only when nothing but its counts (and
-/// expiry) changed: the same scheduled actions, instances and instance statuses (a first reading of "OPEN" after
-/// none is no news: both mean it may run), and the counts written last are younger than `every`. A change of phase, and the final
-/// counts, are never held back: this only spares the apiserver the running tally under a burst.
+/// While an action runs, can what a poll learned wait for a later write? Only when the status differs from the one
+/// written in nothing but the tally: the counts, the expiry, Ready's and Completed's messages (which say the counts),
+/// and a first reading of "OPEN" after none (both mean it may run); and the counts written last are younger than
+/// `every`. Anything else (a phase, an instance, a condition, a new generation) is written at once: this only spares
+/// the apiserver the running tally under a burst.
 pub fn progress_can_wait(
-    written: &Deployment,
-    polled: &Deployment,
-    written_at: Option<jiff::Timestamp>,
+    written: &TaniumActionStatus,
+    polled: &TaniumActionStatus,
     now: jiff::Timestamp,
     every: Duration,
 ) -> bool {
-    let shape = |d: &Deployment| -> Vec<(String, Option<String>, String)> {
-        d.scheduled_actions
-            .iter()
-            .map(|sa| {
-                let status = sa.status.as_deref().unwrap_or("OPEN");
-                (sa.id.clone(), sa.last_action_id.clone(), status.to_owned())
-            })
-            .collect()
+    let without_tally = |s: &TaniumActionStatus| {
+        let mut s = s.clone();
+        s.results = None;
+        s.results_written_at = None;
+        s.expires_at = None;
+        for sa in &mut s.deployment.scheduled_actions {
+            sa.status.get_or_insert_with(|| "OPEN".into());
+        }
+        for c in &mut s.conditions {
+            if c.type_ == crate::crd::condition::READY
+                || c.type_ == crate::crd::condition::COMPLETED
+            {
+                c.message.clear();
+            }
+        }
+        s
     };
-    let fresh = written_at.is_some_and(|at| now.duration_since(at).unsigned_abs() < every);
-    fresh && shape(written) == shape(polled)
+    let fresh = written
+        .results_written_at
+        .as_ref()
+        .is_some_and(|at| now.duration_since(at.0).unsigned_abs() < every);
+    fresh && without_tally(written) == without_tally(polled)
 }
 
 /// How an action that is over ended: `Completed` once it ran anywhere (the reason says whether every target
@@ -425,64 +436,81 @@ mod tests {
 
     #[test]
     fn only_the_running_tally_waits_and_never_long() {
-        use crate::crd::ScheduledActionStatus;
-        let record = |status: Option<&str>, instance: Option<&str>| Deployment {
-            scheduled_actions: vec![ScheduledActionStatus {
-                id: "7".into(),
-                platforms: Vec::new(),
-                last_action_id: instance.map(str::to_owned),
-                status: status.map(str::to_owned),
-            }],
-            ..Deployment::default()
-        };
+        use crate::crd::{ResultCounts, ScheduledActionStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
         let t =
             |s: i64| jiff::Timestamp::from_second(1_000_000 + s).unwrap_or_else(|e| panic!("{e}"));
+        let mut written = TaniumActionStatus {
+            phase: Some(Phase::Running),
+            results: Some(ResultCounts {
+                targeted: 2,
+                ..ResultCounts::default()
+            }),
+            results_written_at: Some(Time(t(0))),
+            ..TaniumActionStatus::default()
+        };
+        written.deployment.scheduled_actions = vec![ScheduledActionStatus {
+            id: "7".into(),
+            platforms: Vec::new(),
+            last_action_id: Some("70".into()),
+            status: None,
+        }];
+        crate::crd::set_condition(
+            &mut written.conditions,
+            crate::crd::condition::READY,
+            false,
+            "Running",
+            "0 of 2",
+            Some(1),
+        );
+        // What a poll makes of it, as `track` does: a copy with what it learned.
+        let status = |sa_status: Option<&str>, instance: &str, completed: u32, message: &str| {
+            let mut s = written.clone();
+            if let Some(r) = s.results.as_mut() {
+                r.counts.completed = completed;
+            }
+            let sa = &mut s.deployment.scheduled_actions[0];
+            sa.status = sa_status.map(str::to_owned);
+            sa.last_action_id = Some(instance.into());
+            crate::crd::set_condition(
+                &mut s.conditions,
+                crate::crd::condition::READY,
+                false,
+                "Running",
+                message,
+                Some(1),
+            );
+            s
+        };
         let every = Duration::from_secs(30);
-        let written = record(None, Some("70"));
-        // Counts only (the first OPEN reading after none is the same "could run").
-        assert!(progress_can_wait(
-            &written,
-            &record(Some("OPEN"), Some("70")),
-            Some(t(0)),
-            t(29),
-            every
-        ));
+        // The tally only (the first OPEN reading after none is the same "may run").
+        let tally = status(Some("OPEN"), "70", 1, "1 of 2");
+        assert!(progress_can_wait(&written, &tally, t(29), every));
         // Due again.
-        assert!(!progress_can_wait(
-            &written,
-            &record(Some("OPEN"), Some("70")),
-            Some(t(0)),
-            t(30),
-            every
-        ));
-        // Never written, an instance that ended, a new instance: written now.
-        assert!(!progress_can_wait(
-            &written,
-            &record(Some("OPEN"), Some("70")),
-            None,
-            t(1),
-            every
-        ));
-        assert!(!progress_can_wait(
-            &written,
-            &record(Some("CLOSED"), Some("70")),
-            Some(t(0)),
-            t(1),
-            every
-        ));
-        assert!(!progress_can_wait(
-            &written,
-            &record(Some("OPEN"), Some("71")),
-            Some(t(0)),
-            t(1),
-            every
-        ));
-        assert!(!progress_can_wait(
-            &written,
-            &record(Some("UNRECOGNIZED"), Some("70")),
-            Some(t(0)),
-            t(1),
-            every
-        ));
+        assert!(!progress_can_wait(&written, &tally, t(30), every));
+        // Never written; an instance that ended; a new instance; an unknown status; another condition: now.
+        let mut never = written.clone();
+        never.results_written_at = None;
+        assert!(!progress_can_wait(&never, &tally, t(1), every));
+        for polled in [
+            status(Some("CLOSED"), "70", 1, "1 of 2"),
+            status(Some("OPEN"), "71", 1, "1 of 2"),
+            status(Some("UNRECOGNIZED"), "70", 1, "1 of 2"),
+        ] {
+            assert!(
+                !progress_can_wait(&written, &polled, t(1), every),
+                "{polled:?}"
+            );
+        }
+        let mut token = tally.clone();
+        crate::crd::set_condition(
+            &mut token.conditions,
+            "GatewayToken",
+            false,
+            "TokenRejected",
+            "no",
+            Some(1),
+        );
+        assert!(!progress_can_wait(&written, &token, t(1), every));
     }
 }

@@ -6,31 +6,156 @@
 //! The owner is the claimant that has already acted on the tag (applied it, or sent a round for it), the oldest
 //! of those; when none has, the oldest claimant (creationTimestamp, then uid, so every replica agrees). Acting
 //! first wins over age so that an old object edited to name a tag another already keeps cannot take it over (and
-//! then strip it by being deleted). Owners are chosen among the TaniumTags this replica watches: shards that
-//! split TaniumTags between them need disjoint tag prefixes (`Policy::tag_bindings`) to keep tags apart.
+//! then strip it by being deleted). Owners are chosen among every TaniumTag in the operator's namespace scope, from
+//! a watch of their own that no shard label narrows ([`Claimants`]); a claim the admin policy refuses (a namespace not
+//! allowed, a prefix bound elsewhere) counts only once it has acted.
 
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
+use std::time::Duration;
 
 use kube::ResourceExt as _;
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::reflector::Store;
+use serde_json::Value;
 
+use crate::controller::Policy;
 use crate::crd::TaniumTag;
 
-/// The TaniumTags this replica watches, as its tag controller's cache holds them (set each time the controllers
-/// start).
-#[derive(Default)]
-pub struct Claimants(RwLock<Option<Store<TaniumTag>>>);
+/// What deciding ownership needs of one TaniumTag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub created: jiff::Timestamp,
+    pub deleting: bool,
+    /// `spec.tags`.
+    pub wants: Vec<String>,
+    /// Tags it has acted on: `status.appliedTags` and the tags of its round in flight.
+    pub acted: Vec<String>,
+}
 
-impl Claimants {
-    pub fn watch(&self, store: Store<TaniumTag>) {
-        if let Ok(mut s) = self.0.write() {
-            *s = Some(store);
+impl Claimant {
+    pub fn of(obj: &TaniumTag) -> Self {
+        let status = obj.status.as_ref();
+        Self {
+            uid: obj.uid().unwrap_or_default(),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            created: obj
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(jiff::Timestamp::MAX, |t| t.0),
+            deleting: obj.metadata.deletion_timestamp.is_some(),
+            wants: obj.spec.tags.clone(),
+            acted: status
+                .iter()
+                .flat_map(|s| {
+                    s.applied_tags
+                        .iter()
+                        .chain(s.round.iter().flat_map(|r| r.tags.iter()))
+                })
+                .cloned()
+                .collect(),
         }
     }
 
-    /// Every TaniumTag in the cache; `None` before the tag controller started.
-    pub fn all(&self) -> Option<Vec<Arc<TaniumTag>>> {
-        self.0.read().ok()?.as_ref().map(Store::state)
+    /// Read leniently from the object's JSON: an object the controller cannot decode (and so never reconciles) may
+    /// still hold a tag on endpoints, and still claims it.
+    fn of_json(obj: &DynamicObject) -> Self {
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let status = obj.data.get("status");
+        let mut acted = strings(status.and_then(|s| s.get("appliedTags")));
+        acted.extend(strings(
+            status
+                .and_then(|s| s.get("round"))
+                .and_then(|r| r.get("tags")),
+        ));
+        Self {
+            uid: obj.uid().unwrap_or_default(),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            created: obj
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(jiff::Timestamp::MAX, |t| t.0),
+            deleting: obj.metadata.deletion_timestamp.is_some(),
+            wants: strings(obj.data.get("spec").and_then(|s| s.get("tags"))),
+            acted,
+        }
+    }
+
+    fn acted_on(&self, tag: &str) -> bool {
+        self.acted.iter().any(|t| t == tag)
+    }
+
+    /// Claims `tag`: it has acted on it, or names it and the admin policy lets it (an object the policy holds never
+    /// acts, so its wish alone must not keep the tag from the namespaces it is bound to).
+    fn claims(&self, tag: &str, policy: &Policy) -> bool {
+        self.acted_on(tag)
+            || (self.wants.iter().any(|t| t == tag)
+                && policy.refuses_namespace(&self.namespace).is_none()
+                && policy
+                    .refuses_tags(&self.namespace, std::slice::from_ref(&tag.to_owned()))
+                    .is_none())
+    }
+
+    /// Lower is the stronger claim: acted, then older, then the smaller uid.
+    fn rank(&self, tag: &str) -> (bool, jiff::Timestamp, &str) {
+        (!self.acted_on(tag), self.created, &self.uid)
+    }
+}
+
+/// Every TaniumTag in the operator's scope, from a watch of its own: not narrowed by a shard's label selector (a
+/// label a namespace user sets must not hide an owner) nor by what the controller can decode.
+#[derive(Default)]
+pub struct Claimants(RwLock<Option<(Store<DynamicObject>, Api<DynamicObject>)>>);
+
+impl Claimants {
+    /// The watch's cache, and where to list afresh (set each time the controllers start).
+    pub fn watch(&self, store: Store<DynamicObject>, api: Api<DynamicObject>) {
+        if let Ok(mut s) = self.0.write() {
+            *s = Some((store, api));
+        }
+    }
+
+    fn parts(&self) -> Option<(Store<DynamicObject>, Api<DynamicObject>)> {
+        self.0.read().ok()?.clone()
+    }
+
+    /// Every claimant in the cache, once it has been filled; `None` until then.
+    pub async fn cached(&self) -> Option<Vec<Claimant>> {
+        let (store, _) = self.parts()?;
+        tokio::time::timeout(Duration::from_secs(5), store.wait_until_ready())
+            .await
+            .ok()?
+            .ok()?;
+        Some(store.state().iter().map(|o| Claimant::of_json(o)).collect())
+    }
+
+    /// Every claimant as the apiserver has them now: asked right before a round that adds tags, so that two objects
+    /// reconciled at once on caches a moment old do not both act.
+    pub async fn listed(&self) -> Result<Vec<Claimant>, kube::Error> {
+        let Some((_, api)) = self.parts() else {
+            return Ok(Vec::new());
+        };
+        Ok(api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .map(Claimant::of_json)
+            .collect())
     }
 }
 
@@ -49,65 +174,36 @@ impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TaniumTag {}/{}", self.namespace, self.name)?;
         match (self.acted, self.deleting) {
-            (_, true) => f.write_str(" (being deleted; it removes the tag first)"),
-            (true, false) => f.write_str(" (it applied the tag first)"),
+            (true, true) => f.write_str(" (being deleted; it removes what it applied first)"),
+            (false, true) => f.write_str(" (being deleted)"),
+            (true, false) => f.write_str(" (it acted on the tag first)"),
             (false, false) => f.write_str(" (it claimed the tag first)"),
         }
     }
 }
 
-/// Tags `obj` has acted on: applied, or in its round in flight.
-fn acted_on(obj: &TaniumTag) -> impl Iterator<Item = &String> {
-    obj.status.iter().flat_map(|s| {
-        s.applied_tags
-            .iter()
-            .chain(s.round.iter().flat_map(|r| r.tags.iter()))
-    })
-}
-
-fn claims(obj: &TaniumTag, tag: &str) -> bool {
-    obj.spec.tags.iter().chain(acted_on(obj)).any(|t| t == tag)
-}
-
-/// Lower is the stronger claim: acted first, then older, then the smaller uid.
-fn rank<'a>(obj: &'a TaniumTag, tag: &str) -> (bool, jiff::Timestamp, &'a str) {
-    (
-        !acted_on(obj).any(|t| t == tag),
-        obj.metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or(jiff::Timestamp::MAX, |t| t.0),
-        obj.metadata.uid.as_deref().unwrap_or_default(),
-    )
-}
-
 /// The tags `me` claims that another of `all` owns, each with its owner, in `me`'s order (spec first).
-pub fn owned_elsewhere(me: &TaniumTag, all: &[Arc<TaniumTag>]) -> Vec<(String, Owner)> {
-    let mine: Vec<&String> = {
-        let mut seen: Vec<&String> = Vec::new();
-        for t in me.spec.tags.iter().chain(acted_on(me)) {
-            if !seen.contains(&t) {
-                seen.push(t);
-            }
+pub fn owned_elsewhere(me: &Claimant, all: &[Claimant], policy: &Policy) -> Vec<(String, Owner)> {
+    let mut mine: Vec<&String> = Vec::new();
+    for t in me.wants.iter().chain(&me.acted) {
+        if !mine.contains(&t) {
+            mine.push(t);
         }
-        seen
-    };
-    let me_uid = me.metadata.uid.as_deref();
+    }
     mine.into_iter()
         .filter_map(|tag| {
             let owner = all
                 .iter()
-                .map(Arc::as_ref)
-                .filter(|o| o.metadata.uid.as_deref() != me_uid && claims(o, tag))
-                .min_by(|a, b| rank(a, tag).cmp(&rank(b, tag)))?;
-            (rank(owner, tag) < rank(me, tag)).then(|| {
+                .filter(|o| o.uid != me.uid && o.claims(tag, policy))
+                .min_by(|a, b| a.rank(tag).cmp(&b.rank(tag)))?;
+            (owner.rank(tag) < me.rank(tag)).then(|| {
                 (
                     tag.clone(),
                     Owner {
-                        namespace: owner.namespace().unwrap_or_default(),
-                        name: owner.name_any(),
-                        deleting: owner.metadata.deletion_timestamp.is_some(),
-                        acted: !rank(owner, tag).0,
+                        namespace: owner.namespace.clone(),
+                        name: owner.name.clone(),
+                        deleting: owner.deleting,
+                        acted: owner.acted_on(tag),
                     },
                 )
             })
@@ -131,6 +227,8 @@ pub fn message(elsewhere: &[(String, Owner)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::crd::tag::{RoundKind, TagRound, TaniumTagStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -151,11 +249,20 @@ mod tests {
         Arc::new(obj)
     }
 
-    fn owners(me: &Arc<TaniumTag>, all: &[Arc<TaniumTag>]) -> Vec<(String, String)> {
-        owned_elsewhere(me, all)
+    fn owners_under(
+        policy: &Policy,
+        me: &Arc<TaniumTag>,
+        all: &[Arc<TaniumTag>],
+    ) -> Vec<(String, String)> {
+        let all: Vec<Claimant> = all.iter().map(|o| Claimant::of(o)).collect();
+        owned_elsewhere(&Claimant::of(me), &all, policy)
             .into_iter()
             .map(|(t, o)| (t, format!("{}/{}", o.namespace, o.name)))
             .collect()
+    }
+
+    fn owners(me: &Arc<TaniumTag>, all: &[Arc<TaniumTag>]) -> Vec<(String, String)> {
+        owners_under(&Policy::default(), me, all)
     }
 
     #[test]
@@ -225,10 +332,56 @@ mod tests {
     fn the_message_names_each_owner() {
         let a = tag("team-a", "web", 100, &["pci"], &["pci"]);
         let b = tag("team-b", "web", 200, &["pci"], &[]);
-        let m = message(&owned_elsewhere(&b, &[a, b.clone()]));
+        let all = [Claimant::of(&a), Claimant::of(&b)];
+        let m = message(&owned_elsewhere(
+            &Claimant::of(&b),
+            &all,
+            &Policy::default(),
+        ));
         assert!(
-            m.contains("tag \"pci\" is owned by TaniumTag team-a/web (it applied the tag first)"),
+            m.contains("tag \"pci\" is owned by TaniumTag team-a/web (it acted on the tag first)"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_claim_the_policy_refuses_counts_only_once_it_acted() {
+        let policy = Policy {
+            allowed_namespaces: vec!["team-a".into(), "squat".into()],
+            tag_bindings: vec!["team-a-*=team-a".parse().unwrap_or_else(|e| panic!("{e}"))],
+            ..Policy::default()
+        };
+        // Older, but its prefix is bound elsewhere (or its namespace may not act): no claim.
+        let squat = tag("squat", "early", 50, &["team-a-pci"], &[]);
+        let rogue = tag("rogue", "early", 60, &["team-a-pci"], &[]);
+        let a = tag("team-a", "web", 100, &["team-a-pci"], &[]);
+        let all = [squat.clone(), rogue.clone(), a.clone()];
+        assert!(owners_under(&policy, &a, &all).is_empty());
+        // Applied before the binding existed: it still owns what it put on endpoints, until it removes it.
+        let before = tag("squat", "before", 50, &["team-a-pci"], &["team-a-pci"]);
+        assert_eq!(
+            owners_under(&policy, &a, &[before, a.clone()]),
+            [("team-a-pci".to_string(), "squat/before".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_claim_is_read_from_json_the_controller_cannot_decode() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumTag",
+            "metadata": {"name": "odd", "namespace": "x", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"tags": ["pci", 7], "targets": "not what the schema says"},
+            "status": {"appliedTags": ["old"], "round": {"tags": ["next"]}},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = Claimant::of_json(&obj);
+        assert_eq!(
+            (c.wants, c.acted),
+            (
+                vec!["pci".to_string()],
+                vec!["old".to_string(), "next".to_string()]
+            )
+        );
+        assert_eq!(c.created.to_string(), "2026-01-01T00:00:00Z");
     }
 }
