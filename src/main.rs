@@ -14,6 +14,10 @@ use tanium_operator::runtime::lease::{Leadership, LeaseSettings};
 use tanium_operator::runtime::{self, leader, readiness, token_file};
 use tanium_operator::telemetry::{self, Readiness};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tanium-operator",

@@ -6,6 +6,8 @@
 //! same workload then runs against an operator that polls one action per request (`TANIUM_POLL_BATCH=1`), and the
 //! two are printed side by side with a verdict per target.
 
+mod at_rest;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +54,13 @@ struct Args {
     /// Skip the naive run.
     #[arg(long)]
     no_naive: bool,
+    /// Instead of the naive run, run the same workload against this other operator binary (e.g. one built with
+    /// `--features mimalloc`) and print the two side by side: `./scripts/bench --allocator`.
+    #[arg(long, conflicts_with = "at_rest")]
+    compare_operator: Option<PathBuf>,
+    /// What the other binary is, for the table's header.
+    #[arg(long, default_value = "other binary")]
+    compare_label: String,
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -69,6 +78,10 @@ struct Args {
     /// taken from the operator's own process, which the wrapper slows down.
     #[arg(long)]
     operator_wrapper: Option<String>,
+    /// Instead of the burst: this many TaniumActions already over (100000 for the target), then one operator
+    /// starts, lists and watches them; its peak RSS and the Gateway requests it makes (none).
+    #[arg(long)]
+    at_rest: Option<usize>,
     /// Give up on a run after this long.
     #[arg(long, default_value_t = 1800)]
     timeout_seconds: u64,
@@ -216,13 +229,35 @@ async fn bench(args: &Args) -> Result<bool, BenchError> {
     eprintln!("starting the control plane…");
     let cp = ControlPlane::start().await?;
     install_crds(&cp.client()).await?;
+    if let Some(n) = args.at_rest {
+        let figures = at_rest::run(&cp, args, &operator, n).await?;
+        let met = at_rest::report(&figures);
+        if let Some(path) = &args.json {
+            let all = serde_json::json!({"atRest": figures, "allTargetsMet": met});
+            std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
+        }
+        return Ok(met);
+    }
     let ours = run(&cp, args, &operator, "ours", 50).await?;
+    if let Some(other) = &args.compare_operator {
+        let theirs = run(&cp, args, other, "other", 50).await?;
+        let met = report(args, &ours, Beside::Other(&theirs));
+        if let Some(path) = &args.json {
+            let all = serde_json::json!({"ours": ours, "other": theirs, "allTargetsMet": met});
+            std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
+        }
+        return Ok(met);
+    }
     let naive = if args.no_naive {
         None
     } else {
         Some(run(&cp, args, &operator, "naive", 1).await?)
     };
-    let met = report(args, &ours, naive.as_ref());
+    let met = report(
+        args,
+        &ours,
+        naive.as_ref().map_or(Beside::Nothing, Beside::Naive),
+    );
     if let Some(path) = &args.json {
         let all = serde_json::json!({"ours": ours, "naive": naive, "allTargetsMet": met});
         std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
@@ -259,6 +294,8 @@ struct Operator {
     child: tokio::process::Child,
     /// The operator's own process.
     pid: u32,
+    /// Base URL of its `/metrics` and `/readyz`.
+    metrics: String,
 }
 
 /// How this run starts its operator (twice: once, and again for the restart).
@@ -273,6 +310,8 @@ struct Launch<'a> {
     log_level: &'a str,
     /// A command the operator runs under (a profiler), e.g. `heaptrack -o FILE`.
     wrapper: Vec<String>,
+    /// How long it may take to become ready (to list every object).
+    ready_within: Duration,
 }
 
 impl Launch<'_> {
@@ -308,7 +347,7 @@ impl Launch<'_> {
             .kill_on_drop(true)
             .spawn()?;
         let metrics = format!("http://127.0.0.1:{port}");
-        wait_ready(&metrics).await?;
+        wait_ready(&metrics, self.ready_within).await?;
         // Under a wrapper (a profiler), the operator is the wrapper's descendant running our binary.
         let pid = match (wrapper.is_empty(), child.id()) {
             (true, pid) => pid,
@@ -321,13 +360,17 @@ impl Launch<'_> {
                 "cannot find the operator's process".into(),
             ));
         };
-        Ok(Operator { child, pid })
+        Ok(Operator {
+            child,
+            pid,
+            metrics,
+        })
     }
 }
 
-async fn wait_ready(metrics: &str) -> Result<(), BenchError> {
+async fn wait_ready(metrics: &str, within: Duration) -> Result<(), BenchError> {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + within;
     loop {
         let ok = http
             .get(format!("{metrics}/readyz"))
@@ -498,6 +541,7 @@ async fn run(
             .split_whitespace()
             .map(str::to_owned)
             .collect(),
+        ready_within: Duration::from_secs(120),
     };
     let mut op = launch.start("operator.log", true).await?;
     let pid = op.pid;
@@ -509,9 +553,16 @@ async fn run(
     let watch = {
         let seen = seen.clone();
         let api = api.clone();
-        tokio::spawn(async move {
+        let (listed, is_listed) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default()).boxed();
+            let mut listed = Some(listed);
             while let Ok(Some(event)) = events.try_next().await {
+                if matches!(event, watcher::Event::InitDone)
+                    && let Some(tell) = listed.take()
+                {
+                    let _ = tell.send(());
+                }
                 let watcher::Event::Apply(obj) = event else {
                     continue;
                 };
@@ -530,7 +581,13 @@ async fn run(
                     }
                 }
             }
-        })
+        });
+        // Every create must reach the watch as one (the writes after it are counted from there).
+        tokio::time::timeout(Duration::from_secs(60), is_listed)
+            .await
+            .map_err(|_| BenchError::Timeout("the objects' watch to list".into()))?
+            .map_err(|_| BenchError::Timeout("the objects' watch ended".into()))?;
+        task
     };
     let peak_sampled = Arc::new(Mutex::new(0.0_f64));
     let sampler = {
@@ -940,10 +997,11 @@ async fn measure_write_throughput(
                     &Patch::Merge(serde_json::json!({"metadata": {"finalizers": ["bench/probe"]}})),
                 )
                 .await?;
+                // As the operator writes an intent: server-side apply of a whole status with its preview.
                 api.patch_status(
                     &name(i),
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({"status": {"phase": "Deploying"}})),
+                    &PatchParams::apply("bench-probe").force(),
+                    &Patch::Apply(intent_like_status(i)),
                 )
                 .await?;
                 Ok::<_, BenchError>(())
@@ -987,10 +1045,53 @@ async fn measure_write_throughput(
     Ok(per_s)
 }
 
+/// What the second column holds.
+#[derive(Clone, Copy)]
+enum Beside<'a> {
+    Nothing,
+    /// The same binary polling one action per request.
+    Naive(&'a Figures),
+    /// Another binary (`--compare-operator`), same settings.
+    Other(&'a Figures),
+}
+
+/// A status the size and shape of an intent write: phase, preview with a sample, the action's name, two conditions.
+fn intent_like_status(i: usize) -> serde_json::Value {
+    let now = jiff::Timestamp::now().to_string();
+    let condition = |type_: &str, reason: &str, message: &str| {
+        serde_json::json!({"type": type_, "status": if type_ == "Ready" { "False" } else { "True" },
+            "reason": reason, "message": message, "lastTransitionTime": now, "observedGeneration": 1})
+    };
+    serde_json::json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+        "status": {
+            "phase": "Deploying", "observedGeneration": 1,
+            "preview": {"count": 1, "source": "Live", "sourceReason": "the targets name endpoints by id",
+                "answered": 1, "expected": 1, "sample": [{"id": format!("{}", 1_000_001 + i), "name": format!("host-{i:06}")}],
+                "digest": format!("sha256:{:016x}", i), "observedAt": now},
+            "package": {"id": "101", "name": "Custom Tagging - Add Tags"},
+            "actionName": format!("bench/write-probe-{i:05} [{:016x}]", i), "deployAttemptedAt": now,
+            "conditions": [
+                condition("Ready", "Deploying", "deploying through actionPerform"),
+                condition("Previewed", "Previewed", "1 endpoint(s) match; digest sha256:0123456789abcdef"),
+            ],
+        }
+    })
+}
+
 /// The table, the ratio and a verdict per target. `true` when every target was met.
-fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
+fn report(args: &Args, ours: &Figures, beside: Beside<'_>) -> bool {
+    let (second, second_label) = match beside {
+        Beside::Nothing => (None, "-".to_owned()),
+        Beside::Naive(f) => (Some(f), "naive (batch 1)".to_owned()),
+        Beside::Other(f) => (Some(f), args.compare_label.clone()),
+    };
+    let naive = match beside {
+        Beside::Naive(f) => Some(f),
+        _ => None,
+    };
     let col =
-        |f: &dyn Fn(&Figures) -> String| (f(ours), naive.map(f).unwrap_or_else(|| "-".into()));
+        |f: &dyn Fn(&Figures) -> String| (f(ours), second.map(f).unwrap_or_else(|| "-".into()));
     let rows: Vec<(&str, (String, String))> = vec![
         (
             "objects completed",
@@ -1090,7 +1191,7 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
     );
     println!(
         "{:width$}  {:>14}  {:>14}",
-        "", "ours (batch 50)", "naive (batch 1)"
+        "", "ours (batch 50)", second_label
     );
     for (k, (a, b)) in &rows {
         println!("{k:width$}  {a:>14}  {b:>14}");
@@ -1098,6 +1199,16 @@ fn report(args: &Args, ours: &Figures, naive: Option<&Figures>) -> bool {
     println!("\nGateway requests per minute while actions were open (ours):");
     for (op, n) in &ours.requests_per_minute {
         println!("  {op:30} {n:>10.1}");
+    }
+    if let Beside::Other(other) = beside {
+        let change = |a: f64, b: f64| 100.0 * (b - a) / a.max(1e-9);
+        println!(
+            "\n{} against ours: CPU {:+.1}%, peak RSS {:+.1}%, apply → perform p50 {:+.1}%",
+            args.compare_label,
+            change(ours.cpu_seconds, other.cpu_seconds),
+            change(ours.peak_rss_mib, other.peak_rss_mib),
+            change(ours.apply_to_perform_ms.p50, other.apply_to_perform_ms.p50),
+        );
     }
     let ratio = naive.map(|n| n.poll_requests as f64 / ours.poll_requests.max(1) as f64);
     if let Some(r) = ratio {

@@ -60,6 +60,7 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
         "naive / ours",
         "apply → perform p50",
         "after a restart",
+        "write budget",
     ] {
         assert!(stdout.contains(verdict), "verdict {verdict:?} printed");
     }
@@ -86,6 +87,16 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
             f["floor"]["sumMs"].as_f64().unwrap() > 0.0,
             "{run}: floor measured"
         );
+        let writes = f["writesPerObject"].as_f64().unwrap();
+        assert!(
+            (2.0..=8.0).contains(&writes),
+            "{run}: {writes} writes per object"
+        );
+        assert!(
+            f["apiserverWritesPerS"].as_f64().unwrap() > 1.0
+                && f["deploysPerS"].as_f64().unwrap() > 0.0,
+            "{run}: the write budget and the deploy rate measured"
+        );
         let per_deploy = f["gatewayRequestsPerDeploy"].as_f64().unwrap();
         assert!(
             (2.0..10.0).contains(&per_deploy),
@@ -101,4 +112,49 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
         figures["ours"]["pollRequests"].as_u64().unwrap() < naive["pollRequests"].as_u64().unwrap(),
         "batched polling asks less"
     );
+}
+
+/// `--at-rest` at N = 50: finished objects listed, each reconciled once, and not one Gateway request for them.
+#[test]
+fn finished_objects_at_rest_cost_no_gateway_request() {
+    if tanium_testenv::Binaries::locate().is_err() && !tanium_testenv::control_plane_required() {
+        eprintln!(
+            "\n==== SKIPPED: the benchmark needs kube-apiserver and etcd (./scripts/test provides them)\n"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("figures.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tanium-bench"))
+        .args([
+            "--at-rest",
+            "50",
+            "--fleet",
+            "300",
+            "--timeout-seconds",
+            "300",
+        ])
+        .arg("--operator")
+        .arg(operator_binary())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("the benchmark runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("figures written")).expect("json");
+    let f = &figures["atRest"];
+    assert_eq!(f["objects"], 50);
+    assert_eq!(f["requests"], 0, "finished objects cost no Gateway request");
+    assert!(
+        f["peakRssMib"].as_f64().unwrap() > 1.0,
+        "RSS read from /proc"
+    );
+    assert!(f["reconciledS"].as_f64().unwrap() >= f["readyS"].as_f64().unwrap());
 }
