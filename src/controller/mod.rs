@@ -2,6 +2,7 @@
 //! pieces every kind needs (preview, package lookup, action tracking, status writes, events, error policy).
 
 pub mod action;
+pub mod cached;
 pub mod changes;
 mod deploy;
 pub mod gates;

@@ -32,6 +32,8 @@ pub const GROUP: &str = "tanium-operator.dev";
 pub const MANAGER: &str = "tanium-operator";
 /// `tanium-operator.dev/approved-preview: <digest>`: a person approved this exact preview.
 pub const APPROVED_PREVIEW_ANNOTATION: &str = "tanium-operator.dev/approved-preview";
+/// Argo CD's tracking mark on what it applies (see [`gitops_manager`]).
+pub const ARGOCD_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 /// The action group used when a manifest names none.
 pub const DEFAULT_ACTION_GROUP: &str = "All Computers";
 
@@ -357,7 +359,7 @@ pub fn gitops_manager(
     let has = |map: &Option<BTreeMap<String, String>>, key: &str| {
         map.as_ref().is_some_and(|m| m.contains_key(key))
     };
-    if has(&meta.annotations, "argocd.argoproj.io/tracking-id") {
+    if has(&meta.annotations, ARGOCD_TRACKING_ANNOTATION) {
         Some("Argo CD (annotation argocd.argoproj.io/tracking-id)")
     } else if has(&meta.labels, "kustomize.toolkit.fluxcd.io/name") {
         Some("Flux (a Kustomization)")

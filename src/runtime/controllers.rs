@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-use crate::controller::{Context, Error, action, changes, inspection, invalid, rotation, tag};
+use crate::controller::{
+    Context, Error, action, cached, changes, inspection, invalid, rotation, tag,
+};
 use crate::gateway::GatewayError;
 
 /// Requeue after a failed reconcile: per-object capped exponential backoff, never a hot loop.
@@ -193,8 +195,7 @@ async fn run_kind<K, R, Fut>(
         .try_filter(move |event| std::future::ready(shard.filter(event)))
         .try_filter_map(move |event| std::future::ready(Ok(invalid::readable(event, &unreadable))))
         .inspect(mark)
-        // managedFields are most of a stored object's size and no reconcile reads them.
-        .modify(|o| kube::ResourceExt::managed_fields_mut(o).clear())
+        .modify(cached::trim)
         .reflect(writer)
         // Not finalizers: the reconcile that adds ours goes on at once (see `with_our_finalizer`).
         .try_filter_map(move |event| {
