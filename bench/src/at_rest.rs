@@ -122,12 +122,14 @@ fn finished_status(i: usize, now: &Time) -> TaniumActionStatus {
     }
 }
 
+/// Create `n` finished objects once, then start each of `operators` in turn on them (one at a time, each from
+/// scratch, so that two builds compare on the same objects).
 pub async fn run(
     cp: &ControlPlane,
     args: &Args,
-    operator: &std::path::PathBuf,
+    operators: &[&std::path::PathBuf],
     n: usize,
-) -> Result<AtRest, BenchError> {
+) -> Result<Vec<AtRest>, BenchError> {
     let sim = tanium_sim::start(SimConfig {
         fleet: FleetSource::Generated {
             size: args.fleet,
@@ -184,11 +186,39 @@ pub async fn run(
         .await?;
     let create_s = started.elapsed().as_secs_f64();
     eprintln!("[at rest] {n} created in {create_s:.0}s; starting the operator");
+    let mut figures = Vec::new();
+    for (i, operator) in operators.iter().enumerate() {
+        let mut f = measure(
+            cp,
+            args,
+            &sim,
+            operator,
+            n,
+            &format!("operator-at-rest-{i}"),
+        )
+        .await?;
+        f.create_s = create_s;
+        figures.push(f);
+    }
+    sim.shutdown().await;
+    Ok(figures)
+}
+
+/// One operator process started on the finished objects: until every object is reconciled once, then a settle.
+async fn measure(
+    cp: &ControlPlane,
+    args: &Args,
+    sim: &tanium_sim::SimServer,
+    operator: &std::path::PathBuf,
+    n: usize,
+    label: &str,
+) -> Result<AtRest, BenchError> {
+    let namespace = "bench-at-rest";
 
     let dir = tempfile::tempdir()?;
     let dir = match &args.keep_logs {
         Some(keep) => {
-            let d = keep.join("at-rest");
+            let d = keep.join(label);
             std::fs::create_dir_all(&d)?;
             d
         }
@@ -197,7 +227,7 @@ pub async fn run(
     let launch = Launch {
         binary: operator,
         cp,
-        sim: &sim,
+        sim,
         dir,
         namespace,
         batch: 50,
@@ -213,7 +243,7 @@ pub async fn run(
     };
     let before = sim.sim().requests().len();
     let starting = Instant::now();
-    let op = launch.start("operator-at-rest.log", true).await?;
+    let op = launch.start(&format!("{label}.log"), true).await?;
     let ready_s = starting.elapsed().as_secs_f64();
     // Ready means listed; each object is then reconciled once (and finds it has nothing to do).
     let deadline = starting + Duration::from_secs(args.timeout_seconds);
@@ -245,10 +275,9 @@ pub async fn run(
         })
         .count() as u64;
     op.stop().await?;
-    sim.shutdown().await;
     Ok(AtRest {
         objects: n,
-        create_s,
+        create_s: 0.0,
         ready_s,
         reconciled_s,
         peak_rss_mib,
@@ -278,50 +307,60 @@ async fn reconciled(http: &reqwest::Client, metrics: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// The figures and their verdicts; `true` when both targets are met.
-pub fn report(r: &AtRest) -> bool {
+/// The figures and their verdicts, one column per operator (the first is the shipped build, whose verdicts
+/// count); `true` when both targets are met by the first.
+pub fn report(figures: &[AtRest], labels: &[&str]) -> bool {
+    let Some(first) = figures.first() else {
+        return false;
+    };
     println!(
-        "\ntanium-bench --at-rest: {} finished TaniumActions (created in {:.0}s), one operator process\n",
-        r.objects, r.create_s
+        "\ntanium-bench --at-rest: {} finished TaniumActions (created in {:.0}s), one operator process at a time\n",
+        first.objects, first.create_s
     );
-    println!(
-        "start → ready (every watch cache filled)  {:>10.1} s",
-        r.ready_s
+    let row = |name: &str, value: &dyn Fn(&AtRest) -> String| {
+        let cells: Vec<String> = figures
+            .iter()
+            .map(|f| format!("{:>12}", value(f)))
+            .collect();
+        println!("{name:<44}{}", cells.join(""));
+    };
+    let header: Vec<String> = labels.iter().map(|l| format!("{l:>12}")).collect();
+    println!("{:<44}{}", "", header.join(""));
+    row("start → ready (every watch cache filled), s", &|f| {
+        format!("{:.1}", f.ready_s)
+    });
+    row("start → every object reconciled once, s", &|f| {
+        format!("{:.1}", f.reconciled_s)
+    });
+    row("peak RSS, MiB", &|f| format!("{:.1}", f.peak_rss_mib));
+    row(
+        &format!("RSS {}s after ready, MiB", SETTLE.as_secs()),
+        &|f| format!("{:.1}", f.rss_settled_mib),
     );
-    println!(
-        "start → every object reconciled once      {:>10.1} s",
-        r.reconciled_s
-    );
-    println!(
-        "peak RSS                                  {:>10.1} MiB",
-        r.peak_rss_mib
-    );
-    println!(
-        "RSS {}s after ready                       {:>10.1} MiB",
-        SETTLE.as_secs(),
-        r.rss_settled_mib
-    );
-    println!(
-        "CPU                                       {:>10.1} s",
-        r.cpu_s
-    );
-    println!(
-        "Gateway requests for the objects          {:>10}",
-        r.requests
-    );
+    row("CPU, s", &|f| format!("{:.1}", f.cpu_s));
+    row("Gateway requests for the objects", &|f| {
+        f.requests.to_string()
+    });
     println!();
-    let rss = r.peak_rss_mib < TARGET_MIB;
-    let quiet = r.requests == 0;
-    println!(
-        "{} peak RSS < {TARGET_MIB} MiB with {} objects: {:.1} MiB",
-        if rss { "MET    " } else { "NOT MET" },
-        r.objects,
-        r.peak_rss_mib
-    );
-    println!(
-        "{} 0 Gateway requests for finished objects at start: {}",
-        if quiet { "MET    " } else { "NOT MET" },
-        r.requests
-    );
-    rss && quiet
+    let mut all = true;
+    for (i, f) in figures.iter().enumerate() {
+        let rss = f.peak_rss_mib < TARGET_MIB;
+        let quiet = f.requests == 0;
+        let label = labels.get(i).copied().unwrap_or("");
+        println!(
+            "{} [{label}] peak RSS < {TARGET_MIB} MiB with {} objects: {:.1} MiB",
+            if rss { "MET    " } else { "NOT MET" },
+            f.objects,
+            f.peak_rss_mib
+        );
+        println!(
+            "{} [{label}] 0 Gateway requests for finished objects at start: {}",
+            if quiet { "MET    " } else { "NOT MET" },
+            f.requests
+        );
+        if i == 0 {
+            all = rss && quiet;
+        }
+    }
+    all
 }

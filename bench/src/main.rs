@@ -55,8 +55,9 @@ struct Args {
     #[arg(long)]
     no_naive: bool,
     /// Instead of the naive run, run the same workload against this other operator binary (e.g. one built with
-    /// `--features mimalloc`) and print the two side by side: `./scripts/bench --allocator`.
-    #[arg(long, conflicts_with = "at_rest")]
+    /// `--features mimalloc`) and print the two side by side: `./scripts/bench --allocator`. With `--at-rest`,
+    /// both start in turn on the same finished objects.
+    #[arg(long)]
     compare_operator: Option<PathBuf>,
     /// What the other binary is, for the table's header.
     #[arg(long, default_value = "other binary")]
@@ -232,10 +233,18 @@ async fn bench(args: &Args) -> Result<bool, BenchError> {
     let cp = ControlPlane::start().await?;
     install_crds(&cp.client()).await?;
     if let Some(n) = args.at_rest {
-        let figures = at_rest::run(&cp, args, &operator, n).await?;
-        let met = at_rest::report(&figures);
+        let mut operators = vec![&operator];
+        let mut labels = vec!["ours"];
+        if let Some(other) = &args.compare_operator {
+            operators.push(other);
+            labels.push(&args.compare_label);
+        }
+        let figures = at_rest::run(&cp, args, &operators, n).await?;
+        let met = at_rest::report(&figures, &labels);
         if let Some(path) = &args.json {
-            let all = serde_json::json!({"atRest": figures, "allTargetsMet": met});
+            let all = serde_json::json!({
+                "atRest": figures.first(), "other": figures.get(1), "allTargetsMet": met
+            });
             std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;
         }
         return Ok(met);
