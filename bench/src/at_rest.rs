@@ -15,10 +15,9 @@ use tanium_operator::crd::{
     Deployment, EndpointCounts, EndpointSample, Preview, PreviewRead, ResultCounts,
     ScheduledActionStatus, TaniumAction,
 };
-use tanium_sim::{FleetSource, SimConfig, TokenUser};
 use tanium_testenv::ControlPlane;
 
-use crate::{Args, BenchError, Launch, PROCESS_OPERATIONS, TOKEN, proc_figures};
+use crate::{Args, BenchError, Launch, PROCESS_OPERATIONS, proc_figures, start_sim};
 
 /// Writers creating the objects at once.
 const WRITERS: usize = 64;
@@ -130,17 +129,7 @@ pub async fn run(
     operators: &[&std::path::PathBuf],
     n: usize,
 ) -> Result<Vec<AtRest>, BenchError> {
-    let sim = tanium_sim::start(SimConfig {
-        fleet: FleetSource::Generated {
-            size: args.fleet,
-            seed: 7,
-        },
-        tokens: vec![TokenUser::new(TOKEN, "bench")],
-        time_scale: args.time_scale,
-        ..SimConfig::default()
-    })
-    .await
-    .map_err(|e| BenchError::Sim(e.to_string()))?;
+    let sim = start_sim(args).await?;
     let client = cp.client();
     let namespace = "bench-at-rest";
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -276,6 +276,21 @@ async fn bench(args: &Args) -> Result<bool, BenchError> {
     Ok(met)
 }
 
+/// The simulated Gateway a run speaks to: the fleet and clock the arguments say, the bench's token.
+async fn start_sim(args: &Args) -> Result<SimServer, BenchError> {
+    tanium_sim::start(SimConfig {
+        fleet: FleetSource::Generated {
+            size: args.fleet,
+            seed: 7,
+        },
+        tokens: vec![TokenUser::new(TOKEN, "bench")],
+        time_scale: args.time_scale,
+        ..SimConfig::default()
+    })
+    .await
+    .map_err(|e| BenchError::Sim(e.to_string()))
+}
+
 async fn install_crds(client: &kube::Client) -> Result<(), BenchError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in tanium_operator::crd::crds() {
@@ -508,17 +523,7 @@ async fn run(
         "[{name}] {} TaniumActions, fleet {}, poll batch {batch}",
         args.actions, args.fleet
     );
-    let sim = tanium_sim::start(SimConfig {
-        fleet: FleetSource::Generated {
-            size: args.fleet,
-            seed: 7,
-        },
-        tokens: vec![TokenUser::new(TOKEN, "bench")],
-        time_scale: args.time_scale,
-        ..SimConfig::default()
-    })
-    .await
-    .map_err(|e| BenchError::Sim(e.to_string()))?;
+    let sim = start_sim(args).await?;
     let client = cp.client();
     let namespace = format!("bench-{name}");
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -13,8 +13,8 @@
 use std::sync::RwLock;
 use std::time::Duration;
 
-use kube::ResourceExt as _;
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::ObjectMeta;
 use kube::runtime::reflector::Store;
 use serde_json::Value;
 
@@ -37,27 +37,31 @@ pub struct Claimant {
 
 impl Claimant {
     pub fn of(obj: &TaniumTag) -> Self {
-        let status = obj.status.as_ref();
+        let acted = obj
+            .status
+            .iter()
+            .flat_map(|s| {
+                s.applied_tags
+                    .iter()
+                    .chain(s.round.iter().flat_map(|r| r.tags.iter()))
+            })
+            .cloned()
+            .collect();
+        Self::from_parts(&obj.metadata, obj.spec.tags.clone(), acted)
+    }
+
+    fn from_parts(meta: &ObjectMeta, wants: Vec<String>, acted: Vec<String>) -> Self {
         Self {
-            uid: obj.uid().unwrap_or_default(),
-            namespace: obj.namespace().unwrap_or_default(),
-            name: obj.name_any(),
-            created: obj
-                .metadata
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            created: meta
                 .creation_timestamp
                 .as_ref()
                 .map_or(jiff::Timestamp::MAX, |t| t.0),
-            deleting: obj.metadata.deletion_timestamp.is_some(),
-            wants: obj.spec.tags.clone(),
-            acted: status
-                .iter()
-                .flat_map(|s| {
-                    s.applied_tags
-                        .iter()
-                        .chain(s.round.iter().flat_map(|r| r.tags.iter()))
-                })
-                .cloned()
-                .collect(),
+            deleting: meta.deletion_timestamp.is_some(),
+            wants,
+            acted,
         }
     }
 
@@ -80,19 +84,11 @@ impl Claimant {
                 .and_then(|s| s.get("round"))
                 .and_then(|r| r.get("tags")),
         ));
-        Self {
-            uid: obj.uid().unwrap_or_default(),
-            namespace: obj.namespace().unwrap_or_default(),
-            name: obj.name_any(),
-            created: obj
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map_or(jiff::Timestamp::MAX, |t| t.0),
-            deleting: obj.metadata.deletion_timestamp.is_some(),
-            wants: strings(obj.data.get("spec").and_then(|s| s.get("tags"))),
+        Self::from_parts(
+            &obj.metadata,
+            strings(obj.data.get("spec").and_then(|s| s.get("tags"))),
             acted,
-        }
+        )
     }
 
     fn acted_on(&self, tag: &str) -> bool {
