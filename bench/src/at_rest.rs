@@ -23,6 +23,8 @@ use crate::{Args, BenchError, Launch, PROCESS_OPERATIONS, proc_figures, start_si
 const WRITERS: usize = 64;
 /// How long the operator is watched after it is ready.
 const SETTLE: Duration = Duration::from_secs(20);
+/// Where the finished objects live.
+const NAMESPACE: &str = "bench-at-rest";
 /// The target: one replica holds this many finished objects in less.
 pub const TARGET_MIB: f64 = 250.0;
 
@@ -131,15 +133,14 @@ pub async fn run(
 ) -> Result<Vec<AtRest>, BenchError> {
     let sim = start_sim(args).await?;
     let client = cp.client();
-    let namespace = "bench-at-rest";
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
             &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?,
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))?,
         )
         .await?;
-    let api: Api<TaniumAction> = Api::namespaced(client.clone(), namespace);
+    let api: Api<TaniumAction> = Api::namespaced(client.clone(), NAMESPACE);
 
     eprintln!("[at rest] creating {n} finished TaniumActions…");
     let started = Instant::now();
@@ -177,17 +178,8 @@ pub async fn run(
     eprintln!("[at rest] {n} created in {create_s:.0}s; starting the operator");
     let mut figures = Vec::new();
     for (i, operator) in operators.iter().enumerate() {
-        let mut f = measure(
-            cp,
-            args,
-            &sim,
-            operator,
-            n,
-            &format!("operator-at-rest-{i}"),
-        )
-        .await?;
-        f.create_s = create_s;
-        figures.push(f);
+        let label = format!("operator-at-rest-{i}");
+        figures.push(measure(cp, args, &sim, operator, n, create_s, &label).await?);
     }
     sim.shutdown().await;
     Ok(figures)
@@ -200,10 +192,9 @@ async fn measure(
     sim: &tanium_sim::SimServer,
     operator: &std::path::PathBuf,
     n: usize,
+    create_s: f64,
     label: &str,
 ) -> Result<AtRest, BenchError> {
-    let namespace = "bench-at-rest";
-
     let dir = tempfile::tempdir()?;
     let dir = match &args.keep_logs {
         Some(keep) => {
@@ -218,7 +209,7 @@ async fn measure(
         cp,
         sim,
         dir,
-        namespace,
+        namespace: NAMESPACE,
         batch: 50,
         log_level: &args.operator_log_level,
         wrapper: args
@@ -266,7 +257,7 @@ async fn measure(
     op.stop().await?;
     Ok(AtRest {
         objects: n,
-        create_s: 0.0,
+        create_s,
         ready_s,
         reconciled_s,
         peak_rss_mib,
@@ -331,25 +322,25 @@ pub fn report(figures: &[AtRest], labels: &[&str]) -> bool {
         f.requests.to_string()
     });
     println!();
-    let mut all = true;
-    for (i, f) in figures.iter().enumerate() {
-        let rss = f.peak_rss_mib < TARGET_MIB;
-        let quiet = f.requests == 0;
-        let label = labels.get(i).copied().unwrap_or("");
-        println!(
-            "{} [{label}] peak RSS < {TARGET_MIB} MiB with {} objects: {:.1} MiB",
-            if rss { "MET    " } else { "NOT MET" },
-            f.objects,
-            f.peak_rss_mib
-        );
-        println!(
-            "{} [{label}] 0 Gateway requests for finished objects at start: {}",
-            if quiet { "MET    " } else { "NOT MET" },
-            f.requests
-        );
-        if i == 0 {
-            all = rss && quiet;
-        }
-    }
-    all
+    let met: Vec<bool> = figures
+        .iter()
+        .zip(labels)
+        .map(|(f, label)| {
+            let rss = f.peak_rss_mib < TARGET_MIB;
+            let quiet = f.requests == 0;
+            println!(
+                "{} [{label}] peak RSS < {TARGET_MIB} MiB with {} objects: {:.1} MiB",
+                if rss { "MET    " } else { "NOT MET" },
+                f.objects,
+                f.peak_rss_mib
+            );
+            println!(
+                "{} [{label}] 0 Gateway requests for finished objects at start: {}",
+                if quiet { "MET    " } else { "NOT MET" },
+                f.requests
+            );
+            rss && quiet
+        })
+        .collect();
+    met.first().copied().unwrap_or(false)
 }

@@ -77,9 +77,9 @@ pub async fn run(
 /// its own watch, narrowed by no shard label (one a namespace user sets must not hide an owner) and read leniently.
 async fn watch_tag_claimants(ctx: &Context, shutdown: impl std::future::Future<Output = ()>) {
     use futures::StreamExt as _;
+    use kube::Resource as _;
     use kube::api::{ApiResource, DynamicObject};
     use kube::runtime::{WatchStreamExt as _, reflector, watcher};
-    use kube::{Resource as _, ResourceExt as _};
 
     let resource = ApiResource::erase::<crate::crd::TaniumTag>(&());
     let api: kube::Api<DynamicObject> = match ctx.config.shard.only_namespace() {
@@ -90,8 +90,9 @@ async fn watch_tag_claimants(ctx: &Context, shutdown: impl std::future::Future<O
     ctx.tag_claimants.watch(writer.as_reader(), api.clone());
     let watch = watcher(api, watcher::Config::default())
         .default_backoff()
+        // Not even the annotations a reconcile reads: a claim is made of spec and status.
         .modify(|o| {
-            o.managed_fields_mut().clear();
+            cached::trim(o);
             o.meta_mut().annotations = None;
         })
         .reflect(writer)
