@@ -1088,3 +1088,83 @@ async fn a_one_off_action_costs_four_writes_and_two_events() {
     assert_eq!(events, 2, "events: {:?}", env.events("frugal", "one").await);
     env.assert_exactly_once();
 }
+
+/// A finished object with nothing left to do leaves the watch cache (100,000 of them would otherwise be most of the
+/// operator's memory): a change that cannot matter to it (an annotation) starts no reconcile. Whatever could matter
+/// comes back as the whole object and is acted on from it: a new generation is observed and deploys nothing again,
+/// and deletion stops the Tanium action it left open (`stopWhenComplete: false`), read from the status it had.
+#[tokio::test]
+async fn a_finished_object_leaves_the_cache_and_comes_back_whole() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let ctx = env.start_controller();
+    let api = env.namespace("settled").await;
+    let mut spec = add_tag("settled", json!({"endpoints": ["274177"]}));
+    spec["stopWhenComplete"] = json!(false);
+    env.create(&api, manifest("rest", spec)).await;
+    let done = env
+        .wait_for(&api, "rest", "Completed", common::phase_is("Completed"))
+        .await;
+    let action_id = done.status.as_ref().unwrap().deployment.scheduled_actions[0]
+        .last_action_id
+        .clone()
+        .unwrap();
+    assert!(env.mutations("actionStop", &action_id).is_empty());
+    let metric = |name: &str| -> f64 {
+        ctx.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(r#"kind="TaniumAction""#))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let completed = r#"tanium_operator_objects{kind="TaniumAction",phase="Completed"}"#;
+    assert_eq!(metric(completed), 1.0, "counted while it rests");
+
+    // Quiet, then a person's note: no reconcile (the old code reconciled it, to find nothing to do).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = metric("tanium_operator_reconciles_total{");
+    api.patch(
+        "rest",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"example.com/note": "looked at"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        metric("tanium_operator_reconciles_total{"),
+        before,
+        "a settled object was reconciled"
+    );
+
+    // A new generation: reconciled from the whole object, observed, nothing deployed again.
+    api.patch(
+        "rest",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"safety": {"maxTargets": 50}}})),
+    )
+    .await
+    .unwrap();
+    let observed = env
+        .wait_for(&api, "rest", "generation 2 observed", |o| {
+            o.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+        })
+        .await;
+    assert_eq!(phase(&observed).as_deref(), Some("Completed"));
+    assert_eq!(
+        observed.status.as_ref().unwrap().deployment,
+        done.status.as_ref().unwrap().deployment,
+        "what it deployed is kept"
+    );
+    assert_eq!(env.performs_for(&observed), 1);
+
+    // Deletion: the action it left open is stopped, once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.delete("rest", &DeleteParams::default()).await.unwrap();
+    env.wait_gone(&api, "rest").await;
+    assert_eq!(env.mutations("actionStop", &action_id).len(), 1);
+    assert_eq!(metric(completed), 0.0, "not counted once gone");
+    env.assert_exactly_once();
+}

@@ -60,6 +60,10 @@ impl Kind for TaniumAction {
     fn finished(status: &TaniumActionStatus) -> bool {
         status.phase.is_some_and(Phase::is_terminal)
     }
+    /// `ttlSecondsAfterFinished` deletes it at a time: `finished` requeues until then.
+    fn due_later(&self) -> bool {
+        self.spec.ttl_seconds_after_finished.is_some()
+    }
     /// Finished or suspended: its Gateway access no longer matters to it.
     fn at_rest(status: &TaniumActionStatus) -> bool {
         status

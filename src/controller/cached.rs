@@ -8,8 +8,17 @@
 //!
 //! Nothing is lost: every write the operator makes is a patch of its own fields (finalizer, status), never the
 //! cached object written back.
+//!
+//! And an object with nothing left to do ([`object::settled`]: a finished TaniumAction, its generation observed)
+//! leaves the cache altogether (`settle`): most objects of a long-lived install are finished ones, and none of them
+//! needs a reconcile until it changes, which brings the whole object back. Only its phase is kept, in the
+//! `tanium_operator_objects` gauge.
 
 use kube::Resource;
+use kube::runtime::watcher::Event;
+
+use super::Context;
+use super::object::{self, Kind};
 
 /// Left by client-side `kubectl apply`: the whole manifest again, which no reconcile reads.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -23,6 +32,24 @@ pub fn trim<K: Resource>(obj: &mut K) {
         if annotations.is_empty() {
             meta.annotations = None;
         }
+    }
+}
+
+/// A watch event as the cache and the controller should see it: a [`object::settled`] object is counted and leaves
+/// (its update becomes a deletion from the cache, and in a relist it is left out), so that no reconcile starts
+/// for it and the cache does not hold it. Its next change (a new generation, deletion) is not settled and comes in
+/// whole.
+pub fn settle<K: Kind>(event: Event<K>, ctx: &Context) -> Option<Event<K>> {
+    match event {
+        Event::Apply(obj) if object::settled(&obj) => {
+            object::count(&obj, ctx);
+            Some(Event::Delete(obj))
+        }
+        Event::InitApply(obj) if object::settled(&obj) => {
+            object::count(&obj, ctx);
+            None
+        }
+        other => Some(other),
     }
 }
 
@@ -79,5 +106,61 @@ mod tests {
         obj.metadata.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
         trim(&mut obj);
         assert_eq!(obj.metadata.annotations, None);
+    }
+
+    fn finished(edit: impl FnOnce(&mut serde_json::Value)) -> TaniumAction {
+        let mut v = serde_json::json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u1", "generation": 1,
+                         "finalizers": [crate::controller::action::FINALIZER]},
+            "spec": {"package": {"name": "p"}, "targets": {"endpoints": ["1"]}},
+            "status": {"observedGeneration": 1, "phase": "Completed", "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Completed", "message": "done",
+                 "lastTransitionTime": "2026-12-04T00:00:00Z", "observedGeneration": 1},
+                {"type": "Completed", "status": "True", "reason": "Completed", "message": "done",
+                 "lastTransitionTime": "2026-12-04T00:00:00Z", "observedGeneration": 1}
+            ]}
+        });
+        edit(&mut v);
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn only_an_object_with_nothing_left_to_do_leaves_the_cache() {
+        use crate::controller::object::settled;
+        assert!(
+            settled(&finished(|_| {})),
+            "as the operator leaves a finished action"
+        );
+        type Edit = fn(&mut serde_json::Value);
+        let kept: [(&str, Edit); 7] = [
+            ("still running", |v| v["status"]["phase"] = "Running".into()),
+            ("a generation not yet observed", |v| {
+                v["metadata"]["generation"] = 2.into()
+            }),
+            ("being deleted", |v| {
+                v["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z".into();
+            }),
+            ("without our finalizer (its reconcile adds it)", |v| {
+                v["metadata"]["finalizers"] = serde_json::json!([]);
+            }),
+            ("ttlSecondsAfterFinished: deleted at a time", |v| {
+                v["spec"]["ttlSecondsAfterFinished"] = 60.into();
+            }),
+            (
+                "a status a write would change (the operator's own conditions go at rest)",
+                |v| {
+                    v["status"]["conditions"][1] = serde_json::json!({
+                        "type": "GatewayTLSVerified", "status": "False", "reason": "VerificationDisabled",
+                        "message": "m", "lastTransitionTime": "2026-12-04T00:00:00Z"});
+                },
+            ),
+            ("no status at all", |v| {
+                v["status"] = serde_json::Value::Null
+            }),
+        ];
+        for (what, edit) in kept {
+            assert!(!settled(&finished(edit)), "{what}");
+        }
     }
 }

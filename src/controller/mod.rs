@@ -31,6 +31,7 @@ use kube::runtime::events::Reporter;
 
 use crate::gateway::{GatewayClient, GatewayError};
 
+pub use object::Kind;
 pub use packages::PackageCache;
 pub use policy::{
     DEFAULT_APPROVAL_THRESHOLD, PROTECTED_PID_BELOW, PROTECTED_PROCESSES, Policy, TagBinding,

@@ -47,6 +47,11 @@ pub trait Kind:
     fn finished(_status: &Self::Status) -> bool {
         false
     }
+    /// A finished object still has something due at a time, without any change to wake it (TaniumAction's
+    /// `ttlSecondsAfterFinished`): it is not [`settled`].
+    fn due_later(&self) -> bool {
+        false
+    }
     /// What the kind does while the object lives.
     fn apply(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send;
     /// What it does once the object is being deleted; the finalizer is released when this returns `Ok`.
@@ -106,14 +111,8 @@ pub struct Object<'a, K: Kind> {
 
 impl<'a, K: Kind> Object<'a, K> {
     pub fn new(obj: &'a K, ctx: &'a Context, api: &'a Api<K>, events: &'a Events) -> Self {
+        count(obj, ctx);
         let mut status = obj.status().cloned().unwrap_or_default();
-        // Counted as read, so that objects that need no write (terminal, steady) count after a restart too.
-        let label = K::phase_label(&status);
-        ctx.metrics.phase(
-            K::kind(&()).as_ref(),
-            &obj.uid().unwrap_or_default(),
-            label.as_deref(),
-        );
         let generation = obj.meta().generation;
         K::observe(&mut status, generation);
         mark_operator_conditions(K::conditions_mut(&mut status), ctx, generation);
@@ -200,13 +199,7 @@ impl<'a, K: Kind> Object<'a, K> {
     /// The one place status is written: server-side apply of the whole status as this operator's field manager,
     /// conditional on the resourceVersion. A reconcile that learned nothing new writes nothing.
     pub async fn save(&mut self) -> Result<(), Error> {
-        if K::at_rest(&self.status) {
-            clear_operator_conditions(K::conditions_mut(&mut self.status));
-        }
-        super::kstatus::derive(
-            K::conditions_mut(&mut self.status),
-            self.obj.meta().generation,
-        );
+        normalize::<K>(&mut self.status, self.obj.meta().generation);
         if self.obj.status() == Some(&self.status)
             && self.resource_version == self.obj.meta().resource_version
         {
@@ -278,6 +271,52 @@ impl<'a, K: Kind> Object<'a, K> {
             Err(e.into())
         }
     }
+}
+
+/// Counted under its phase as read, so that objects that need no write (terminal, steady, [`settled`]) count after
+/// a restart too.
+pub fn count<K: Kind>(obj: &K, ctx: &Context) {
+    let label = obj.status().and_then(K::phase_label);
+    ctx.metrics.phase(
+        K::kind(&()).as_ref(),
+        &obj.uid().unwrap_or_default(),
+        label.as_deref(),
+    );
+}
+
+/// What every status write adds to what a reconcile decided: an object the operator no longer acts for loses the
+/// operator's own conditions, and Reconciling and Stalled follow Ready.
+fn normalize<K: Kind>(status: &mut K::Status, generation: Option<i64>) {
+    if K::at_rest(status) {
+        clear_operator_conditions(K::conditions_mut(status));
+    }
+    super::kstatus::derive(K::conditions_mut(status), generation);
+}
+
+/// Nothing is left to do for `obj` until it changes: finished, its generation observed, not being deleted, behind
+/// the kind's finalizer, nothing due later, and a status that a write would not change. A reconcile of it as it is
+/// would count it, write nothing, ask the Gateway nothing and wait for a change; and any change that could matter
+/// (a new generation, deletion) arrives as a new version of the whole object, which is no longer settled. So the
+/// watch cache need not keep it (`cached::settle`), and no reconcile ever reads less than the whole object.
+pub fn settled<K: Kind>(obj: &K) -> bool {
+    let meta = obj.meta();
+    let Some(status) = obj.status() else {
+        return false;
+    };
+    if !K::finished(status)
+        || obj.due_later()
+        || K::observed(status) != meta.generation
+        || meta.deletion_timestamp.is_some()
+        || !meta
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == K::FINALIZER))
+    {
+        return false;
+    }
+    let mut written = status.clone();
+    normalize::<K>(&mut written, meta.generation);
+    written == *status
 }
 
 /// The events one reconcile raises. They are published in order once the reconcile is over, so that no event write

@@ -155,6 +155,7 @@ async fn run_kind<K, R, Fut>(
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + crate::crd::Conditions
+        + crate::controller::Kind
         + Send
         + Sync
         + 'static,
@@ -191,12 +192,14 @@ async fn run_kind<K, R, Fut>(
     let sync_ctx = ctx.clone();
     let mut changes = changes::Changes::<K>::default();
     let left_ctx = ctx.clone();
+    let settle_ctx = ctx.clone();
     let changes = watcher(api, shard.watcher_config())
         .default_backoff()
         .try_filter(move |event| std::future::ready(shard.filter(event)))
         .try_filter_map(move |event| std::future::ready(Ok(invalid::readable(event, &unreadable))))
         .inspect(mark)
         .modify(cached::trim)
+        .try_filter_map(move |event| std::future::ready(Ok(cached::settle(event, &settle_ctx))))
         .reflect(writer)
         // Not finalizers: the reconcile that adds ours goes on at once (see `with_our_finalizer`).
         .try_filter_map(move |event| {
