@@ -156,5 +156,5 @@ fn finished_objects_at_rest_cost_no_gateway_request() {
         f["peakRssMib"].as_f64().unwrap() > 1.0,
         "RSS read from /proc"
     );
-    assert!(f["reconciledS"].as_f64().unwrap() >= f["readyS"].as_f64().unwrap());
+    assert!(f["countedS"].as_f64().unwrap() >= f["readyS"].as_f64().unwrap());
 }
