@@ -183,13 +183,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn gateway_features(&self, f: &crate::gateway::features::Features) {
-        for (feature, present) in [
-            ("directConnect", f.direct_connect),
-            ("directConnectLegacy", f.direct_connect_legacy),
-            ("actionsQuery", f.actions_query),
-            ("closedStatus", f.closed_status),
-        ] {
+    /// What the Gateway offers: each feature by name, and whether it is there.
+    pub fn gateway_features(&self, features: &[(&str, bool)]) {
+        for &(feature, present) in features {
             self.gateway_features
                 .get_or_create(&FeatureLabels {
                     feature: feature.into(),

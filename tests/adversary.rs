@@ -202,7 +202,11 @@ async fn polls_shrink_to_what_the_gateway_takes() {
     let api = env.namespace("big-polls").await;
     let objects = run(&env, &api, "big", 20).await;
     assert_as_tanium_says(&env, &objects);
-    assert!(ctx.poller.size() < 20, "{} per request", ctx.poller.size());
+    assert!(
+        ctx.connection.poller.size() < 20,
+        "{} per request",
+        ctx.connection.poller.size()
+    );
     let polls = env
         .sim
         .sim()

@@ -578,12 +578,15 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
     metrics.gateway_request("actionPerform", "ok", std::time::Duration::from_millis(1));
     metrics.phase("TaniumAction", "uid", Some("Running"));
     metrics.token_expiry(jiff::Timestamp::now());
-    metrics.gateway_features(&tanium_operator::gateway::features::Features {
-        direct_connect: true,
-        direct_connect_legacy: true,
-        actions_query: false,
-        closed_status: true,
-    });
+    metrics.gateway_features(
+        &tanium_operator::gateway::features::Features {
+            direct_connect: true,
+            direct_connect_legacy: true,
+            actions_query: false,
+            closed_status: true,
+        }
+        .named(),
+    );
     metrics.leader.set(1);
     let mut exported: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();

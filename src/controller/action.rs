@@ -142,13 +142,14 @@ impl Object<'_, TaniumAction> {
     /// Everything before the deployment; every check can hold it back with a condition and deploys nothing.
     async fn prepare_and_deploy(mut self) -> Result<Action, Error> {
         let ctx = self.ctx;
+        let conn = self.conn.clone();
         let spec = &self.obj.spec;
         let ns = self.obj.namespace().unwrap_or_default();
         let policy = Some(&ctx.config.policy);
         if let Err(held) = gates::check_spec(spec, &ns, policy) {
             return self.hold(held).await;
         }
-        let package = match ctx.packages.get(&ctx.gateway, &spec.package.name).await {
+        let package = match conn.packages.get(&conn.gateway, &spec.package.name).await {
             Ok(p) => p,
             Err(e) => return self.gateway_trouble(e).await,
         };
@@ -163,7 +164,7 @@ impl Object<'_, TaniumAction> {
         }
 
         // Preview with the very targets that will be deployed.
-        let found = match preview::find(&ctx.gateway, &spec.targets, &spec.preview).await {
+        let found = match preview::find(&conn.gateway, &spec.targets, &spec.preview).await {
             Ok(f) => f,
             Err(e) => return self.gateway_trouble(e).await,
         };
@@ -234,7 +235,7 @@ impl Object<'_, TaniumAction> {
         if !self.status.deployment.intended() {
             // The name belongs to the manifest: an object deleted and applied again (a GitOps tool, a TTL, a
             // person) finds the action its predecessor deployed, and deploys nothing.
-            match deploy::adopt_existing(&self.ctx.gateway, &mut self.status.deployment, &name)
+            match deploy::adopt_existing(&self.conn.gateway, &mut self.status.deployment, &name)
                 .await
             {
                 Ok(Some(ids)) => return self.adopted(&name, ids).await,
@@ -243,7 +244,7 @@ impl Object<'_, TaniumAction> {
             }
         }
         // Record the intent, durably, before the side effect that must not repeat.
-        self.scratch.intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
+        self.scratch.intent = match deploy::Intent::reserve(&self.conn.gateway).await {
             Ok(intent) => Some(intent),
             Err(e) => return self.gateway_trouble(e).await,
         };
@@ -267,7 +268,7 @@ impl Object<'_, TaniumAction> {
             None => return Err(Error::MissingField("the intent recorded in this reconcile")),
         };
         let sent = deploy::perform(
-            &self.ctx.gateway,
+            &self.conn.gateway,
             &mut self.status.deployment,
             &request,
             intent,
@@ -390,7 +391,7 @@ impl Object<'_, TaniumAction> {
         }
         let recurring = self.recurring();
         let Some(progress) = tracking::poll(
-            &self.ctx.poller,
+            &self.conn.poller,
             &self.owner(),
             &mut self.status.deployment.scheduled_actions,
             recurring,
@@ -464,7 +465,7 @@ impl Object<'_, TaniumAction> {
         };
         let grace = self.ctx.config.timing.lookup_grace;
         let found =
-            match deploy::look_up(&self.ctx.gateway, &mut self.status.deployment, grace).await {
+            match deploy::look_up(&self.conn.gateway, &mut self.status.deployment, grace).await {
                 Ok(found) => found,
                 Err(e) => return self.gateway_trouble(e).await,
             };
@@ -530,7 +531,7 @@ impl Object<'_, TaniumAction> {
         // A recurring action's schedule goes first, so that nothing is reissued once the object is terminal.
         let recurring = self.recurring();
         if let Err(e) = deploy::close(
-            &self.ctx.gateway,
+            &self.conn.gateway,
             &mut self.status.deployment,
             recurring,
             &to_stop,
@@ -562,7 +563,7 @@ impl Object<'_, TaniumAction> {
         self.set(condition::COMPLETED, done, reason, message.clone());
         self.set(condition::READY, done, reason, message.clone());
         self.save().await?;
-        self.ctx.poller.forget(&tracking::polled(
+        self.conn.poller.forget(&tracking::polled(
             &self.status.deployment.scheduled_actions,
             self.recurring(),
         ));

@@ -54,7 +54,7 @@ impl Kind for TaniumEndpointInspection {
     }
     /// The connection kept for the object is closed; nothing else outlives it.
     async fn cleanup(o: Object<'_, Self>) -> Result<Action, Error> {
-        o.ctx.sessions.close(&o.ctx.gateway, &o.scratch.uid).await;
+        o.conn.sessions.close(&o.conn.gateway, &o.scratch.uid).await;
         Ok(Action::await_change())
     }
     /// An inspection has no phase: it is counted under its Ready reason.
@@ -105,7 +105,7 @@ impl Object<'_, TaniumEndpointInspection> {
                 )
                 .await;
         };
-        let endpoint = match self.ctx.gateway.find_endpoint(&selector).await {
+        let endpoint = match self.conn.gateway.find_endpoint(&selector).await {
             Ok(Resolved::One(e)) => e,
             Ok(Resolved::None) => {
                 let message = format!("Tanium knows no endpoint with {selector}");
@@ -136,12 +136,13 @@ impl Object<'_, TaniumEndpointInspection> {
         });
 
         let ctx = self.ctx;
+        let conn = self.conn.clone();
         let uid = self.scratch.uid.clone();
-        let done = ctx
+        let done = conn
             .gateway
             .while_pinging(
                 ctx.config.timing.dc_idle_timeout / 3,
-                || ctx.sessions.get(&uid),
+                || conn.sessions.get(&uid),
                 self.inspect(&endpoint.id),
             )
             .await;
@@ -150,7 +151,7 @@ impl Object<'_, TaniumEndpointInspection> {
             // Not kept: a connection that may be broken (`connection_trouble` forgets it too).
             Err((this, Error::Gateway(e))) => return this.connection_trouble(e).await,
             Err((_, other)) => {
-                ctx.sessions.close(&ctx.gateway, &uid).await;
+                conn.sessions.close(&conn.gateway, &uid).await;
                 return Err(other);
             }
         };
@@ -193,13 +194,13 @@ impl Object<'_, TaniumEndpointInspection> {
 
     /// The object's connection: the one kept from the last refresh, or a new one.
     async fn session(&mut self, endpoint: &EndpointId) -> Result<DirectConnection, GatewayError> {
-        if let Some(conn) = self.ctx.sessions.get(&self.scratch.uid) {
+        if let Some(conn) = self.conn.sessions.get(&self.scratch.uid) {
             if &conn.endpoint == endpoint {
                 return Ok(conn);
             }
-            self.ctx
+            self.conn
                 .sessions
-                .close(&self.ctx.gateway, &self.scratch.uid)
+                .close(&self.conn.gateway, &self.scratch.uid)
                 .await;
         }
         self.open(endpoint, false).await
@@ -210,16 +211,16 @@ impl Object<'_, TaniumEndpointInspection> {
         endpoint: &EndpointId,
         reconnect: bool,
     ) -> Result<DirectConnection, GatewayError> {
-        let gateway = &self.ctx.gateway;
+        let gateway = &self.conn.gateway;
         let opening = gateway.dc_open_start(endpoint).await?;
         let conn = opening.connection.clone();
         // Held before it is ready, so that every path (failure, deletion, shutdown) closes it.
-        self.ctx.sessions.put(&self.scratch.uid, conn.clone());
+        self.conn.sessions.put(&self.scratch.uid, conn.clone());
         if let Err(e) = gateway
             .dc_wait_ready(opening, self.ctx.config.timing.dc_ready_timeout)
             .await
         {
-            self.ctx.sessions.close(gateway, &self.scratch.uid).await;
+            self.conn.sessions.close(gateway, &self.scratch.uid).await;
             return Err(e);
         }
         let reconnects = self.status.connection.as_ref().map_or(0, |c| c.reconnects);
@@ -260,9 +261,9 @@ impl Object<'_, TaniumEndpointInspection> {
     /// not sent into a connection that idled out). Never repeated: its outcome goes into `status.kill`.
     async fn send_kill(&mut self, endpoint: &EndpointId, mut record: KillRecord) {
         let (pid, name, signal) = (record.pid, record.name.clone(), record.signal);
-        let sent = match self.ctx.sessions.get(&self.scratch.uid) {
+        let sent = match self.conn.sessions.get(&self.scratch.uid) {
             Some(conn) => {
-                self.ctx
+                self.conn
                     .gateway
                     .dc_terminate(&conn, pid, &name, wire::signal(signal))
                     .await
@@ -398,16 +399,16 @@ impl Object<'_, TaniumEndpointInspection> {
         // A read is harmless to repeat: when it failed because Tanium had dropped the connection (idle timeout,
         // endpoint restart), open a new one and read again.
         let conn = self.session(endpoint).await?;
-        let e = match self.ctx.gateway.dc_read(&conn, reading).await {
+        let e = match self.conn.gateway.dc_read(&conn, reading).await {
             Ok(snapshot) => return Ok(snapshot),
             Err(e) => e,
         };
-        if self.ctx.gateway.dc_alive(&conn).await != Some(false) {
+        if self.conn.gateway.dc_alive(&conn).await != Some(false) {
             return Err(e);
         }
-        self.ctx.sessions.take(&self.scratch.uid);
+        self.conn.sessions.take(&self.scratch.uid);
         let conn = self.open(endpoint, true).await?;
-        self.ctx.gateway.dc_read(&conn, reading).await
+        self.conn.gateway.dc_read(&conn, reading).await
     }
 
     /// Counts and short lists: status must stay small whatever the endpoint runs.
@@ -490,9 +491,9 @@ impl Object<'_, TaniumEndpointInspection> {
 
     /// Close the object's connection, if it has one, and say so in status.
     async fn forget_connection(&mut self) {
-        self.ctx
+        self.conn
             .sessions
-            .close(&self.ctx.gateway, &self.scratch.uid)
+            .close(&self.conn.gateway, &self.scratch.uid)
             .await;
         if let Some(c) = self.status.connection.as_mut()
             && c.state == ConnectionState::Open

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod cached;
 pub mod changes;
+pub mod connection;
 mod deploy;
 pub mod gates;
 pub mod inspection;
@@ -185,24 +186,18 @@ pub struct FailPoints {
 
 pub struct Context {
     pub client: kube::Client,
-    pub gateway: GatewayClient,
+    /// The operator's own connection to the Gateway (its flags and chart values).
+    pub connection: Arc<connection::Connection>,
     /// Who publishes events (see [`object::Events`]).
     pub reporter: Reporter,
     pub config: Config,
-    pub packages: PackageCache,
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// Consecutive failed reconciles per object uid, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// Direct Connect connections kept between refreshes.
-    pub sessions: sessions::Sessions,
-    /// The one results poller for every object's open actions.
-    pub poller: poller::Poller,
     /// Kinds whose watch cache has synced since the controllers last started.
     pub caches_synced: std::sync::atomic::AtomicUsize,
     #[doc(hidden)]
     pub fail_points: FailPoints,
-    /// Token rotation's state, kept across changes of leader within the process.
-    pub rotation: rotation::RotationState,
     /// Every TaniumTag watched, to decide who owns a tag.
     pub tag_claimants: tag::Claimants,
 }
@@ -214,7 +209,6 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let metrics = Arc::new(crate::telemetry::Metrics::default());
-        let batch = config.poll_batch.clamp(1, crate::gateway::poll::POLL_BATCH);
         let observed = metrics.clone();
         gateway.observe_with(Arc::new(move |operation, outcome, took| {
             observed.gateway_request(operation, outcome, took);
@@ -222,16 +216,12 @@ impl Context {
         Self {
             reporter,
             client,
-            gateway,
+            connection: Arc::new(connection::Connection::new(gateway, config.poll_batch)),
             config,
-            packages: PackageCache::new(Duration::from_secs(300)),
             metrics,
             failures: Mutex::new(HashMap::new()),
-            sessions: sessions::Sessions::default(),
-            poller: poller::Poller::new(batch),
             caches_synced: std::sync::atomic::AtomicUsize::new(0),
             fail_points: FailPoints::default(),
-            rotation: rotation::RotationState::default(),
             tag_claimants: tag::Claimants::default(),
         }
     }

@@ -13,6 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt as _};
 
+use super::connection::Connection;
 use super::{Context, Error, truncate};
 use crate::crd::{Reason, condition, ready_reason_is, set_condition};
 use crate::gateway::{GatewayError, TlsVerification};
@@ -100,6 +101,8 @@ pub(super) use status_fields;
 pub struct Object<'a, K: Kind> {
     pub obj: &'a K,
     pub ctx: &'a Context,
+    /// The Tanium server this object's requests go to: its only way to the Gateway.
+    pub conn: Arc<Connection>,
     pub api: &'a Api<K>,
     events: &'a Events,
     pub status: K::Status,
@@ -112,13 +115,15 @@ pub struct Object<'a, K: Kind> {
 impl<'a, K: Kind> Object<'a, K> {
     pub fn new(obj: &'a K, ctx: &'a Context, api: &'a Api<K>, events: &'a Events) -> Self {
         count(obj, ctx);
+        let conn = ctx.connection.clone();
         let mut status = obj.status().cloned().unwrap_or_default();
         let generation = obj.meta().generation;
         K::observe(&mut status, generation);
-        mark_operator_conditions(K::conditions_mut(&mut status), ctx, generation);
+        mark_operator_conditions(K::conditions_mut(&mut status), &conn, generation);
         Self {
             obj,
             ctx,
+            conn,
             api,
             events,
             status,
@@ -515,10 +520,10 @@ fn clear_operator_conditions(
 /// connection anyone on the path could have answered), `GatewayToken=False` while token rotation needs a person.
 fn mark_operator_conditions(
     conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    ctx: &Context,
+    conn: &Connection,
     generation: Option<i64>,
 ) {
-    match ctx.gateway.tls() {
+    match conn.gateway.tls() {
         TlsVerification::Insecure => set_condition(
             conditions,
             condition::GATEWAY_TLS_VERIFIED,
@@ -535,7 +540,7 @@ fn mark_operator_conditions(
             conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
         }
     }
-    let trouble = ctx.rotation.trouble();
+    let trouble = conn.rotation.trouble();
     match trouble {
         Some(t) => set_condition(
             conditions,

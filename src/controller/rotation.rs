@@ -112,7 +112,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         let wait = match step(&ctx, &cfg).await {
             Ok(wait) => wait,
             Err(e) => {
-                let failures = ctx.rotation.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                let failures = ctx
+                    .connection
+                    .rotation
+                    .failures
+                    .fetch_add(1, Ordering::SeqCst)
+                    + 1;
                 tracing::warn!(error = %e, failures, "token rotation: will try again");
                 // One passing failure with days of lead left is not a person's problem; a run of them is.
                 if failures >= FAILURES_BEFORE_TROUBLE && !holds_unsaved(&ctx) {
@@ -164,15 +169,24 @@ const UNSAVED_RETRY: Duration = Duration::from_secs(2);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
 fn holds_unsaved(ctx: &Context) -> bool {
-    ctx.rotation.unsaved.lock().is_ok_and(|u| u.is_some())
+    ctx.connection
+        .rotation
+        .unsaved
+        .lock()
+        .is_ok_and(|u| u.is_some())
 }
 
 fn take_unsaved(ctx: &Context) -> Option<Unsaved> {
-    ctx.rotation.unsaved.lock().ok().and_then(|mut u| u.take())
+    ctx.connection
+        .rotation
+        .unsaved
+        .lock()
+        .ok()
+        .and_then(|mut u| u.take())
 }
 
 fn keep_unsaved(ctx: &Context, u: Unsaved) {
-    if let Ok(mut slot) = ctx.rotation.unsaved.lock() {
+    if let Ok(mut slot) = ctx.connection.rotation.unsaved.lock() {
         *slot = Some(u);
     }
 }
@@ -198,11 +212,11 @@ async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationE
     let secret = api.get(&cfg.secret).await?;
     let current = token_in(&secret, cfg)?;
     // The Secret is the truth: the mounted file lags a write by up to a minute (kubelet sync).
-    ctx.gateway.set_token(current.clone());
+    ctx.connection.gateway.set_token(current.clone());
     if annotation(&secret, ROTATION_STARTED_AT).is_some() {
         return resume(ctx, cfg, &api, &secret).await;
     }
-    let now = ctx.gateway.now().await?;
+    let now = ctx.connection.gateway.now().await?;
     // The expiry is the token's only if the fingerprint beside it is this token's (or a person set it alone).
     let same_token =
         annotation(&secret, TOKEN_FINGERPRINT).is_none_or(|f| *f == fingerprint(&current));
@@ -211,7 +225,7 @@ async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationE
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
             ctx.metrics.token_expiry(expires);
             if left > cfg.lead {
-                ctx.rotation.failures.store(0, Ordering::SeqCst);
+                ctx.connection.rotation.failures.store(0, Ordering::SeqCst);
                 set_trouble(ctx, None);
                 return Ok((left - cfg.lead).min(cfg.check_every));
             }
@@ -244,14 +258,14 @@ async fn rotate(
     .await?;
     // 2. At most once. On any failure the intent stays: the next step asks the Gateway whether the token in the
     // Secret still works, which tells a rotation that did not happen from one whose answer was lost.
-    let rotated = match ctx.gateway.rotate_token(&current).await {
+    let rotated = match ctx.connection.gateway.rotate_token(&current).await {
         Ok(rotated) => rotated,
         Err(e) => {
             // The request carried the token and the answer may carry a new one: only the reason is repeated.
             return Err(RotationError::Rotate(e.reason()));
         }
     };
-    ctx.gateway.set_token(rotated.token.clone());
+    ctx.connection.gateway.set_token(rotated.token.clone());
     ctx.fail_point("hang_after_rotate", &ctx.fail_points.hang_after_rotate)
         .await;
     // 3. At once (the new token exists nowhere else); until it is written, every step tries again first.
@@ -335,7 +349,7 @@ async fn confirm(
     api: &Api<Secret>,
     expires: jiff::Timestamp,
 ) -> Result<Duration, RotationError> {
-    let now = ctx.gateway.now().await?;
+    let now = ctx.connection.gateway.now().await?;
     let done = patch(
         api,
         cfg,
@@ -347,7 +361,7 @@ async fn confirm(
     .await?;
     let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
     ctx.metrics.token_expiry(expires);
-    ctx.rotation.failures.store(0, Ordering::SeqCst);
+    ctx.connection.rotation.failures.store(0, Ordering::SeqCst);
     set_trouble(ctx, None);
     tracing::info!(expires = %expires, "Gateway token rotated and confirmed");
     event(
@@ -376,7 +390,7 @@ async fn resume(
         tracing::info!("resuming a token rotation: the new token was written; confirming it");
         return confirm(ctx, cfg, api, expires).await;
     }
-    match ctx.gateway.now().await {
+    match ctx.connection.gateway.now().await {
         Ok(_) => {
             tracing::info!(
                 "a token rotation had started but not committed: the token in the Secret still works"
@@ -399,7 +413,8 @@ async fn resume(
                 annotation(secret, ROTATION_STARTED_AT).map_or("?", String::as_str),
                 cfg.key
             );
-            let fresh = ctx.rotation.trouble().map(|t| t.reason) != Some(Reason::TokenRotationLost);
+            let fresh = ctx.connection.rotation.trouble().map(|t| t.reason)
+                != Some(Reason::TokenRotationLost);
             if fresh {
                 tracing::error!("{message}");
                 event(
@@ -469,7 +484,7 @@ async fn patch(
 }
 
 fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
-    if let Ok(mut t) = ctx.rotation.trouble.lock() {
+    if let Ok(mut t) = ctx.connection.rotation.trouble.lock() {
         *t = trouble;
     }
 }

@@ -129,7 +129,7 @@ impl Object<'_, TaniumTag> {
                 .await;
         }
         for package in [ADD_TAGS, REMOVE_TAGS] {
-            let found = match self.ctx.packages.get(&self.ctx.gateway, package).await {
+            let found = match self.conn.packages.get(&self.conn.gateway, package).await {
                 Ok(p) => p,
                 Err(e) => return self.gateway_trouble(e).await,
             };
@@ -257,7 +257,7 @@ impl Object<'_, TaniumTag> {
                     page_size: ids.len().max(1) as u32,
                     ..EndpointQuery::default()
                 };
-                let found = self.ctx.gateway.all_endpoints(&query, None).await?;
+                let found = self.conn.gateway.all_endpoints(&query, None).await?;
                 Ok((
                     found.len() as u64,
                     Selection::Ids(found.into_iter().map(|e| e.id).collect()),
@@ -265,7 +265,7 @@ impl Object<'_, TaniumTag> {
             }
             (Some(f), _) => {
                 let filter = Filter::all(vec![f, extra]);
-                let count = self.ctx.gateway.count_endpoints(Some(&filter)).await?;
+                let count = self.conn.gateway.count_endpoints(Some(&filter)).await?;
                 Ok((count, Selection::Filter(filter)))
             }
         }
@@ -282,7 +282,7 @@ impl Object<'_, TaniumTag> {
             page_size: 1,
             ..EndpointQuery::default()
         };
-        Ok(self.ctx.gateway.endpoints_page(&query, None).await?.total)
+        Ok(self.conn.gateway.endpoints_page(&query, None).await?.total)
     }
 
     /// Record the round's intent, then deploy it once.
@@ -337,7 +337,7 @@ impl Object<'_, TaniumTag> {
                     .await;
             }
         }
-        let intent = match deploy::Intent::reserve(&self.ctx.gateway).await {
+        let intent = match deploy::Intent::reserve(&self.conn.gateway).await {
             Ok(intent) => intent,
             Err(e) => return self.gateway_trouble(e).await,
         };
@@ -379,7 +379,7 @@ impl Object<'_, TaniumTag> {
             return Err(Error::MissingField("status.round"));
         };
         let sent = deploy::perform(
-            &self.ctx.gateway,
+            &self.conn.gateway,
             &mut round.deployment,
             &request,
             intent,
@@ -413,7 +413,7 @@ impl Object<'_, TaniumTag> {
             return Ok(Action::requeue(Duration::ZERO));
         };
         if round.deployment.scheduled_actions.is_empty() {
-            match deploy::look_up(&self.ctx.gateway, &mut round.deployment, grace).await {
+            match deploy::look_up(&self.conn.gateway, &mut round.deployment, grace).await {
                 Ok(LookUp::Adopted(ids)) => {
                     let message = format!(
                         "round {}: found scheduled action(s) {} after a lost answer",
@@ -438,7 +438,7 @@ impl Object<'_, TaniumTag> {
         let owner =
             super::poller::Owner::Tag(kube::runtime::reflector::ObjectRef::from_obj(self.obj));
         let Some(progress) = tracking::poll(
-            &self.ctx.poller,
+            &self.conn.poller,
             &owner,
             &mut round.deployment.scheduled_actions,
             false,
@@ -466,7 +466,7 @@ impl Object<'_, TaniumTag> {
             r.waiting_when_stopped = Some(r.counts.waiting);
         }
         if let Err(e) = deploy::close(
-            &self.ctx.gateway,
+            &self.conn.gateway,
             &mut round.deployment,
             false,
             &progress.open,
@@ -475,7 +475,7 @@ impl Object<'_, TaniumTag> {
         {
             return self.gateway_trouble(e).await;
         }
-        self.ctx.poller.forget(&tracking::polled(
+        self.conn.poller.forget(&tracking::polled(
             &round.deployment.scheduled_actions,
             false,
         ));
@@ -511,7 +511,7 @@ impl Object<'_, TaniumTag> {
             if let Some(mut round) = self.status.round.clone() {
                 let open = deploy::instances(&round.deployment);
                 if let Err(e) =
-                    deploy::close(&self.ctx.gateway, &mut round.deployment, false, &open).await
+                    deploy::close(&self.conn.gateway, &mut round.deployment, false, &open).await
                 {
                     tracing::warn!(error = %e, "cannot stop the round in flight of a TaniumTag being let go");
                 }
@@ -529,7 +529,7 @@ impl Object<'_, TaniumTag> {
                 // No point finishing an add that is about to be undone: stop it, then remove.
                 let open: Vec<ActionId> = deploy::instances(&round.deployment);
                 if let Err(e) =
-                    deploy::close(&self.ctx.gateway, &mut round.deployment, false, &open).await
+                    deploy::close(&self.conn.gateway, &mut round.deployment, false, &open).await
                 {
                     return self.cleanup_blocked(e).await;
                 }

@@ -18,6 +18,18 @@ pub struct Features {
     pub closed_status: bool,
 }
 
+impl Features {
+    /// Each feature by its name (the label of `tanium_operator_gateway_feature`) and whether it is there.
+    pub fn named(&self) -> [(&'static str, bool); 4] {
+        [
+            ("directConnect", self.direct_connect),
+            ("directConnectLegacy", self.direct_connect_legacy),
+            ("actionsQuery", self.actions_query),
+            ("closedStatus", self.closed_status),
+        ]
+    }
+}
+
 impl std::fmt::Display for Features {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dc = match (self.direct_connect, self.direct_connect_legacy) {

@@ -47,8 +47,8 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let (wake_actions, actions_woken) = futures::channel::mpsc::unbounded();
     let (wake_tags, tags_woken) = futures::channel::mpsc::unbounded();
-    ctx.poller.wake_actions_with(wake_actions);
-    ctx.poller.wake_tags_with(wake_tags);
+    ctx.connection.poller.wake_actions_with(wake_actions);
+    ctx.connection.poller.wake_tags_with(wake_tags);
     tokio::join!(
         run_kind(
             ctx.clone(),
@@ -66,11 +66,17 @@ pub async fn run(
         watch_tag_claimants(&ctx, shutdown.clone()),
         rotation::run(ctx.clone(), shutdown.clone()),
         detect_gateway_features(&ctx, shutdown.clone()),
-        ctx.poller
-            .run(&ctx.gateway, &ctx.config.timing, shutdown.clone()),
+        ctx.connection.poller.run(
+            &ctx.connection.gateway,
+            &ctx.config.timing,
+            shutdown.clone()
+        ),
     );
     // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
-    ctx.sessions.close_all(&ctx.gateway).await;
+    ctx.connection
+        .sessions
+        .close_all(&ctx.connection.gateway)
+        .await;
 }
 
 /// Every TaniumTag in the operator's namespace scope, for deciding who owns a tag (`controller::tag::Claimants`):
@@ -110,16 +116,16 @@ async fn watch_tag_claimants(ctx: &Context, shutdown: impl std::future::Future<O
 
 /// Ask the Gateway once what it offers (see `gateway::introspect`), until it answers; say what was found.
 async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Future<Output = ()>) {
-    if ctx.gateway.features().is_some() {
+    if ctx.connection.gateway.features().is_some() {
         return;
     }
     tokio::pin!(shutdown);
     let mut pause = Duration::from_secs(1);
     loop {
-        match ctx.gateway.detect_features().await {
+        match ctx.connection.gateway.detect_features().await {
             Ok(features) => {
                 tracing::info!(%features, "Gateway features detected");
-                ctx.metrics.gateway_features(&features);
+                ctx.metrics.gateway_features(&features.named());
                 return;
             }
             // Introspection refused or partial: the Gateway will not say; the current-then-older fallback stays.
@@ -207,7 +213,7 @@ async fn run_kind<K, R, Fut>(
                 changes::Seen::Changed(obj) => Some(obj),
                 changes::Seen::Left(obj) => {
                     // Its actions are not this replica's to read any more (deleted, or in another shard now).
-                    left_ctx.poller.forget_owner(&obj);
+                    left_ctx.connection.poller.forget_owner(&obj);
                     None
                 }
                 changes::Seen::Nothing => None,
@@ -224,6 +230,7 @@ async fn run_kind<K, R, Fut>(
     // for again a little later too: a reconcile refused just before the change may not have written so yet.
     let store = controller.store();
     let held_by_token = ctx
+        .connection
         .gateway
         .token_changes()
         .flat_map(|()| {

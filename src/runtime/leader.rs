@@ -88,7 +88,7 @@ pub async fn run_with_deadline(
         () = async { shutdown.await; tokio::time::sleep(drain).await } => {
             tracing::warn!(?drain, "shutdown: abandoning reconciles still in flight");
             // They may hold Direct Connect connections: close them (bounded; the Gateway idles them out anyway).
-            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.sessions.close_all(&ctx.gateway)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.connection.sessions.close_all(&ctx.connection.gateway)).await;
         }
     }
 }

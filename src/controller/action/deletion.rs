@@ -41,7 +41,7 @@ impl Object<'_, TaniumAction> {
     /// Deletion: stop a still-open action (`deletionPolicy: Stop`), or leave it (`Orphan`).
     pub(super) async fn cleanup(mut self) -> Result<Action, Error> {
         use crate::crd::action::DeletionPolicy;
-        self.ctx.poller.forget(&tracking::polled(
+        self.conn.poller.forget(&tracking::polled(
             &self.status.deployment.scheduled_actions,
             self.recurring(),
         ));
@@ -58,7 +58,7 @@ impl Object<'_, TaniumAction> {
             // can be trusted, so that one created again under this name (a GitOps tool, a person) cannot deploy
             // beside it. Whatever the look-up finds is stopped below, or left as it is (Orphan).
             let grace = self.ctx.config.timing.lookup_grace;
-            match deploy::look_up(&self.ctx.gateway, &mut self.status.deployment, grace).await {
+            match deploy::look_up(&self.conn.gateway, &mut self.status.deployment, grace).await {
                 Ok(LookUp::TooEarly(wait)) => return Err(Error::Requeue(wait)),
                 Ok(LookUp::Adopted(_)) => {}
                 Ok(LookUp::Nothing) => return Ok(Action::await_change()),
@@ -110,7 +110,7 @@ impl Object<'_, TaniumAction> {
         let all = deploy::instances(&self.status.deployment);
         let recurring = self.recurring();
         deploy::close(
-            &self.ctx.gateway,
+            &self.conn.gateway,
             &mut self.status.deployment,
             recurring,
             &all,
