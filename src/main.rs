@@ -403,6 +403,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             )),
         },
         all_events: args.all_events,
+        own_namespace: args.lease_namespace.clone(),
     };
     // Settings that cannot keep "never deploy twice" stop the start, before anything is contacted.
     config

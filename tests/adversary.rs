@@ -203,9 +203,9 @@ async fn polls_shrink_to_what_the_gateway_takes() {
     let objects = run(&env, &api, "big", 20).await;
     assert_as_tanium_says(&env, &objects);
     assert!(
-        ctx.connection.poller.size() < 20,
+        ctx.connections.own().poller.size() < 20,
         "{} per request",
-        ctx.connection.poller.size()
+        ctx.connections.own().poller.size()
     );
     let polls = env
         .sim

@@ -235,6 +235,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     // Installed for one namespace (and with token rotation), its ServiceAccount reaches nothing outside it, and of
     // Secrets only the token's, by name.
     env.kubectl(&["create", "namespace", "scoped-system"]);
+    env.kubectl(&["create", "namespace", "lab"]);
     let scoped = env.helm(&[
         "template",
         "scoped",
@@ -245,6 +246,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         &gateway,
         "--set=watchNamespace=team",
         "--set=gateway.tokenRotation.enabled=true",
+        "--set=connections.secretNamespaces={lab}",
     ]);
     assert!(scoped.contains("name: TANIUM_TOKEN_ROTATION"), "{scoped}");
     env.apply_yaml(&scoped);
@@ -285,6 +287,23 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         Check::deny("list", "", "secrets", Some("scoped-system")),
         Check::deny("watch", "", "secrets", Some("scoped-system")),
         Check::deny("delete", "", "secrets", Some("scoped-system")).named("tanium-api-token"),
+        // Connection tokens: `get` in the namespaces the admin listed, nothing more; no cluster-wide connections.
+        Check::allow("get", "", "secrets", Some("lab")).named("lab-token"),
+        Check::deny("list", "", "secrets", Some("lab")),
+        Check::deny("watch", "", "secrets", Some("lab")),
+        Check::deny("patch", "", "secrets", Some("lab")).named("lab-token"),
+        Check::allow(
+            "watch",
+            "tanium-operator.dev",
+            "taniumconnections",
+            Some("team"),
+        ),
+        Check::deny(
+            "list",
+            "tanium-operator.dev",
+            "clustertaniumconnections",
+            None,
+        ),
     ];
     let wrong = wrong_answers(&as_scoped, checks).await;
     assert!(
@@ -372,6 +391,14 @@ fn cluster_wide_checks() -> Vec<Check> {
         Check::allow("delete", TD, "taniumactions", team),
         Check::allow("create", "events.k8s.io", "events", team),
         Check::allow("get", "coordination.k8s.io", "leases", ns).named("tanium-operator"),
+        // Connection objects: read and reported on, never created or changed.
+        Check::allow("watch", TD, "taniumconnections", None),
+        Check::allow("patch", TD, "taniumconnections/status", team),
+        Check::allow("list", TD, "clustertaniumconnections", None),
+        Check::allow("patch", TD, "clustertaniumconnections/status", None),
+        Check::deny("create", TD, "taniumconnections", team),
+        Check::deny("patch", TD, "taniumconnections", team),
+        Check::deny("update", TD, "clustertaniumconnections", None),
         Check::allow("patch", "coordination.k8s.io", "leases", ns).named("tanium-operator"),
         // Secrets: none, anywhere, not even the token's own.
         Check::deny("get", "", "secrets", ns).named("tanium-api-token"),

@@ -75,7 +75,7 @@ async fn against_an_older_gateway_inspection_and_kill_use_the_older_family() {
     };
     let ctx = env.start_controller();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ctx.connection.gateway.features().is_none() {
+    while ctx.connections.own().gateway.features().is_none() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "features never detected"

@@ -487,7 +487,7 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
         .await;
     let first = obj.status.unwrap().connection.unwrap();
     assert_eq!(first.state, ConnectionState::Open, "kept between refreshes");
-    assert_eq!(ctx.connection.sessions.len(), 1);
+    assert_eq!(ctx.connections.own().sessions.len(), 1);
 
     // Idle past the sim's timeout: the next refresh finds the connection gone and opens another.
     env.sim.sim().advance(Duration::from_secs(25 * 3600));
@@ -536,7 +536,7 @@ async fn a_dropped_connection_is_opened_again_and_every_connection_is_closed() {
         .expect("the controllers stop")
         .unwrap();
     assert_eq!(calls(&env, "directConnectClose", &open), (1, 0));
-    assert!(ctx.connection.sessions.is_empty());
+    assert!(ctx.connections.own().sessions.is_empty());
 }
 
 #[tokio::test]

@@ -211,7 +211,8 @@ async fn a_new_token_wakes_the_objects_a_rejected_one_held_at_once() {
     .await;
 
     // As a re-read Secret file (or another shard's rotation) puts a valid token in.
-    ctx.connection
+    ctx.connections
+        .own()
         .gateway
         .set_token(secrecy::SecretString::from(TOKEN.to_owned()));
     let done = env.wait_for(&api, "held", "Completed", completed).await;

@@ -40,6 +40,13 @@ pub struct Scratch {
 }
 
 impl Kind for TaniumAction {
+    /// No intent was ever recorded: nothing was sent to Tanium.
+    fn nothing_in_tanium(status: &TaniumActionStatus) -> bool {
+        status.deployment.action_name.is_none()
+    }
+    fn connection_ref(&self) -> Option<&crate::crd::ConnectionRef> {
+        self.spec.connection_ref.as_ref()
+    }
     const FINALIZER: &'static str = FINALIZER;
     type Status = TaniumActionStatus;
     type Scratch = Scratch;

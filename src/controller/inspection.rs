@@ -39,6 +39,13 @@ pub struct Scratch {
 }
 
 impl Kind for TaniumEndpointInspection {
+    /// What an inspection leaves is at most an open Direct Connect connection, which the Gateway closes when idle.
+    fn nothing_in_tanium(_status: &TaniumEndpointInspectionStatus) -> bool {
+        true
+    }
+    fn connection_ref(&self) -> Option<&crate::crd::ConnectionRef> {
+        self.spec.connection_ref.as_ref()
+    }
     const FINALIZER: &'static str = FINALIZER;
     type Status = TaniumEndpointInspectionStatus;
     type Scratch = Scratch;

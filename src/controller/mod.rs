@@ -5,6 +5,7 @@ pub mod action;
 pub mod cached;
 pub mod changes;
 pub mod connection;
+pub mod connections;
 mod deploy;
 pub mod gates;
 pub mod inspection;
@@ -72,6 +73,9 @@ pub struct Timing {
     pub dc_ready_timeout: Duration,
     /// While an action runs, its counts are written at most this often (phase changes and the end at once).
     pub results_write: Duration,
+    /// A connection object that works is looked at again this often (its token Secret re-read); one that does
+    /// not, a third of it.
+    pub connection_recheck: Duration,
 }
 
 impl Default for Timing {
@@ -89,6 +93,7 @@ impl Default for Timing {
             dc_idle_timeout: Duration::from_secs(120),
             dc_ready_timeout: Duration::from_secs(60),
             results_write: Duration::from_secs(30),
+            connection_recheck: Duration::from_secs(60),
         }
     }
 }
@@ -152,6 +157,8 @@ pub struct Config {
     pub token_rotation: Option<rotation::RotationConfig>,
     /// Publish every event, also those that only repeat what status says (`Object::echo`).
     pub all_events: bool,
+    /// The operator's own namespace: where a ClusterTaniumConnection's token Secret is unless it names another.
+    pub own_namespace: String,
 }
 
 impl Default for Config {
@@ -164,6 +171,7 @@ impl Default for Config {
             poll_batch: crate::gateway::poll::POLL_BATCH,
             token_rotation: None,
             all_events: false,
+            own_namespace: "default".into(),
         }
     }
 }
@@ -186,8 +194,8 @@ pub struct FailPoints {
 
 pub struct Context {
     pub client: kube::Client,
-    /// The operator's own connection to the Gateway (its flags and chart values).
-    pub connection: Arc<connection::Connection>,
+    /// Every Tanium server the operator speaks to: its own (flags and chart values) and the connection objects'.
+    pub connections: connections::Connections,
     /// Who publishes events (see [`object::Events`]).
     pub reporter: Reporter,
     pub config: Config,
@@ -216,7 +224,10 @@ impl Context {
         Self {
             reporter,
             client,
-            connection: Arc::new(connection::Connection::new(gateway, config.poll_batch)),
+            connections: connections::Connections::new(connection::Connection::new(
+                gateway,
+                config.poll_batch,
+            )),
             config,
             metrics,
             failures: Mutex::new(HashMap::new()),

@@ -14,8 +14,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt as _};
 
 use super::connection::Connection;
+use super::connections::Refusal;
 use super::{Context, Error, truncate};
-use crate::crd::{Reason, condition, ready_reason_is, set_condition};
+use crate::crd::{ConnectionRef, Reason, condition, ready_reason_is, set_condition};
 use crate::gateway::{GatewayError, TlsVerification};
 
 /// What differs between kinds, for the parts every kind shares.
@@ -53,6 +54,13 @@ pub trait Kind:
     fn due_later(&self) -> bool {
         false
     }
+    /// The connection the object names (`spec.connectionRef`); none: the operator's own.
+    fn connection_ref(&self) -> Option<&ConnectionRef>;
+    /// Nothing of this object is in Tanium (never deployed, nothing open, no tag applied): its deletion needs no
+    /// Gateway, so it is not held when its connection is gone.
+    fn nothing_in_tanium(_status: &Self::Status) -> bool {
+        false
+    }
     /// What the kind does while the object lives.
     fn apply(o: Object<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send;
     /// What it does once the object is being deleted; the finalizer is released when this returns `Ok`.
@@ -61,16 +69,42 @@ pub trait Kind:
 
 /// One reconcile of an object of any kind: behind the kind's finalizer, [`Object::start`]ed, then the kind's
 /// `apply` or `cleanup`.
+///
+/// First the connection the object names (`controller::connections`): one it may not use, or that is not there or
+/// not ready, holds it with a condition naming the connection, and nothing is sent anywhere. A finished object asks
+/// the Gateway nothing and goes on without one; an object being deleted goes without one when nothing of it is in
+/// Tanium, and otherwise waits for it.
 pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let c = ctx.clone();
+    let connection = |obj: &K| {
+        let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
+        c.connections.for_object(namespace, obj.connection_ref())
+    };
     with_finalizer(
         obj,
-        ctx,
+        ctx.clone(),
         K::FINALIZER,
         async |obj, api, events| {
-            K::apply(Object::start(obj.as_ref(), &c, &api, events).await?).await
+            let conn = match connection(&obj) {
+                Ok(conn) => conn,
+                Err(_) if obj.status().is_some_and(K::finished) => c.connections.own().clone(),
+                Err(refusal) => {
+                    return Object::unconnected(obj.as_ref(), &c, &api, events)
+                        .refuse(refusal)
+                        .await;
+                }
+            };
+            K::apply(Object::start(obj.as_ref(), &c, conn, &api, events).await?).await
         },
-        async |obj, api, events| K::cleanup(Object::new(obj.as_ref(), &c, &api, events)).await,
+        async |obj, api, events| match connection(&obj) {
+            Ok(conn) => K::cleanup(Object::new(obj.as_ref(), &c, conn, &api, events)).await,
+            Err(_) if obj.status().is_none_or(K::nothing_in_tanium) => Ok(Action::await_change()),
+            Err(refusal) => {
+                Object::unconnected(obj.as_ref(), &c, &api, events)
+                    .deletion_held(refusal)
+                    .await
+            }
+        },
     )
     .await
 }
@@ -113,13 +147,28 @@ pub struct Object<'a, K: Kind> {
 }
 
 impl<'a, K: Kind> Object<'a, K> {
-    pub fn new(obj: &'a K, ctx: &'a Context, api: &'a Api<K>, events: &'a Events) -> Self {
+    pub fn new(
+        obj: &'a K,
+        ctx: &'a Context,
+        conn: Arc<Connection>,
+        api: &'a Api<K>,
+        events: &'a Events,
+    ) -> Self {
+        let mut this = Self::unconnected(obj, ctx, api, events);
+        let generation = obj.meta().generation;
+        mark_operator_conditions(K::conditions_mut(&mut this.status), &conn, generation);
+        this.conn = conn;
+        this
+    }
+
+    /// An object whose connection cannot be used: only what `refuse` and `deletion_held` need. Its `conn` is the
+    /// operator's own, which neither uses (nothing is sent for it).
+    fn unconnected(obj: &'a K, ctx: &'a Context, api: &'a Api<K>, events: &'a Events) -> Self {
         count(obj, ctx);
-        let conn = ctx.connection.clone();
+        let conn = ctx.connections.own().clone();
         let mut status = obj.status().cloned().unwrap_or_default();
         let generation = obj.meta().generation;
         K::observe(&mut status, generation);
-        mark_operator_conditions(K::conditions_mut(&mut status), &conn, generation);
         Self {
             obj,
             ctx,
@@ -141,10 +190,11 @@ impl<'a, K: Kind> Object<'a, K> {
     pub async fn start(
         obj: &'a K,
         ctx: &'a Context,
+        conn: Arc<Connection>,
         api: &'a Api<K>,
         events: &'a Events,
     ) -> Result<Self, Error> {
-        let mut this = Self::new(obj, ctx, api, events);
+        let mut this = Self::new(obj, ctx, conn, api, events);
         let stored = obj.status().and_then(K::observed);
         if stored.unwrap_or(0) == 0 {
             return Ok(this);
@@ -245,6 +295,28 @@ impl<'a, K: Kind> Object<'a, K> {
             self.event(true, reason, message);
         }
         Ok(())
+    }
+
+    /// The object's connection cannot be used: said in Ready (an event when it is news), looked at again after
+    /// the gates' interval.
+    async fn refuse(mut self, refusal: Refusal) -> Result<Action, Error> {
+        let known = self.ready_reason_is(refusal.reason);
+        self.warn(refusal.reason, refusal.message, known).await?;
+        Ok(Action::requeue(self.ctx.config.timing.blocked))
+    }
+
+    /// Deletion needs the Gateway (something of the object is in Tanium) and the object's connection cannot be
+    /// used: the finalizer stays, and Ready says why and what a person can do.
+    async fn deletion_held(mut self, refusal: Refusal) -> Result<Action, Error> {
+        let message = format!(
+            "{} Deletion waits for it: what this object left in Tanium can only be stopped or removed through it \
+             (or remove the finalizer {} to leave it there)",
+            refusal.message,
+            K::FINALIZER
+        );
+        let known = self.ready_reason_is(Reason::DeletionBlocked);
+        self.warn(Reason::DeletionBlocked, message, known).await?;
+        Err(Error::Requeue(self.ctx.config.timing.blocked))
     }
 
     /// Deletion cannot go on yet (what it needs from the Gateway failed): said in Ready and an event, and the error

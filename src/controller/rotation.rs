@@ -113,7 +113,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             Ok(wait) => wait,
             Err(e) => {
                 let failures = ctx
-                    .connection
+                    .connections
+                    .own()
                     .rotation
                     .failures
                     .fetch_add(1, Ordering::SeqCst)
@@ -169,7 +170,8 @@ const UNSAVED_RETRY: Duration = Duration::from_secs(2);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
 fn holds_unsaved(ctx: &Context) -> bool {
-    ctx.connection
+    ctx.connections
+        .own()
         .rotation
         .unsaved
         .lock()
@@ -177,7 +179,8 @@ fn holds_unsaved(ctx: &Context) -> bool {
 }
 
 fn take_unsaved(ctx: &Context) -> Option<Unsaved> {
-    ctx.connection
+    ctx.connections
+        .own()
         .rotation
         .unsaved
         .lock()
@@ -186,7 +189,7 @@ fn take_unsaved(ctx: &Context) -> Option<Unsaved> {
 }
 
 fn keep_unsaved(ctx: &Context, u: Unsaved) {
-    if let Ok(mut slot) = ctx.connection.rotation.unsaved.lock() {
+    if let Ok(mut slot) = ctx.connections.own().rotation.unsaved.lock() {
         *slot = Some(u);
     }
 }
@@ -212,11 +215,11 @@ async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationE
     let secret = api.get(&cfg.secret).await?;
     let current = token_in(&secret, cfg)?;
     // The Secret is the truth: the mounted file lags a write by up to a minute (kubelet sync).
-    ctx.connection.gateway.set_token(current.clone());
+    ctx.connections.own().gateway.set_token(current.clone());
     if annotation(&secret, ROTATION_STARTED_AT).is_some() {
         return resume(ctx, cfg, &api, &secret).await;
     }
-    let now = ctx.connection.gateway.now().await?;
+    let now = ctx.connections.own().gateway.now().await?;
     // The expiry is the token's only if the fingerprint beside it is this token's (or a person set it alone).
     let same_token =
         annotation(&secret, TOKEN_FINGERPRINT).is_none_or(|f| *f == fingerprint(&current));
@@ -225,7 +228,11 @@ async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationE
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
             ctx.metrics.token_expiry(expires);
             if left > cfg.lead {
-                ctx.connection.rotation.failures.store(0, Ordering::SeqCst);
+                ctx.connections
+                    .own()
+                    .rotation
+                    .failures
+                    .store(0, Ordering::SeqCst);
                 set_trouble(ctx, None);
                 return Ok((left - cfg.lead).min(cfg.check_every));
             }
@@ -258,14 +265,17 @@ async fn rotate(
     .await?;
     // 2. At most once. On any failure the intent stays: the next step asks the Gateway whether the token in the
     // Secret still works, which tells a rotation that did not happen from one whose answer was lost.
-    let rotated = match ctx.connection.gateway.rotate_token(&current).await {
+    let rotated = match ctx.connections.own().gateway.rotate_token(&current).await {
         Ok(rotated) => rotated,
         Err(e) => {
             // The request carried the token and the answer may carry a new one: only the reason is repeated.
             return Err(RotationError::Rotate(e.reason()));
         }
     };
-    ctx.connection.gateway.set_token(rotated.token.clone());
+    ctx.connections
+        .own()
+        .gateway
+        .set_token(rotated.token.clone());
     ctx.fail_point("hang_after_rotate", &ctx.fail_points.hang_after_rotate)
         .await;
     // 3. At once (the new token exists nowhere else); until it is written, every step tries again first.
@@ -349,7 +359,7 @@ async fn confirm(
     api: &Api<Secret>,
     expires: jiff::Timestamp,
 ) -> Result<Duration, RotationError> {
-    let now = ctx.connection.gateway.now().await?;
+    let now = ctx.connections.own().gateway.now().await?;
     let done = patch(
         api,
         cfg,
@@ -361,7 +371,11 @@ async fn confirm(
     .await?;
     let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
     ctx.metrics.token_expiry(expires);
-    ctx.connection.rotation.failures.store(0, Ordering::SeqCst);
+    ctx.connections
+        .own()
+        .rotation
+        .failures
+        .store(0, Ordering::SeqCst);
     set_trouble(ctx, None);
     tracing::info!(expires = %expires, "Gateway token rotated and confirmed");
     event(
@@ -390,7 +404,7 @@ async fn resume(
         tracing::info!("resuming a token rotation: the new token was written; confirming it");
         return confirm(ctx, cfg, api, expires).await;
     }
-    match ctx.connection.gateway.now().await {
+    match ctx.connections.own().gateway.now().await {
         Ok(_) => {
             tracing::info!(
                 "a token rotation had started but not committed: the token in the Secret still works"
@@ -413,7 +427,7 @@ async fn resume(
                 annotation(secret, ROTATION_STARTED_AT).map_or("?", String::as_str),
                 cfg.key
             );
-            let fresh = ctx.connection.rotation.trouble().map(|t| t.reason)
+            let fresh = ctx.connections.own().rotation.trouble().map(|t| t.reason)
                 != Some(Reason::TokenRotationLost);
             if fresh {
                 tracing::error!("{message}");
@@ -484,7 +498,7 @@ async fn patch(
 }
 
 fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
-    if let Ok(mut t) = ctx.connection.rotation.trouble.lock() {
+    if let Ok(mut t) = ctx.connections.own().rotation.trouble.lock() {
         *t = trouble;
     }
 }

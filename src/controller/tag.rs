@@ -66,6 +66,13 @@ enum Selection {
 }
 
 impl Kind for TaniumTag {
+    /// No round ever started and no tag is applied.
+    fn nothing_in_tanium(status: &TaniumTagStatus) -> bool {
+        status.rounds == 0 && status.round.is_none() && status.applied_tags.is_empty()
+    }
+    fn connection_ref(&self) -> Option<&crate::crd::ConnectionRef> {
+        self.spec.connection_ref.as_ref()
+    }
     const FINALIZER: &'static str = FINALIZER;
     type Status = TaniumTagStatus;
     type Scratch = ();

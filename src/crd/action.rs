@@ -60,6 +60,8 @@ use super::{Deployment, Preview, ResultCounts, Safety, Targets};
 #[x_kube(validation = Rule::new(
     "has(self.actionName) == has(oldSelf.actionName) && (!has(self.actionName) || self.actionName == oldSelf.actionName)"
 ).message("actionName is immutable; create a new TaniumAction to run again"))]
+#[x_kube(validation = Rule::new("has(self.connectionRef) == has(oldSelf.connectionRef) && (!has(self.connectionRef) || self.connectionRef == oldSelf.connectionRef)")
+    .message("connectionRef is immutable: what this object did in Tanium lives on that server; create a new object for another"))]
 #[serde(rename_all = "camelCase")]
 pub struct TaniumActionSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("package is immutable; create a new TaniumAction to run again"))]
@@ -131,6 +133,12 @@ pub struct TaniumActionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,
+
+    /// The Tanium server this object's requests go to: a TaniumConnection of this namespace, or a
+    /// ClusterTaniumConnection that lists this namespace. Without it, the operator's own connection. It cannot
+    /// change: what this object did in Tanium lives on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<super::ConnectionRef>,
 }
 
 fn yes() -> bool {

@@ -79,6 +79,8 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(10);
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.killProcess) || (has(self.killProcess) && self.killProcess == oldSelf.killProcess)")
     .message("killProcess is carried out at most once and cannot be changed or removed; create a new TaniumEndpointInspection to end another process"))]
+#[x_kube(validation = Rule::new("has(self.connectionRef) == has(oldSelf.connectionRef) && (!has(self.connectionRef) || self.connectionRef == oldSelf.connectionRef)")
+    .message("connectionRef is immutable: what this object did in Tanium lives on that server; create a new object for another"))]
 #[serde(rename_all = "camelCase")]
 pub struct TaniumEndpointInspectionSpec {
     /// The endpoint to inspect.
@@ -102,6 +104,12 @@ pub struct TaniumEndpointInspectionSpec {
     #[schemars(regex(pattern = super::INTERVAL_PATTERN), length(max = 16))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refreshInterval must be at least 10s"))]
     pub refresh_interval: String,
+
+    /// The Tanium server this object's requests go to: a TaniumConnection of this namespace, or a
+    /// ClusterTaniumConnection that lists this namespace. Without it, the operator's own connection. It cannot
+    /// change: what this object did in Tanium lives on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<super::ConnectionRef>,
 }
 
 fn default_refresh() -> String {

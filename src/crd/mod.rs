@@ -2,6 +2,7 @@
 //! targeting, safety limits, the filter's schema, conditions.
 
 pub mod action;
+pub mod connection;
 mod files;
 pub mod inspection;
 pub mod reason;
@@ -18,6 +19,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use action::{TaniumAction, TaniumActionSpec, TaniumActionStatus};
+pub use connection::{
+    ClusterTaniumConnection, ClusterTaniumConnectionSpec, ConnectionRef, ConnectionStatus,
+    TaniumConnection, TaniumConnectionSpec,
+};
 pub use files::{CHART_CRD_DIR, REGENERATE_CRDS, chart_crd_file, chart_crd_files, crd_files};
 pub use inspection::{
     TaniumEndpointInspection, TaniumEndpointInspectionSpec, TaniumEndpointInspectionStatus,
@@ -446,6 +451,8 @@ pub fn crds() -> Vec<Crd> {
         unobserved_by_default(kubernetes_formats(TaniumAction::crd())),
         unobserved_by_default(kubernetes_formats(TaniumTag::crd())),
         unobserved_by_default(kubernetes_formats(TaniumEndpointInspection::crd())),
+        unobserved_by_default(kubernetes_formats(TaniumConnection::crd())),
+        unobserved_by_default(kubernetes_formats(ClusterTaniumConnection::crd())),
     ]
 }
 

@@ -138,6 +138,20 @@ reasons! {
     /// allows such kills.
     ProtectedProcess,
 
+    // Which Tanium server an object's requests go to (`spec.connectionRef`).
+    /// `spec.connectionRef` names a TaniumConnection or ClusterTaniumConnection that does not exist.
+    ConnectionNotFound,
+    /// The ClusterTaniumConnection named does not list this object's namespace in `spec.namespaces`.
+    ConnectionNotAllowed,
+    /// A TaniumConnection or ClusterTaniumConnection: the Gateway answered with its token (Ready=True).
+    Connected,
+    /// A connection's token Secret cannot be read: missing, without the key, or in a namespace the operator may
+    /// not read Secrets in (chart value `connections.secretNamespaces`).
+    TokenSecretUnreadable,
+    /// The connection named exists but cannot be used yet (its Secret, its token or its Gateway: its own Ready
+    /// condition says which); the object waits for it and nothing is sent elsewhere.
+    ConnectionNotReady,
+
     // The operator's own conditions on every object.
     /// `GatewayTLSVerified=False`: the operator does not check the Gateway's certificate.
     VerificationDisabled,
@@ -181,9 +195,14 @@ impl Reason {
             | EndpointAmbiguous
             | TokenRotationLost
             | ProtectedProcess
-            | TagOwnedElsewhere => true,
+            | TagOwnedElsewhere
+            | ConnectionNotFound
+            | ConnectionNotAllowed
+            | TokenSecretUnreadable => true,
             // The fleet, a reading or the Gateway may change by itself; the operator looks again.
             Progressing
+            | ConnectionNotReady
+            | Connected
             | PreviewIncomplete
             | NoTargets
             | Previewed

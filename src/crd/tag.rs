@@ -49,6 +49,8 @@ use super::{Deployment, ResultCounts, Safety, Targets, parse_interval};
 )]
 #[x_kube(validation = Rule::new("!self.safety.requirePreviewApproval")
     .message("safety.requirePreviewApproval is not supported for TaniumTag: each round targets only the endpoints that lack a tag; use safety.maxTargets"))]
+#[x_kube(validation = Rule::new("has(self.connectionRef) == has(oldSelf.connectionRef) && (!has(self.connectionRef) || self.connectionRef == oldSelf.connectionRef)")
+    .message("connectionRef is immutable: what this object did in Tanium lives on that server; create a new object for another"))]
 #[serde(rename_all = "camelCase")]
 pub struct TaniumTagSpec {
     /// The custom tags every matching endpoint must carry.
@@ -72,6 +74,12 @@ pub struct TaniumTagSpec {
     /// `maxTargets` caps how many endpoints one round may tag.
     #[serde(default)]
     pub safety: Safety,
+
+    /// The Tanium server this object's requests go to: a TaniumConnection of this namespace, or a
+    /// ClusterTaniumConnection that lists this namespace. Without it, the operator's own connection. It cannot
+    /// change: what this object did in Tanium lives on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<super::ConnectionRef>,
 }
 
 fn default_interval() -> String {

@@ -308,6 +308,23 @@ impl GatewayClient {
         }
     }
 
+    /// A client for another server, under this one's fence and observer: a once-only mutation sent through it asks
+    /// the same fence (the same leadership) as one sent through this one.
+    pub fn sibling(&self, config: GatewayConfig) -> Result<Self, GatewayError> {
+        let other = Self::new(config)?;
+        if let Some(observer) = self.inner.observer.get() {
+            other.observe_with(observer.clone());
+        }
+        let fence = match self.inner.fence.read() {
+            Ok(f) => f.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(fence) = fence {
+            other.fence_with(fence);
+        }
+        Ok(other)
+    }
+
     /// Why a once-only mutation may not be written now, if it may not.
     fn fenced(&self, doc: &Document<'_>) -> Option<GatewayError> {
         if doc.repeat != Repeat::AtMostOnce {
@@ -580,6 +597,37 @@ mod tests {
         let client = GatewayClient::new(cfg.clone()).unwrap();
         assert!(!format!("{cfg:?}").contains("supersecret"));
         assert!(!format!("{client:?}").contains("supersecret"));
+    }
+
+    /// A connection object's client sends a once-only mutation only when the operator's own leadership allows.
+    #[test]
+    fn a_sibling_asks_the_same_fence() {
+        struct NotLeading;
+        impl Fence for NotLeading {
+            fn may_act(&self) -> Result<(), String> {
+                Err("not leading".into())
+            }
+        }
+        let client = |url: &str| {
+            GatewayClient::new(GatewayConfig::new(url, SecretString::from("t")))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let own = client("https://own");
+        own.fence_with(Arc::new(NotLeading));
+        let lab = own
+            .sibling(GatewayConfig::new("https://lab", SecretString::from("t2")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let perform = Document::fixed("actionPerform", "mutation { x }", Repeat::AtMostOnce);
+        assert!(matches!(
+            lab.fenced(&perform),
+            Some(GatewayError::Fenced { .. })
+        ));
+        let read = Document::fixed("now", "{ now }", Repeat::Safe);
+        assert!(lab.fenced(&read).is_none(), "reads are not fenced");
+        assert!(
+            client("https://lab").fenced(&perform).is_none(),
+            "a client built on its own acts alone"
+        );
     }
 
     #[test]

@@ -47,8 +47,11 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let (wake_actions, actions_woken) = futures::channel::mpsc::unbounded();
     let (wake_tags, tags_woken) = futures::channel::mpsc::unbounded();
-    ctx.connection.poller.wake_actions_with(wake_actions);
-    ctx.connection.poller.wake_tags_with(wake_tags);
+    let wakers = crate::controller::connections::Wakers {
+        actions: wake_actions,
+        tags: wake_tags,
+    };
+    let own = ctx.connections.own().clone();
     tokio::join!(
         run_kind(
             ctx.clone(),
@@ -63,20 +66,78 @@ pub async fn run(
             Some(tags_woken)
         ),
         run_kind(ctx.clone(), shutdown.clone(), inspection::reconcile, None),
+        run_connections(ctx.clone(), wakers, shutdown.clone()),
         watch_tag_claimants(&ctx, shutdown.clone()),
         rotation::run(ctx.clone(), shutdown.clone()),
         detect_gateway_features(&ctx, shutdown.clone()),
-        ctx.connection.poller.run(
-            &ctx.connection.gateway,
-            &ctx.config.timing,
-            shutdown.clone()
-        ),
+        own.poller
+            .run(&own.gateway, &ctx.config.timing, shutdown.clone()),
     );
-    // No Direct Connect connection outlives the controllers (shutdown, or leadership lost).
-    ctx.connection
-        .sessions
-        .close_all(&ctx.connection.gateway)
-        .await;
+    // No Direct Connect connection outlives the controllers (shutdown, or leadership lost), and no connection
+    // built from an object: the next term builds them again.
+    let built = ctx.connections.stopped();
+    for conn in std::iter::once(own).chain(built) {
+        conn.sessions.close_all(&conn.gateway).await;
+    }
+}
+
+/// The connection objects' controllers: each TaniumConnection and ClusterTaniumConnection built into a connection
+/// and its status written (`controller::connections`). Their caches are what objects choose their connection from.
+async fn run_connections(
+    ctx: Arc<Context>,
+    wakers: crate::controller::connections::Wakers,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    use futures::StreamExt as _;
+    use kube::runtime::{Controller, watcher};
+
+    use crate::controller::connections::{reconcile_cluster, reconcile_namespaced};
+    use crate::crd::{ClusterTaniumConnection, TaniumConnection};
+
+    let only = ctx.config.shard.only_namespace();
+    let namespaced: kube::Api<TaniumConnection> = match only {
+        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
+        None => kube::Api::all(ctx.client.clone()),
+    };
+    let namespaced = Controller::new(namespaced, watcher::Config::default());
+    // Watching one namespace, the operator may read nothing cluster-wide (the chart grants it nothing there): no
+    // ClusterTaniumConnection is known, and an object naming one is held as naming one that does not exist.
+    let cluster = only.is_none().then(|| {
+        Controller::new(
+            kube::Api::<ClusterTaniumConnection>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+    });
+    let cluster_store = match &cluster {
+        Some(c) => c.store(),
+        None => kube::runtime::reflector::store::<ClusterTaniumConnection>().0,
+    };
+    ctx.connections
+        .started(namespaced.store(), cluster_store, wakers);
+    let cluster = async {
+        if let Some(cluster) = cluster {
+            cluster
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile_cluster, error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection reconcile did not complete");
+                    }
+                })
+                .await;
+        }
+    };
+    tokio::join!(
+        namespaced
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile_namespaced, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection reconcile did not complete");
+                }
+            }),
+        cluster,
+    );
 }
 
 /// Every TaniumTag in the operator's namespace scope, for deciding who owns a tag (`controller::tag::Claimants`):
@@ -116,13 +177,14 @@ async fn watch_tag_claimants(ctx: &Context, shutdown: impl std::future::Future<O
 
 /// Ask the Gateway once what it offers (see `gateway::introspect`), until it answers; say what was found.
 async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Future<Output = ()>) {
-    if ctx.connection.gateway.features().is_some() {
+    let gateway = &ctx.connections.own().gateway;
+    if gateway.features().is_some() {
         return;
     }
     tokio::pin!(shutdown);
     let mut pause = Duration::from_secs(1);
     loop {
-        match ctx.connection.gateway.detect_features().await {
+        match gateway.detect_features().await {
             Ok(features) => {
                 tracing::info!(%features, "Gateway features detected");
                 ctx.metrics.gateway_features(&features.named());
@@ -213,7 +275,9 @@ async fn run_kind<K, R, Fut>(
                 changes::Seen::Changed(obj) => Some(obj),
                 changes::Seen::Left(obj) => {
                     // Its actions are not this replica's to read any more (deleted, or in another shard now).
-                    left_ctx.connection.poller.forget_owner(&obj);
+                    for conn in left_ctx.connections.all() {
+                        conn.poller.forget_owner(&obj);
+                    }
                     None
                 }
                 changes::Seen::Nothing => None,
@@ -230,7 +294,8 @@ async fn run_kind<K, R, Fut>(
     // for again a little later too: a reconcile refused just before the change may not have written so yet.
     let store = controller.store();
     let held_by_token = ctx
-        .connection
+        .connections
+        .own()
         .gateway
         .token_changes()
         .flat_map(|()| {

@@ -88,7 +88,12 @@ pub async fn run_with_deadline(
         () = async { shutdown.await; tokio::time::sleep(drain).await } => {
             tracing::warn!(?drain, "shutdown: abandoning reconciles still in flight");
             // They may hold Direct Connect connections: close them (bounded; the Gateway idles them out anyway).
-            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.connection.sessions.close_all(&ctx.connection.gateway)).await;
+            let close = async {
+                for conn in ctx.connections.all() {
+                    conn.sessions.close_all(&conn.gateway).await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
         }
     }
 }

@@ -178,9 +178,14 @@ fn a_field_to_drop() -> (String, String) {
         .as_array()
         .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
+    // One no rule of the spec's own names: a chart without the field must still be a valid CRD.
+    let rules: Vec<&str> = spec["x-kubernetes-validations"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|v| v["rule"].as_str()).collect())
+        .unwrap_or_default();
     let field = spec_properties(&value)
         .into_iter()
-        .find(|f| !required.contains(&f.as_str()))
+        .find(|f| !required.contains(&f.as_str()) && !rules.iter().any(|r| r.contains(f.as_str())))
         .expect("an optional spec field");
     (crd.metadata.name.expect("a name"), field)
 }

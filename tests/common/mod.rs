@@ -65,6 +65,7 @@ pub fn fast_timing() -> Timing {
         dc_ready_timeout: Duration::from_secs(10),
         // As in production: a test's actions end well inside it, so their counts are written with their end.
         results_write: Duration::from_secs(30),
+        connection_recheck: Duration::from_secs(2),
     }
 }
 

@@ -1,0 +1,252 @@
+//! The connection objects' own reconcile: read the token from the Secret named, build the connection (a Gateway
+//! client under the operator's own fence, so that a once-only request through it asks the same leadership), ask the
+//! Gateway once whether the token works and what it offers, and say so in status. Looked at again every minute to
+//! re-read the Secret: a new token is taken without a rebuild (the poller keeps what it knows), so the operator needs
+//! `get` on those Secrets, never `list` or `watch`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt as _};
+use secrecy::SecretString;
+
+use super::Key;
+use crate::controller::connection::Connection;
+use crate::controller::{Context, Error};
+use crate::crd::connection::Server;
+use crate::crd::{
+    ClusterTaniumConnection, ConnectionStatus, MANAGER, Reason, TaniumConnection, condition,
+    set_condition,
+};
+use crate::gateway::{GatewayConfig, TlsVerification};
+
+/// Where a connection's token is.
+struct TokenAt<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    key: &'a str,
+}
+
+pub async fn reconcile_namespaced(
+    obj: Arc<TaniumConnection>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = obj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = obj.name_any();
+    let key = Key::Namespaced {
+        namespace: namespace.clone(),
+        name: name.clone(),
+    };
+    let token = TokenAt {
+        namespace: &namespace,
+        name: &obj.spec.token_secret_ref.name,
+        key: &obj.spec.token_secret_ref.key,
+    };
+    let api: Api<TaniumConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
+    let status = connect(&ctx, key, &obj.spec.server, &token, previous, generation).await;
+    report(&api, &obj.name_any(), previous, status, &ctx.config.timing).await
+}
+
+pub async fn reconcile_cluster(
+    obj: Arc<ClusterTaniumConnection>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let key = Key::Cluster { name: name.clone() };
+    let r = &obj.spec.token_secret_ref;
+    let token = TokenAt {
+        namespace: r.namespace.as_deref().unwrap_or(&ctx.config.own_namespace),
+        name: &r.name,
+        key: &r.key,
+    };
+    let api: Api<ClusterTaniumConnection> = Api::all(ctx.client.clone());
+    let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
+    let status = connect(&ctx, key, &obj.spec.server, &token, previous, generation).await;
+    report(&api, &obj.name_any(), previous, status, &ctx.config.timing).await
+}
+
+/// Build or refresh the connection for `key` and ask the Gateway through it; the status that says how it went.
+async fn connect(
+    ctx: &Context,
+    key: Key,
+    server: &Server,
+    token: &TokenAt<'_>,
+    previous: Option<&ConnectionStatus>,
+    generation: Option<i64>,
+) -> ConnectionStatus {
+    ctx.connections.sweep();
+    let recheck = ctx.config.timing.connection_recheck;
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let outcome = async {
+        let secret = read_token(ctx, token).await?;
+        let conn = match ctx.connections.current(&key, generation) {
+            Some(conn) => {
+                conn.gateway.set_token(secret);
+                conn
+            }
+            None => {
+                let conn = Arc::new(build(ctx, server, secret)?);
+                if let Some(old) = ctx.connections.keep(
+                    key.clone(),
+                    generation,
+                    conn.clone(),
+                    ctx.config.timing.clone(),
+                ) {
+                    tokio::spawn(async move { old.sessions.close_all(&old.gateway).await });
+                }
+                conn
+            }
+        };
+        let now = conn
+            .gateway
+            .now()
+            .await
+            .map_err(|e| (e.reason().to_owned(), e.to_string()))?;
+        if let Ok(features) = conn.gateway.detect_features().await {
+            status.features = features
+                .named()
+                .into_iter()
+                .filter(|(_, present)| *present)
+                .map(|(name, _)| name.to_owned())
+                .collect();
+        }
+        Ok::<_, (String, String)>(now)
+    }
+    .await;
+    match outcome {
+        Ok(_) => {
+            // Refreshed when it has grown old, not on every look: a look that learns nothing writes nothing.
+            let stale = status.last_successful_request_at.as_ref().is_none_or(|t| {
+                jiff::Timestamp::now().duration_since(t.0).unsigned_abs() > recheck * 10
+            });
+            if stale {
+                status.last_successful_request_at = Some(Time(jiff::Timestamp::now()));
+            }
+            set_condition(
+                &mut status.conditions,
+                condition::READY,
+                true,
+                Reason::Connected.as_str(),
+                format!(
+                    "the Gateway at {} answers with this token",
+                    server.gateway_url
+                ),
+                generation,
+            );
+        }
+        Err((reason, message)) => {
+            set_condition(
+                &mut status.conditions,
+                condition::READY,
+                false,
+                &reason,
+                message,
+                generation,
+            );
+        }
+    }
+    crate::controller::kstatus::derive(&mut status.conditions, generation);
+    status
+}
+
+/// The token, from the Secret key named; never logged or said (only where it was looked for).
+async fn read_token(ctx: &Context, at: &TokenAt<'_>) -> Result<SecretString, (String, String)> {
+    let unreadable = |why: String| {
+        (
+            Reason::TokenSecretUnreadable.as_str().to_owned(),
+            format!(
+                "the token Secret {}/{} (key {}) {why}",
+                at.namespace, at.name, at.key
+            ),
+        )
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), at.namespace);
+    let secret = match secrets.get_opt(at.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(unreadable("does not exist".into())),
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            return Err(unreadable(format!(
+                "cannot be read: the operator may not get Secrets in {} (chart value connections.secretNamespaces)",
+                at.namespace
+            )));
+        }
+        Err(e) => return Err(unreadable(format!("cannot be read: {e}"))),
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(at.key))
+        .ok_or_else(|| unreadable("has no such key".into()))?;
+    let text = std::str::from_utf8(&value.0)
+        .map_err(|_| unreadable("holds a token that is not text".into()))?
+        .trim();
+    if text.is_empty() {
+        return Err(unreadable("holds an empty token".into()));
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
+/// A Gateway client for `server`, under the operator's fence and metrics.
+fn build(
+    ctx: &Context,
+    server: &Server,
+    token: SecretString,
+) -> Result<Connection, (String, String)> {
+    let mut config = GatewayConfig::new(server.gateway_url.clone(), token);
+    config.ca_bundle_pem = server
+        .ca_bundle
+        .as_ref()
+        .map(|pem| pem.clone().into_bytes());
+    config.tls = if server.insecure_skip_tls_verify {
+        TlsVerification::Insecure
+    } else {
+        TlsVerification::Verify
+    };
+    config.request_timeout = Duration::from_secs(u64::from(server.request_timeout_seconds));
+    config.max_concurrent_requests = usize::from(server.concurrency);
+    let gateway = ctx
+        .connections
+        .own()
+        .gateway
+        .sibling(config)
+        .map_err(|e| (e.reason().to_owned(), e.to_string()))?;
+    Ok(Connection::new(gateway, ctx.config.poll_batch))
+}
+
+/// Write `status` when it changed; look again later (the Secret may change), sooner while broken.
+async fn report<K>(
+    api: &Api<K>,
+    name: &str,
+    previous: Option<&ConnectionStatus>,
+    status: ConnectionStatus,
+    timing: &crate::controller::Timing,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let ready = crate::crd::condition(&status.conditions, condition::READY)
+        .is_some_and(|c| c.status == "True");
+    if previous != Some(&status) {
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    let again = timing.connection_recheck;
+    Ok(Action::requeue(if ready { again } else { again / 3 }))
+}

@@ -1,0 +1,285 @@
+//! Several Tanium servers: TaniumConnection and ClusterTaniumConnection objects, and objects choosing one with
+//! `spec.connectionRef`. Two sims (two fleets, two tokens) on a real kube-apiserver, the controllers in-process.
+
+mod common;
+
+use common::{Env, TOKEN, phase, ready_reason};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tanium_operator::controller::Policy;
+use tanium_operator::crd::{ClusterTaniumConnection, TaniumConnection};
+use tanium_sim::{FleetSource, SimConfig, SimServer, TokenUser};
+
+const LAB_TOKEN: &str = "token-lab-server-2b71";
+
+async fn lab_sim() -> SimServer {
+    tanium_sim::start(SimConfig {
+        fleet: FleetSource::Generated { size: 40, seed: 11 },
+        tokens: vec![TokenUser::new(LAB_TOKEN, "operator")],
+        time_scale: 20.0,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the lab sim starts")
+}
+
+async fn secret(env: &Env, namespace: &str, name: &str, token: &str) {
+    let api: Api<Secret> = Api::namespaced(env.client.clone(), namespace);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name}, "stringData": {"token": token}
+    }))
+    .expect("a Secret");
+    api.patch(
+        name,
+        &PatchParams::apply("tests").force(),
+        &Patch::Apply(&secret),
+    )
+    .await
+    .expect("Secret applied");
+}
+
+fn ready<K>(
+    status: impl Fn(&K) -> Option<&tanium_operator::crd::ConnectionStatus>,
+) -> impl Fn(&K) -> bool {
+    move |o| {
+        status(o).is_some_and(|s| {
+            tanium_operator::crd::condition(&s.conditions, "Ready")
+                .is_some_and(|c| c.status == "True")
+        })
+    }
+}
+
+fn tag_action(name: &str, endpoint: &str, connection: Option<(&str, &str)>) -> serde_json::Value {
+    let mut spec = json!({
+        "package": {"name": "Custom Tagging - Add Tags", "params": [name]},
+        "targets": {"endpoints": [endpoint]}
+    });
+    if let Some((kind, to)) = connection {
+        spec["connectionRef"] = json!({"kind": kind, "name": to});
+    }
+    json!({"apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction", "metadata": {"name": name}, "spec": spec})
+}
+
+fn performs(sim: &SimServer) -> usize {
+    sim.sim()
+        .audit()
+        .iter()
+        .filter(|e| e.operation == "actionPerform" && e.outcome.is_committed())
+        .count()
+}
+
+/// Two namespaces on two servers; a namespace refused a connection it may not use; one connection's token
+/// rejected while the other works, and the held objects going on once it is fixed.
+#[tokio::test]
+async fn objects_reach_the_server_their_connection_names_and_no_other() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    let lab = lab_sim().await;
+    env.start_controller();
+    let lab_ns = env.namespace("lab").await;
+    let prod_ns = env.namespace("prod").await;
+    let other_ns = env.namespace("other").await;
+
+    // The lab's own connection, with its token in its namespace.
+    secret(&env, "lab", "lab-token", LAB_TOKEN).await;
+    let conns: Api<TaniumConnection> = Api::namespaced(env.client.clone(), "lab");
+    let conn: TaniumConnection = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "lab"},
+        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}}
+    }))
+    .expect("a TaniumConnection");
+    conns
+        .create(&PostParams::default(), &conn)
+        .await
+        .expect("created");
+    let connected = env
+        .wait_until(
+            &conns,
+            "lab",
+            "Ready",
+            ready(|c: &TaniumConnection| c.status.as_ref()),
+        )
+        .await;
+    let status = connected.status.clone().expect("status");
+    assert!(status.last_successful_request_at.is_some());
+    assert!(!status.features.is_empty(), "{status:?}");
+    let text = serde_json::to_string(&status).unwrap_or_default();
+    assert!(!text.contains(LAB_TOKEN), "the token is never in status");
+    // Looked at again every recheck (2 s here), written only when something changed.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let later = conns.get("lab").await.expect("get");
+    assert_eq!(
+        later.metadata.resource_version, connected.metadata.resource_version,
+        "a connection that works is not rewritten on every look"
+    );
+
+    // A cluster-wide connection to the main server, for `prod` only; its token in the operator's namespace.
+    secret(&env, "default", "main-token", TOKEN).await;
+    let cluster: Api<ClusterTaniumConnection> = Api::all(env.client.clone());
+    let main: ClusterTaniumConnection = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "ClusterTaniumConnection", "metadata": {"name": "main"},
+        "spec": {"gatewayUrl": env.sim.url(), "tokenSecretRef": {"name": "main-token"}, "namespaces": ["prod"]}
+    }))
+    .expect("a ClusterTaniumConnection");
+    cluster
+        .create(&PostParams::default(), &main)
+        .await
+        .expect("created");
+    env.wait_until(
+        &cluster,
+        "main",
+        "Ready",
+        ready(|c: &ClusterTaniumConnection| c.status.as_ref()),
+    )
+    .await;
+
+    // The lab's action lands on the lab server, and only there.
+    let lab_endpoint = lab
+        .sim()
+        .online_endpoint_ids()
+        .into_iter()
+        .next()
+        .expect("a lab endpoint");
+    let (main_before, lab_before) = (performs(&env.sim), performs(&lab));
+    env.create(
+        &lab_ns,
+        tag_action("on-lab", &lab_endpoint, Some(("TaniumConnection", "lab"))),
+    )
+    .await;
+    env.wait_for(
+        &lab_ns,
+        "on-lab",
+        "Completed",
+        common::phase_is("Completed"),
+    )
+    .await;
+    assert_eq!(performs(&lab), lab_before + 1);
+    assert_eq!(performs(&env.sim), main_before);
+    assert!(
+        lab.sim()
+            .endpoint(&lab_endpoint)
+            .is_some_and(|e| e.tags.iter().any(|t| t == "on-lab")),
+        "tagged on the lab fleet"
+    );
+
+    // `prod` through the cluster connection, to the main server.
+    env.create(
+        &prod_ns,
+        tag_action(
+            "on-main",
+            "274177",
+            Some(("ClusterTaniumConnection", "main")),
+        ),
+    )
+    .await;
+    env.wait_for(
+        &prod_ns,
+        "on-main",
+        "Completed",
+        common::phase_is("Completed"),
+    )
+    .await;
+    assert_eq!(performs(&env.sim), main_before + 1);
+
+    // `other` may use neither: another namespace's TaniumConnection is not its own, and `main` does not list it.
+    env.create(
+        &other_ns,
+        tag_action("borrowed", &lab_endpoint, Some(("TaniumConnection", "lab"))),
+    )
+    .await;
+    env.create(
+        &other_ns,
+        tag_action(
+            "unlisted",
+            "274177",
+            Some(("ClusterTaniumConnection", "main")),
+        ),
+    )
+    .await;
+    let borrowed = env
+        .wait_for(&other_ns, "borrowed", "held", |o| ready_reason(o).is_some())
+        .await;
+    assert_eq!(
+        ready_reason(&borrowed).as_deref(),
+        Some("ConnectionNotFound")
+    );
+    let unlisted = env
+        .wait_for(&other_ns, "unlisted", "held", |o| ready_reason(o).is_some())
+        .await;
+    assert_eq!(
+        ready_reason(&unlisted).as_deref(),
+        Some("ConnectionNotAllowed")
+    );
+    assert!(
+        common::ready_message(&unlisted)
+            .is_some_and(|m| m.contains("ClusterTaniumConnection main")),
+        "{unlisted:?}"
+    );
+
+    // The lab's token rejected: the lab connection and its new object hold; prod goes on.
+    secret(&env, "lab", "lab-token", "not-the-lab-token").await;
+    env.wait_until(&conns, "lab", "not Ready", |c: &TaniumConnection| {
+        !ready(|c: &TaniumConnection| c.status.as_ref())(c)
+    })
+    .await;
+    env.create(
+        &lab_ns,
+        tag_action(
+            "while-broken",
+            &lab_endpoint,
+            Some(("TaniumConnection", "lab")),
+        ),
+    )
+    .await;
+    env.create(
+        &prod_ns,
+        tag_action(
+            "meanwhile",
+            "274177",
+            Some(("ClusterTaniumConnection", "main")),
+        ),
+    )
+    .await;
+    env.wait_for(
+        &prod_ns,
+        "meanwhile",
+        "Completed",
+        common::phase_is("Completed"),
+    )
+    .await;
+    let held = env
+        .wait_for(&lab_ns, "while-broken", "held", |o| {
+            ready_reason(o).is_some()
+        })
+        .await;
+    assert_eq!(ready_reason(&held).as_deref(), Some("ConnectionNotReady"));
+    assert_eq!(
+        performs(&lab),
+        lab_before + 1,
+        "nothing more reached the lab"
+    );
+
+    // Fixed: the held object goes on by itself.
+    secret(&env, "lab", "lab-token", LAB_TOKEN).await;
+    let done = env
+        .wait_for(
+            &lab_ns,
+            "while-broken",
+            "Completed",
+            common::phase_is("Completed"),
+        )
+        .await;
+    assert_eq!(phase(&done).as_deref(), Some("Completed"));
+    assert_eq!(performs(&lab), lab_before + 2);
+    for api in [&lab_ns, &prod_ns, &other_ns] {
+        let objects = api.list(&Default::default()).await.expect("list");
+        for o in objects {
+            common::assert_no_token(&o);
+            let text = serde_json::to_string(&o).unwrap_or_default();
+            assert!(!text.contains(LAB_TOKEN));
+        }
+    }
+    env.assert_exactly_once();
+}
