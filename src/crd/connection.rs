@@ -70,8 +70,10 @@ pub struct Rotation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalTokenSecretRef {
+    /// The Secret's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// The key of the Secret's data that holds the token.
     #[serde(default = "default_token_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
@@ -82,11 +84,14 @@ pub struct LocalTokenSecretRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSecretRef {
+    /// The Secret's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// The key of the Secret's data that holds the token.
     #[serde(default = "default_token_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+    /// The Secret's namespace; the operator's own when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
@@ -140,6 +145,8 @@ fn default_token_key() -> String {
 pub struct TaniumConnectionSpec {
     #[serde(flatten)]
     pub server: Server,
+    /// Where the API token is: a Secret key in this namespace, which the operator may read only where an admin lets
+    /// it (chart value `connections.secretNamespaces`).
     pub token_secret_ref: LocalTokenSecretRef,
 }
 
@@ -187,6 +194,7 @@ pub struct TaniumConnectionSpec {
 pub struct ClusterTaniumConnectionSpec {
     #[serde(flatten)]
     pub server: Server,
+    /// Where the API token is: a Secret key, in the operator's namespace unless `namespace` says otherwise.
     pub token_secret_ref: TokenSecretRef,
     /// The namespaces whose objects may use this connection; `*` for every namespace. Empty: none (an admin's
     /// second act is needed before any namespace reaches this server).
@@ -225,7 +233,9 @@ pub struct ConnectionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionRef {
+    /// `TaniumConnection` (in the object's own namespace) or `ClusterTaniumConnection`.
     pub kind: ConnectionKind,
+    /// The connection object's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
