@@ -626,7 +626,9 @@ fn mark_operator_conditions(
     }
 }
 
-async fn write_status<K>(
+/// Server-side apply of `status` as the operator's field manager, conditional on `resource_version` (then the
+/// version written): every status the operator writes goes through here.
+pub(super) async fn write_status<K>(
     api: &kube::Api<K>,
     name: &str,
     resource_version: &mut Option<String>,

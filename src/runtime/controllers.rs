@@ -94,6 +94,12 @@ async fn run_connections(
     use crate::controller::connections::{reconcile_cluster, reconcile_namespaced};
     use crate::crd::{ClusterTaniumConnection, TaniumConnection};
 
+    fn said<T, E: std::fmt::Display>(result: Result<T, E>) -> std::future::Ready<()> {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection reconcile did not complete");
+        }
+        std::future::ready(())
+    }
     let only = ctx.config.shard.only_namespace();
     let namespaced: kube::Api<TaniumConnection> = match only {
         Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
@@ -119,11 +125,7 @@ async fn run_connections(
             cluster
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile_cluster, error_policy, ctx.clone())
-                .for_each(|result| async move {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection reconcile did not complete");
-                    }
-                })
+                .for_each(said)
                 .await;
         }
     };
@@ -131,11 +133,7 @@ async fn run_connections(
         namespaced
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_namespaced, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection reconcile did not complete");
-                }
-            }),
+            .for_each(said),
         cluster,
     );
 }

@@ -134,6 +134,14 @@ pub struct Wakers {
     pub tags: futures::channel::mpsc::UnboundedSender<ObjectRef<TaniumTag>>,
 }
 
+impl Wakers {
+    /// Let `poller` wake the objects whose actions it reads.
+    fn attach(&self, poller: &super::poller::Poller) {
+        poller.wake_actions_with(self.actions.clone());
+        poller.wake_tags_with(self.tags.clone());
+    }
+}
+
 struct Built {
     /// What it was built from: the connection object's generation (its server settings).
     generation: Option<i64>,
@@ -220,8 +228,7 @@ impl Connections {
         if let Ok(mut s) = self.cluster.write() {
             *s = Some(cluster);
         }
-        self.own.poller.wake_actions_with(wakers.actions.clone());
-        self.own.poller.wake_tags_with(wakers.tags.clone());
+        wakers.attach(&self.own.poller);
         if let Ok(mut w) = self.wakers.lock() {
             *w = Some(wakers);
         }
@@ -257,8 +264,7 @@ impl Connections {
         if let Ok(w) = self.wakers.lock()
             && let Some(w) = w.as_ref()
         {
-            conn.poller.wake_actions_with(w.actions.clone());
-            conn.poller.wake_tags_with(w.tags.clone());
+            w.attach(&conn.poller);
         }
         let polling = conn.clone();
         let poller = tokio::spawn(async move {

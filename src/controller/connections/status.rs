@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 use secrecy::SecretString;
 
 use super::Key;
 use crate::controller::connection::Connection;
+use crate::controller::object::write_status;
 use crate::controller::{Context, Error};
 use crate::crd::connection::Server;
 use crate::crd::{
-    ClusterTaniumConnection, ConnectionStatus, MANAGER, Reason, TaniumConnection, condition,
-    set_condition,
+    ClusterTaniumConnection, ConnectionStatus, Reason, TaniumConnection, condition, set_condition,
 };
 use crate::gateway::{GatewayConfig, TlsVerification};
 
@@ -51,7 +51,7 @@ pub async fn reconcile_namespaced(
     let api: Api<TaniumConnection> = Api::namespaced(ctx.client.clone(), &namespace);
     let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
     let status = connect(&ctx, key, &obj.spec.server, &token, previous, generation).await;
-    report(&api, &obj.name_any(), previous, status, &ctx.config.timing).await
+    report(&api, obj.as_ref(), previous, status, &ctx.config.timing).await
 }
 
 pub async fn reconcile_cluster(
@@ -69,7 +69,7 @@ pub async fn reconcile_cluster(
     let api: Api<ClusterTaniumConnection> = Api::all(ctx.client.clone());
     let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
     let status = connect(&ctx, key, &obj.spec.server, &token, previous, generation).await;
-    report(&api, &obj.name_any(), previous, status, &ctx.config.timing).await
+    report(&api, obj.as_ref(), previous, status, &ctx.config.timing).await
 }
 
 /// Build or refresh the connection for `key` and ask the Gateway through it; the status that says how it went.
@@ -110,7 +110,12 @@ async fn connect(
             .now()
             .await
             .map_err(|e| (e.reason().to_owned(), e.to_string()))?;
-        if let Ok(features) = conn.gateway.detect_features().await {
+        // Asked once per client (it keeps the answer), not on every look.
+        let features = match conn.gateway.features() {
+            Some(known) => Some(known),
+            None => conn.gateway.detect_features().await.ok(),
+        };
+        if let Some(features) = features {
             status.features = features
                 .named()
                 .into_iter()
@@ -221,10 +226,11 @@ fn build(
     Ok(Connection::new(gateway, ctx.config.poll_batch))
 }
 
-/// Write `status` when it changed; look again later (the Secret may change), sooner while broken.
+/// Write `status` when it changed (through the one status write, conditional on the version read); look again
+/// later (the Secret may change), sooner while broken.
 async fn report<K>(
     api: &Api<K>,
-    name: &str,
+    obj: &K,
     previous: Option<&ConnectionStatus>,
     status: ConnectionStatus,
     timing: &crate::controller::Timing,
@@ -235,17 +241,8 @@ where
     let ready = crate::crd::condition(&status.conditions, condition::READY)
         .is_some_and(|c| c.status == "True");
     if previous != Some(&status) {
-        let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let mut version = obj.meta().resource_version.clone();
+        write_status(api, &obj.name_any(), &mut version, &status).await?;
     }
     let again = timing.connection_recheck;
     Ok(Action::requeue(if ready { again } else { again / 3 }))
