@@ -209,6 +209,11 @@ struct RunArgs {
     /// How often rotation looks at the Secret and the Gateway's clock, at most.
     #[arg(long, env = "TANIUM_TOKEN_CHECK_INTERVAL", default_value = "10m", value_parser = crd::parse_duration)]
     token_check_interval: Duration,
+    /// Leave the tokens of TaniumConnection and ClusterTaniumConnection objects unrotated, even those whose
+    /// spec.rotation asks (the chart's shards: the main Deployment's leader rotates them, the shards read the new
+    /// token from the Secret).
+    #[arg(long, env = "TANIUM_NO_CONNECTION_TOKEN_ROTATION")]
+    no_connection_token_rotation: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -404,6 +409,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         },
         all_events: args.all_events,
         own_namespace: args.lease_namespace.clone(),
+        rotate_connection_tokens: !args.no_connection_token_rotation,
     };
     // Settings that cannot keep "never deploy twice" stop the start, before anything is contacted.
     config

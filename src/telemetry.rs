@@ -32,6 +32,8 @@ pub struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GatewayLabels {
+    /// Which connection (`own`, `TaniumConnection/<namespace>/<name>`, `ClusterTaniumConnection/<name>`).
+    pub connection: String,
     pub operation: String,
     /// `ok`, or the error's reason (TokenRejected, GatewayHttpError, …).
     pub outcome: String,
@@ -39,25 +41,19 @@ pub struct GatewayLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
+    pub connection: String,
     pub operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FeatureLabels {
-    pub feature: String,
+pub struct ConnectionLabels {
+    pub connection: String,
 }
 
-/// A metric with no labels that can be absent: set, it is one series; cleared, none.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct NoLabels;
-
-impl EncodeLabelSet for NoLabels {
-    fn encode(
-        &self,
-        _: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
-    ) -> Result<(), std::fmt::Error> {
-        Ok(())
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub connection: String,
+    pub feature: String,
 }
 
 /// What `tanium_operator_build_info` says about this build: `version` (the crate's), `rustc` (the compiler's
@@ -97,8 +93,9 @@ pub struct Metrics {
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_seconds: HistogramFamily<OperationLabels>,
     pub leader: Gauge,
-    /// When the Gateway token expires (Unix seconds), as last seen by token rotation; no series until known.
-    token_expiry: Family<NoLabels, Gauge>,
+    /// When each connection's Gateway token expires (Unix seconds), as last seen by its token rotation; no series
+    /// until known.
+    token_expiry: Family<ConnectionLabels, Gauge>,
     /// 1 for what the Gateway offers, 0 for what it lacks, once detected.
     pub gateway_features: Family<FeatureLabels, Gauge>,
     pub objects: Family<PhaseLabels, Gauge>,
@@ -141,11 +138,11 @@ impl Default for Metrics {
             "1 while this replica reconciles (holds the lease)",
             leader.clone(),
         );
-        let token_expiry = Family::<NoLabels, Gauge>::default();
+        let token_expiry = Family::<ConnectionLabels, Gauge>::default();
         registry.register(
             "gateway_token_expiry_timestamp_seconds",
-            "When the Gateway API token expires, in Unix seconds (with token rotation on, the leader reports it; \
-             no sample until known)",
+            "When a connection's Gateway API token expires, in Unix seconds (with token rotation on, the leader \
+             reports it; no sample until known)",
             token_expiry.clone(),
         );
         let build_info = Family::<Vec<(&'static str, String)>, Gauge>::default();
@@ -183,32 +180,41 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// What the Gateway offers: each feature by name, and whether it is there.
-    pub fn gateway_features(&self, features: &[(&str, bool)]) {
+    /// What a connection's Gateway offers: each feature by name, and whether it is there.
+    pub fn gateway_features(&self, connection: &str, features: &[(&str, bool)]) {
         for &(feature, present) in features {
             self.gateway_features
                 .get_or_create(&FeatureLabels {
+                    connection: connection.into(),
                     feature: feature.into(),
                 })
                 .set(i64::from(present));
         }
     }
 
-    /// The Gateway token expires at `at`.
-    pub fn token_expiry(&self, at: jiff::Timestamp) {
+    /// The connection's Gateway token expires at `at`.
+    pub fn token_expiry(&self, connection: &str, at: jiff::Timestamp) {
         self.token_expiry
-            .get_or_create(&NoLabels)
+            .get_or_create(&ConnectionLabels {
+                connection: connection.into(),
+            })
             .set(at.as_second());
     }
 
     /// Not known here (rotation off, or another replica leads): no sample, so no alert and no stale figure.
-    pub fn token_expiry_unknown(&self) {
-        self.token_expiry.clear();
+    pub fn token_expiry_unknown(&self, connection: &str) {
+        self.token_expiry.remove(&ConnectionLabels {
+            connection: connection.into(),
+        });
     }
 
-    /// What [`Self::token_expiry`] last set, in Unix seconds; `None` when unknown.
-    pub fn token_expires_at(&self) -> Option<i64> {
-        self.token_expiry.get(&NoLabels).map(|g| g.get())
+    /// What [`Self::token_expiry`] last set for `connection`, in Unix seconds; `None` when unknown.
+    pub fn token_expires_at(&self, connection: &str) -> Option<i64> {
+        self.token_expiry
+            .get(&ConnectionLabels {
+                connection: connection.into(),
+            })
+            .map(|g| g.get())
     }
 
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
@@ -223,15 +229,24 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn gateway_request(&self, operation: &str, outcome: &str, took: Duration) {
+    /// One Gateway request attempt through `connection`.
+    pub fn gateway_request(
+        &self,
+        connection: &str,
+        operation: &str,
+        outcome: &str,
+        took: Duration,
+    ) {
         self.gateway_requests
             .get_or_create(&GatewayLabels {
+                connection: connection.into(),
                 operation: operation.into(),
                 outcome: outcome.into(),
             })
             .inc();
         self.gateway_seconds
             .get_or_create(&OperationLabels {
+                connection: connection.into(),
                 operation: operation.into(),
             })
             .observe(took.as_secs_f64());
@@ -357,7 +372,7 @@ mod tests {
     fn counters_appear_in_the_exposition() {
         let m = Metrics::default();
         m.reconciled("TaniumAction", "ok", Duration::from_millis(12));
-        m.gateway_request("actionPerform", "ok", Duration::from_millis(3));
+        m.gateway_request("own", "actionPerform", "ok", Duration::from_millis(3));
         m.leader.set(1);
         m.phase("TaniumAction", "u1", Some("Running"));
         m.phase("TaniumAction", "u2", Some("Running"));
@@ -377,7 +392,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            r#"tanium_operator_gateway_requests_total{operation="actionPerform",outcome="ok"} 1"#
+            r#"tanium_operator_gateway_requests_total{connection="own",operation="actionPerform",outcome="ok"} 1"#
         ));
         assert!(text.contains("tanium_operator_reconcile_duration_seconds_bucket"));
         assert!(text.contains("tanium_operator_leader 1"));
@@ -388,20 +403,30 @@ mod tests {
         let m = Metrics::default();
         let name = "tanium_operator_gateway_token_expiry_timestamp_seconds";
         let samples = |m: &Metrics| -> Vec<String> {
-            m.encode()
+            let mut lines: Vec<String> = m
+                .encode()
                 .lines()
                 .filter(|l| l.starts_with(name))
                 .map(String::from)
-                .collect()
+                .collect();
+            lines.sort();
+            lines
         };
         assert!(samples(&m).is_empty(), "no sample until known");
-        assert_eq!(m.token_expires_at(), None);
+        assert_eq!(m.token_expires_at("own"), None);
         let at: jiff::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
-        m.token_expiry(at);
-        assert_eq!(samples(&m), [format!("{name} 1893553445")]);
-        assert_eq!(m.token_expires_at(), Some(1_893_553_445));
-        m.token_expiry_unknown();
-        assert!(samples(&m).is_empty(), "{:?}", samples(&m));
+        m.token_expiry("own", at);
+        m.token_expiry("TaniumConnection/lab/main", at);
+        assert_eq!(
+            samples(&m),
+            [
+                format!("{name}{{connection=\"TaniumConnection/lab/main\"}} 1893553445"),
+                format!("{name}{{connection=\"own\"}} 1893553445"),
+            ]
+        );
+        assert_eq!(m.token_expires_at("own"), Some(1_893_553_445));
+        m.token_expiry_unknown("own");
+        assert_eq!(samples(&m).len(), 1, "{:?}", samples(&m));
     }
 
     #[test]

@@ -311,6 +311,35 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "watchNamespace=team RBAC:\n{}",
         wrong.join("\n")
     );
+
+    // Letting the operator rotate connection tokens adds `patch` there, and nothing else.
+    let rotating = env.helm(&[
+        "template",
+        "scoped",
+        CHART,
+        "--namespace",
+        "scoped-system",
+        &kube_version,
+        &gateway,
+        "--set=watchNamespace=team",
+        "--set=gateway.tokenRotation.enabled=true",
+        "--set=connections.secretNamespaces={lab}",
+        "--set=connections.tokenRotation=true",
+    ]);
+    env.apply_yaml(&rotating);
+    let checks = [
+        Check::allow("get", "", "secrets", Some("lab")).named("lab-token"),
+        Check::allow("patch", "", "secrets", Some("lab")).named("lab-token"),
+        Check::deny("list", "", "secrets", Some("lab")),
+        Check::deny("delete", "", "secrets", Some("lab")).named("lab-token"),
+        Check::deny("patch", "", "secrets", Some("team")).named("lab-token"),
+    ];
+    let wrong = wrong_answers(&as_scoped, checks).await;
+    assert!(
+        wrong.is_empty(),
+        "connections.tokenRotation RBAC:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// One `can-i` question and the answer the operator's needs call for.
@@ -602,10 +631,16 @@ async fn dashboard_and_alerts_use_only_what_the_operator_exports() {
     // What the operator exports: every recorder used once, then the exposition read back.
     let metrics = tanium_operator::telemetry::Metrics::default();
     metrics.reconciled("TaniumAction", "ok", std::time::Duration::from_millis(1));
-    metrics.gateway_request("actionPerform", "ok", std::time::Duration::from_millis(1));
+    metrics.gateway_request(
+        "own",
+        "actionPerform",
+        "ok",
+        std::time::Duration::from_millis(1),
+    );
     metrics.phase("TaniumAction", "uid", Some("Running"));
-    metrics.token_expiry(jiff::Timestamp::now());
+    metrics.token_expiry("own", jiff::Timestamp::now());
     metrics.gateway_features(
+        "own",
         &tanium_operator::gateway::features::Features {
             direct_connect: true,
             direct_connect_legacy: true,
@@ -725,7 +760,9 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
             .find(|e| e["name"] == name)
             .and_then(|e| e["value"].as_str().map(String::from))
     };
-    let layout: Vec<(String, Option<String>, Option<String>, bool)> = deployments
+    // (name, selector, lease, rotates its own token, rotates connection objects' tokens): one process rotates.
+    type Layout = (String, Option<String>, Option<String>, bool, bool);
+    let layout: Vec<Layout> = deployments
         .iter()
         .map(|d| {
             (
@@ -736,6 +773,7 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
                 env_of(d, "TANIUM_SHARD_SELECTOR"),
                 env_of(d, "LEASE_NAME"),
                 env_of(d, "TANIUM_TOKEN_ROTATION").is_some(),
+                env_of(d, "TANIUM_NO_CONNECTION_TOKEN_ROTATION").is_none(),
             )
         })
         .collect();
@@ -747,24 +785,28 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
                 "tanium-operator".into(),
                 owned("tanium-operator.dev/shard notin (blue,green,42)"),
                 owned("tanium-operator"),
+                true,
                 true
             ),
             (
                 "tanium-operator-shard-blue".into(),
                 owned("tanium-operator.dev/shard=blue"),
                 owned("tanium-operator-shard-blue"),
+                false,
                 false
             ),
             (
                 "tanium-operator-shard-green".into(),
                 owned("tanium-operator.dev/shard=green"),
                 owned("tanium-operator-shard-green"),
+                false,
                 false
             ),
             (
                 "tanium-operator-shard-42".into(),
                 owned("tanium-operator.dev/shard=42"),
                 owned("tanium-operator-shard-42"),
+                false,
                 false
             ),
         ],

@@ -8,15 +8,20 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tanium_operator::controller::Policy;
+use tanium_operator::controller::rotation::{EXPIRES_AT, ROTATION_STARTED_AT};
 use tanium_operator::crd::{ClusterTaniumConnection, TaniumConnection};
 use tanium_sim::{FleetSource, SimConfig, SimServer, TokenUser};
 
 const LAB_TOKEN: &str = "token-lab-server-2b71";
 
 async fn lab_sim() -> SimServer {
+    lab_sim_with(TokenUser::new(LAB_TOKEN, "operator")).await
+}
+
+async fn lab_sim_with(token: TokenUser) -> SimServer {
     tanium_sim::start(SimConfig {
         fleet: FleetSource::Generated { size: 40, seed: 11 },
-        tokens: vec![TokenUser::new(LAB_TOKEN, "operator")],
+        tokens: vec![token],
         time_scale: 20.0,
         ..SimConfig::default()
     })
@@ -77,7 +82,7 @@ async fn objects_reach_the_server_their_connection_names_and_no_other() {
         return;
     };
     let lab = lab_sim().await;
-    env.start_controller();
+    let ctx = env.start_controller();
     let lab_ns = env.namespace("lab").await;
     let prod_ns = env.namespace("prod").await;
     let other_ns = env.namespace("other").await;
@@ -157,6 +162,19 @@ async fn objects_reach_the_server_their_connection_names_and_no_other() {
     .await;
     assert_eq!(performs(&lab), lab_before + 1);
     assert_eq!(performs(&env.sim), main_before);
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            r#"tanium_operator_gateway_requests_total{connection="TaniumConnection/lab/lab",operation="actionPerform",outcome="ok"} 1"#
+        ),
+        "the lab's requests are counted under its name: {metrics}"
+    );
+    assert!(
+        !metrics.contains(
+            r#"tanium_operator_gateway_requests_total{connection="own",operation="actionPerform""#
+        ),
+        "{metrics}"
+    );
     assert!(
         lab.sim()
             .endpoint(&lab_endpoint)
@@ -281,5 +299,141 @@ async fn objects_reach_the_server_their_connection_names_and_no_other() {
             assert!(!text.contains(LAB_TOKEN));
         }
     }
+    env.assert_exactly_once();
+}
+
+fn rotations(sim: &SimServer) -> usize {
+    sim.sim()
+        .audit()
+        .iter()
+        .filter(|e| e.operation == "apiTokenRotate")
+        .count()
+}
+
+/// A connection whose `spec.rotation` asks rotates its own token, in its own Secret, through its own server, and
+/// goes on with the new one; the operator's own token and the other server are not touched.
+#[tokio::test]
+async fn each_connection_rotates_its_own_token() {
+    let Some(mut env) = Env::start(Policy::default(), |_| {}).await else {
+        return;
+    };
+    // The sim's clock runs 20x: two sim-hours to expiry, rotated with 119 sim-minutes left, a few real seconds in.
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    let lab = lab_sim_with(TokenUser::new(LAB_TOKEN, "operator").expiring_at(expires)).await;
+    let ctx = env.start_controller();
+    let lab_ns = env.namespace("lab").await;
+    secret(&env, "lab", "lab-token", LAB_TOKEN).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "lab");
+    secrets
+        .patch(
+            "lab-token",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {EXPIRES_AT: expires.to_string()}}})),
+        )
+        .await
+        .expect("expiry annotated");
+    let conns: Api<TaniumConnection> = Api::namespaced(env.client.clone(), "lab");
+    let conn: TaniumConnection = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "lab"},
+        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"},
+                 "rotation": {"beforeExpirySeconds": 119 * 60}}
+    }))
+    .expect("a TaniumConnection");
+    conns
+        .create(&PostParams::default(), &conn)
+        .await
+        .expect("created");
+
+    // Rotated, written back, confirmed: the new token in the Secret, nothing of the old one or the intent left.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let rotated = loop {
+        let s = secrets.get("lab-token").await.expect("get");
+        let token = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("token"))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        let annotations = s.metadata.annotations.clone().unwrap_or_default();
+        let settled = token.as_deref().is_some_and(|t| t != LAB_TOKEN)
+            && !s
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key("token.previous"))
+            && !annotations.contains_key(ROTATION_STARTED_AT);
+        if settled {
+            break (token.unwrap_or_default(), annotations);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lab token was never rotated: {annotations:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (new, annotations) = rotated;
+    assert_eq!(rotations(&lab), 1);
+    assert_eq!(
+        rotations(&env.sim),
+        0,
+        "the main server's token is not this connection's"
+    );
+    assert!(
+        !lab.sim().accepts_token(LAB_TOKEN),
+        "the old lab token is refused"
+    );
+    assert!(
+        env.sim.sim().accepts_token(TOKEN),
+        "the operator's own token still works"
+    );
+    let new_expiry: jiff::Timestamp = annotations
+        .get(EXPIRES_AT)
+        .and_then(|a| a.parse().ok())
+        .expect("the new expiry");
+    assert_eq!(Some(new_expiry), lab.sim().token_expiry(&new));
+
+    // Status says when the token expires; metrics under the connection's name; the new token is in use.
+    let with_expiry = env
+        .wait_until(&conns, "lab", "the new expiry", |c: &TaniumConnection| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.token_expires_at.as_ref())
+                .is_some_and(|t| t.0.as_second() == new_expiry.as_second())
+        })
+        .await;
+    assert!(ready(|c: &TaniumConnection| c.status.as_ref())(
+        &with_expiry
+    ));
+    assert_eq!(
+        ctx.metrics.token_expires_at("TaniumConnection/lab/lab"),
+        Some(new_expiry.as_second())
+    );
+    assert_eq!(ctx.metrics.token_expires_at("own"), None);
+    let endpoint = lab
+        .sim()
+        .online_endpoint_ids()
+        .into_iter()
+        .next()
+        .expect("a lab endpoint");
+    env.create(
+        &lab_ns,
+        tag_action(
+            "after-rotation",
+            &endpoint,
+            Some(("TaniumConnection", "lab")),
+        ),
+    )
+    .await;
+    env.wait_for(
+        &lab_ns,
+        "after-rotation",
+        "Completed",
+        common::phase_is("Completed"),
+    )
+    .await;
+    assert_eq!(performs(&lab), 1);
+    let text = serde_json::to_string(&conns.get("lab").await.expect("get")).unwrap_or_default();
+    assert!(
+        !text.contains(&new) && !text.contains(LAB_TOKEN),
+        "no token in the connection object"
+    );
     env.assert_exactly_once();
 }

@@ -84,11 +84,15 @@ async fn against_an_older_gateway_inspection_and_kill_use_the_older_family() {
     }
     let metrics = ctx.metrics.encode();
     assert!(
-        metrics.contains("tanium_operator_gateway_feature{feature=\"directConnect\"} 0"),
+        metrics.contains(
+            "tanium_operator_gateway_feature{connection=\"own\",feature=\"directConnect\"} 0"
+        ),
         "{metrics}"
     );
     assert!(
-        metrics.contains("tanium_operator_gateway_feature{feature=\"directConnectLegacy\"} 1"),
+        metrics.contains(
+            "tanium_operator_gateway_feature{connection=\"own\",feature=\"directConnectLegacy\"} 1"
+        ),
         "{metrics}"
     );
 

@@ -102,12 +102,14 @@ async fn operator_process_metrics_health_and_token_rotation() {
             .unwrap_or_else(|| panic!("no {needle} in\n{metrics}"))
     };
     assert_eq!(
-        value(r#"tanium_operator_gateway_requests_total{operation="actionPerform",outcome="ok"}"#),
+        value(
+            r#"tanium_operator_gateway_requests_total{connection="own",operation="actionPerform",outcome="ok"}"#
+        ),
         1.0
     );
     assert!(
         value(
-            r#"tanium_operator_gateway_requests_total{operation="packageSpecs",outcome="TokenRejected"}"#
+            r#"tanium_operator_gateway_requests_total{connection="own",operation="packageSpecs",outcome="TokenRejected"}"#
         ) >= 1.0
     );
     assert!(value(r#"tanium_operator_reconciles_total{kind="TaniumAction",result="ok"}"#) >= 2.0);

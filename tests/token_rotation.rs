@@ -137,7 +137,7 @@ async fn rotated_before_expiry_written_back_and_used() {
     );
     assert_eq!(rotations(&env), 1);
     assert_eq!(
-        ctx.metrics.token_expires_at(),
+        ctx.metrics.token_expires_at("own"),
         Some(expires.as_second()),
         "the expiry metric is the new token's expiry"
     );

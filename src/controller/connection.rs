@@ -3,12 +3,16 @@
 //! reaches the Gateway only through the connection its object uses (`Object::conn`); the operator's own one comes
 //! from its flags and chart values.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{PackageCache, poller, rotation, sessions};
 use crate::gateway::GatewayClient;
+use crate::telemetry::Metrics;
 
 pub struct Connection {
+    /// How metrics and logs name it (`connections::Key::label`).
+    pub name: String,
     pub gateway: GatewayClient,
     /// The server's packages, by name (a package of one server means nothing to another).
     pub packages: PackageCache,
@@ -18,17 +22,43 @@ pub struct Connection {
     pub sessions: sessions::Sessions,
     /// Token rotation's state, kept across changes of leader within the process.
     pub rotation: rotation::RotationState,
+    /// Which token its Secret held when last read (a fingerprint), for a connection built from an object.
+    from_secret: std::sync::Mutex<Option<String>>,
 }
 
 impl Connection {
-    /// `poll_batch`: actions per poll request at most (clamped to what the Gateway takes).
-    pub fn new(gateway: GatewayClient, poll_batch: usize) -> Self {
+    /// `poll_batch`: actions per poll request at most (clamped to what the Gateway takes). Every request through
+    /// `gateway` is counted in `metrics` under `name`.
+    pub fn new(
+        name: String,
+        gateway: GatewayClient,
+        metrics: &Arc<Metrics>,
+        poll_batch: usize,
+    ) -> Self {
+        let observed = metrics.clone();
+        let label = name.clone();
+        gateway.observe_with(Arc::new(move |operation, outcome, took| {
+            observed.gateway_request(&label, operation, outcome, took);
+        }));
         Self {
+            name,
             gateway,
             packages: PackageCache::new(Duration::from_secs(300)),
             poller: poller::Poller::new(poll_batch.clamp(1, crate::gateway::poll::POLL_BATCH)),
             sessions: sessions::Sessions::default(),
             rotation: rotation::RotationState::default(),
+            from_secret: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Its Secret holds `token` now: whether that is news (a token the Secret did not hold at the last read). The
+    /// client takes only news: a rotation's new token is the client's before it is the Secret's, and the old one,
+    /// still in the Secret meanwhile, must not come back.
+    pub fn took_from_secret(&self, token: &secrecy::SecretString) -> bool {
+        let seen = rotation::fingerprint(token);
+        match self.from_secret.lock() {
+            Ok(mut last) => last.replace(seen.clone()).as_deref() != Some(seen.as_str()),
+            Err(_) => true,
         }
     }
 }

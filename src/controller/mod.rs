@@ -159,6 +159,9 @@ pub struct Config {
     pub all_events: bool,
     /// The operator's own namespace: where a ClusterTaniumConnection's token Secret is unless it names another.
     pub own_namespace: String,
+    /// Rotate the tokens of connection objects that ask for it (`spec.rotation`). Off in the chart's shards: one
+    /// process rotates a token, the others take the new one from its Secret.
+    pub rotate_connection_tokens: bool,
 }
 
 impl Default for Config {
@@ -172,6 +175,7 @@ impl Default for Config {
             token_rotation: None,
             all_events: false,
             own_namespace: "default".into(),
+            rotate_connection_tokens: true,
         }
     }
 }
@@ -217,17 +221,16 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let metrics = Arc::new(crate::telemetry::Metrics::default());
-        let observed = metrics.clone();
-        gateway.observe_with(Arc::new(move |operation, outcome, took| {
-            observed.gateway_request(operation, outcome, took);
-        }));
+        let own = connection::Connection::new(
+            connections::Key::Own.label(),
+            gateway,
+            &metrics,
+            config.poll_batch,
+        );
         Self {
             reporter,
             client,
-            connections: connections::Connections::new(connection::Connection::new(
-                gateway,
-                config.poll_batch,
-            )),
+            connections: connections::Connections::new(own),
             config,
             metrics,
             failures: Mutex::new(HashMap::new()),

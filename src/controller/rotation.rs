@@ -28,6 +28,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use super::Context;
+use super::connection::Connection;
 use crate::crd::{MANAGER, Reason};
 use crate::gateway::GatewayError;
 use crate::gateway::tokens::RotatedToken;
@@ -106,24 +107,30 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let Some(cfg) = ctx.config.token_rotation.clone() else {
         return;
     };
-    tracing::info!(secret = %format!("{}/{}", cfg.namespace, cfg.secret), lead = ?cfg.lead, "token rotation on");
+    let own = ctx.connections.own().clone();
+    keep_valid(&ctx, &own, &cfg, shutdown).await;
+}
+
+/// Keep `conn`'s token (in the Secret `cfg` names) valid until `shutdown`; then write a new token only this process
+/// holds before going.
+pub async fn keep_valid(
+    ctx: &Context,
+    conn: &Connection,
+    cfg: &RotationConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tracing::info!(connection = %conn.name, secret = %format!("{}/{}", cfg.namespace, cfg.secret), lead = ?cfg.lead, "token rotation on");
     tokio::pin!(shutdown);
     loop {
-        let wait = match step(&ctx, &cfg).await {
+        let wait = match step(ctx, conn, cfg).await {
             Ok(wait) => wait,
             Err(e) => {
-                let failures = ctx
-                    .connections
-                    .own()
-                    .rotation
-                    .failures
-                    .fetch_add(1, Ordering::SeqCst)
-                    + 1;
-                tracing::warn!(error = %e, failures, "token rotation: will try again");
+                let failures = conn.rotation.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                tracing::warn!(connection = %conn.name, error = %e, failures, "token rotation: will try again");
                 // One passing failure with days of lead left is not a person's problem; a run of them is.
-                if failures >= FAILURES_BEFORE_TROUBLE && !holds_unsaved(&ctx) {
+                if failures >= FAILURES_BEFORE_TROUBLE && !holds_unsaved(conn) {
                     set_trouble(
-                        &ctx,
+                        conn,
                         Some(TokenTrouble {
                             reason: Reason::TokenRotationFailing,
                             message: format!(
@@ -136,7 +143,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             }
         };
         // A new token only this process holds is written again every few seconds, not every check.
-        let wait = if holds_unsaved(&ctx) {
+        let wait = if holds_unsaved(conn) {
             UNSAVED_RETRY
         } else {
             wait
@@ -149,47 +156,36 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     // Stopping (SIGTERM, or leadership lost): a new token only this process holds is written before it goes; the
     // write is conditional on the Secret's version, so it is safe whoever leads.
     let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
-    while holds_unsaved(&ctx) && tokio::time::Instant::now() < deadline {
+    while holds_unsaved(conn) && tokio::time::Instant::now() < deadline {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
-        let Some(u) = take_unsaved(&ctx) else { break };
-        match write_new(&ctx, &cfg, &api, &u).await {
+        let Some(u) = take_unsaved(conn) else { break };
+        match write_new(conn, cfg, &api, &u).await {
             Ok(()) => tracing::info!("stopping: the new token was written to the Secret first"),
             Err(e) => {
                 tracing::warn!(error = %e, "stopping: the new token is not in the Secret yet; trying again");
-                keep_unsaved(&ctx, u);
+                keep_unsaved(conn, u);
                 tokio::time::sleep(UNSAVED_RETRY).await;
             }
         }
     }
     // No stale figure from a replica that no longer looks.
-    ctx.metrics.token_expiry_unknown();
+    ctx.metrics.token_expiry_unknown(&conn.name);
 }
 
 const FAILURES_BEFORE_TROUBLE: u32 = 3;
 const UNSAVED_RETRY: Duration = Duration::from_secs(2);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
-fn holds_unsaved(ctx: &Context) -> bool {
-    ctx.connections
-        .own()
-        .rotation
-        .unsaved
-        .lock()
-        .is_ok_and(|u| u.is_some())
+fn holds_unsaved(conn: &Connection) -> bool {
+    conn.rotation.unsaved.lock().is_ok_and(|u| u.is_some())
 }
 
-fn take_unsaved(ctx: &Context) -> Option<Unsaved> {
-    ctx.connections
-        .own()
-        .rotation
-        .unsaved
-        .lock()
-        .ok()
-        .and_then(|mut u| u.take())
+fn take_unsaved(conn: &Connection) -> Option<Unsaved> {
+    conn.rotation.unsaved.lock().ok().and_then(|mut u| u.take())
 }
 
-fn keep_unsaved(ctx: &Context, u: Unsaved) {
-    if let Ok(mut slot) = ctx.connections.own().rotation.unsaved.lock() {
+fn keep_unsaved(conn: &Connection, u: Unsaved) {
+    if let Ok(mut slot) = conn.rotation.unsaved.lock() {
         *slot = Some(u);
     }
 }
@@ -202,51 +198,50 @@ pub struct Unsaved {
 }
 
 /// One look; returns how long until the next.
-async fn step(ctx: &Context, cfg: &RotationConfig) -> Result<Duration, RotationError> {
+async fn step(
+    ctx: &Context,
+    conn: &Connection,
+    cfg: &RotationConfig,
+) -> Result<Duration, RotationError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
-    if let Some(u) = take_unsaved(ctx) {
+    if let Some(u) = take_unsaved(conn) {
         // The client keeps the new token meanwhile: the Secret's (old) one is not put back.
-        if let Err(e) = write_new(ctx, cfg, &api, &u).await {
-            keep_unsaved(ctx, u);
+        if let Err(e) = write_new(conn, cfg, &api, &u).await {
+            keep_unsaved(conn, u);
             return Err(e);
         }
-        return confirm(ctx, cfg, &api, u.rotated.expires_at).await;
+        return confirm(ctx, conn, cfg, &api, u.rotated.expires_at).await;
     }
     let secret = api.get(&cfg.secret).await?;
     let current = token_in(&secret, cfg)?;
     // The Secret is the truth: the mounted file lags a write by up to a minute (kubelet sync).
-    ctx.connections.own().gateway.set_token(current.clone());
+    conn.gateway.set_token(current.clone());
     if annotation(&secret, ROTATION_STARTED_AT).is_some() {
-        return resume(ctx, cfg, &api, &secret).await;
+        return resume(ctx, conn, cfg, &api, &secret).await;
     }
-    let now = ctx.connections.own().gateway.now().await?;
-    // The expiry is the token's only if the fingerprint beside it is this token's (or a person set it alone).
-    let same_token =
-        annotation(&secret, TOKEN_FINGERPRINT).is_none_or(|f| *f == fingerprint(&current));
-    match expiry(&secret).filter(|_| same_token) {
+    let now = conn.gateway.now().await?;
+    match known_expiry(&secret, &current) {
         Some(expires) => {
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
-            ctx.metrics.token_expiry(expires);
+            ctx.metrics.token_expiry(&conn.name, expires);
             if left > cfg.lead {
-                ctx.connections
-                    .own()
-                    .rotation
-                    .failures
-                    .store(0, Ordering::SeqCst);
-                set_trouble(ctx, None);
+                conn.rotation.failures.store(0, Ordering::SeqCst);
+                set_trouble(conn, None);
                 return Ok((left - cfg.lead).min(cfg.check_every));
             }
-            tracing::info!(expires = %expires, "the Gateway token expires within the lead time: rotating");
+            tracing::info!(connection = %conn.name, expires = %expires, "the Gateway token expires within the lead time: rotating");
         }
         None => tracing::info!(
+            connection = %conn.name,
             "the Gateway token's expiry is not known (no {EXPIRES_AT} annotation for this token): rotating to learn it"
         ),
     }
-    rotate(ctx, cfg, &api, secret, current).await
+    rotate(ctx, conn, cfg, &api, secret, current).await
 }
 
 async fn rotate(
     ctx: &Context,
+    conn: &Connection,
     cfg: &RotationConfig,
     api: &Api<Secret>,
     secret: Secret,
@@ -265,17 +260,14 @@ async fn rotate(
     .await?;
     // 2. At most once. On any failure the intent stays: the next step asks the Gateway whether the token in the
     // Secret still works, which tells a rotation that did not happen from one whose answer was lost.
-    let rotated = match ctx.connections.own().gateway.rotate_token(&current).await {
+    let rotated = match conn.gateway.rotate_token(&current).await {
         Ok(rotated) => rotated,
         Err(e) => {
             // The request carried the token and the answer may carry a new one: only the reason is repeated.
             return Err(RotationError::Rotate(e.reason()));
         }
     };
-    ctx.connections
-        .own()
-        .gateway
-        .set_token(rotated.token.clone());
+    conn.gateway.set_token(rotated.token.clone());
     ctx.fail_point("hang_after_rotate", &ctx.fail_points.hang_after_rotate)
         .await;
     // 3. At once (the new token exists nowhere else); until it is written, every step tries again first.
@@ -283,8 +275,8 @@ async fn rotate(
         rotated,
         old: current,
     };
-    if let Err(e) = write_new(ctx, cfg, api, &u).await {
-        keep_unsaved(ctx, u);
+    if let Err(e) = write_new(conn, cfg, api, &u).await {
+        keep_unsaved(conn, u);
         return Err(e);
     }
     ctx.fail_point(
@@ -293,14 +285,14 @@ async fn rotate(
     )
     .await;
     // 4. Confirmed, then the old one goes.
-    confirm(ctx, cfg, api, u.rotated.expires_at).await
+    confirm(ctx, conn, cfg, api, u.rotated.expires_at).await
 }
 
 /// The new token under the key and the old one beside it, on the Secret's current version: a conflict (someone
 /// labelled the Secret meanwhile) or a passing error is redone on the fresh version, a few times, then left to
 /// the next step.
 async fn write_new(
-    ctx: &Context,
+    conn: &Connection,
     cfg: &RotationConfig,
     api: &Api<Secret>,
     u: &Unsaved,
@@ -336,7 +328,7 @@ async fn write_new(
             }
             Err(e) => {
                 set_trouble(
-                    ctx,
+                    conn,
                     Some(TokenTrouble {
                         reason: Reason::TokenNotSaved,
                         message: format!(
@@ -355,11 +347,12 @@ async fn write_new(
 /// A request with the token now in the Secret; on success the old token and the intent go.
 async fn confirm(
     ctx: &Context,
+    conn: &Connection,
     cfg: &RotationConfig,
     api: &Api<Secret>,
     expires: jiff::Timestamp,
 ) -> Result<Duration, RotationError> {
-    let now = ctx.connections.own().gateway.now().await?;
+    let now = conn.gateway.now().await?;
     let done = patch(
         api,
         cfg,
@@ -370,14 +363,10 @@ async fn confirm(
     )
     .await?;
     let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
-    ctx.metrics.token_expiry(expires);
-    ctx.connections
-        .own()
-        .rotation
-        .failures
-        .store(0, Ordering::SeqCst);
-    set_trouble(ctx, None);
-    tracing::info!(expires = %expires, "Gateway token rotated and confirmed");
+    ctx.metrics.token_expiry(&conn.name, expires);
+    conn.rotation.failures.store(0, Ordering::SeqCst);
+    set_trouble(conn, None);
+    tracing::info!(connection = %conn.name, expires = %expires, "Gateway token rotated and confirmed");
     event(
         ctx,
         &done,
@@ -392,6 +381,7 @@ async fn confirm(
 /// A rotation was started and did not finish.
 async fn resume(
     ctx: &Context,
+    conn: &Connection,
     cfg: &RotationConfig,
     api: &Api<Secret>,
     secret: &Secret,
@@ -402,9 +392,9 @@ async fn resume(
         .is_some_and(|d| d.contains_key(&cfg.previous_key()));
     if has_previous && let Some(expires) = expiry(secret) {
         tracing::info!("resuming a token rotation: the new token was written; confirming it");
-        return confirm(ctx, cfg, api, expires).await;
+        return confirm(ctx, conn, cfg, api, expires).await;
     }
-    match ctx.connections.own().gateway.now().await {
+    match conn.gateway.now().await {
         Ok(_) => {
             tracing::info!(
                 "a token rotation had started but not committed: the token in the Secret still works"
@@ -427,8 +417,8 @@ async fn resume(
                 annotation(secret, ROTATION_STARTED_AT).map_or("?", String::as_str),
                 cfg.key
             );
-            let fresh = ctx.connections.own().rotation.trouble().map(|t| t.reason)
-                != Some(Reason::TokenRotationLost);
+            let fresh =
+                conn.rotation.trouble().map(|t| t.reason) != Some(Reason::TokenRotationLost);
             if fresh {
                 tracing::error!("{message}");
                 event(
@@ -441,7 +431,7 @@ async fn resume(
                 .await;
             }
             set_trouble(
-                ctx,
+                conn,
                 Some(TokenTrouble {
                     reason: Reason::TokenRotationLost,
                     message,
@@ -460,6 +450,13 @@ fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a String> {
 /// When the token the annotation names expires, as written by the last rotation (or a person).
 fn expiry(secret: &Secret) -> Option<jiff::Timestamp> {
     annotation(secret, EXPIRES_AT)?.parse().ok()
+}
+
+/// When `token`, read from `secret`, expires: the expiry is the token's only if the fingerprint beside it is this
+/// token's (or a person set the expiry alone).
+pub fn known_expiry(secret: &Secret, token: &SecretString) -> Option<jiff::Timestamp> {
+    let same_token = annotation(secret, TOKEN_FINGERPRINT).is_none_or(|f| *f == fingerprint(token));
+    expiry(secret).filter(|_| same_token)
 }
 
 fn token_in(secret: &Secret, cfg: &RotationConfig) -> Result<SecretString, RotationError> {
@@ -497,8 +494,8 @@ async fn patch(
         .await?)
 }
 
-fn set_trouble(ctx: &Context, trouble: Option<TokenTrouble>) {
-    if let Ok(mut t) = ctx.connections.own().rotation.trouble.lock() {
+fn set_trouble(conn: &Connection, trouble: Option<TokenTrouble>) {
+    if let Ok(mut t) = conn.rotation.trouble.lock() {
         *t = trouble;
     }
 }

@@ -308,13 +308,11 @@ impl GatewayClient {
         }
     }
 
-    /// A client for another server, under this one's fence and observer: a once-only mutation sent through it asks
-    /// the same fence (the same leadership) as one sent through this one.
+    /// A client for another server, under this one's fence: a once-only mutation sent through it asks the same
+    /// fence (the same leadership) as one sent through this one. Its observer is its own (`observe_with`), so that
+    /// its requests are counted under its own name.
     pub fn sibling(&self, config: GatewayConfig) -> Result<Self, GatewayError> {
         let other = Self::new(config)?;
-        if let Some(observer) = self.inner.observer.get() {
-            other.observe_with(observer.clone());
-        }
         let fence = match self.inner.fence.read() {
             Ok(f) => f.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),

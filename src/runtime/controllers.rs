@@ -185,7 +185,8 @@ async fn detect_gateway_features(ctx: &Context, shutdown: impl std::future::Futu
         match gateway.detect_features().await {
             Ok(features) => {
                 tracing::info!(%features, "Gateway features detected");
-                ctx.metrics.gateway_features(&features.named());
+                ctx.metrics
+                    .gateway_features(&ctx.connections.own().name, &features.named());
                 return;
             }
             // Introspection refused or partial: the Gateway will not say; the current-then-older fallback stays.
@@ -287,15 +288,14 @@ async fn run_kind<K, R, Fut>(
         // The shared poller's news about an object's actions.
         controller = controller.reconcile_on(woken);
     }
-    // A new token (the Secret's file re-read, a rotation, also one made by another shard): the objects a rejected
-    // token holds go again now, not after the slow requeue of a person's problem. The others are left alone. Looked
-    // for again a little later too: a reconcile refused just before the change may not have written so yet.
+    // A connection that may have become usable (a new token: the Secret's file re-read, a rotation, also one made by
+    // another shard; a connection object turned Ready or changed): the objects it holds go again now, not after the
+    // slow requeue of a person's problem. The others are left alone. Looked for again a little later too: a
+    // reconcile refused just before the change may not have written so yet, nor its cache seen the connection Ready.
     let store = controller.store();
-    let held_by_token = ctx
+    let held_by_connection = ctx
         .connections
-        .own()
-        .gateway
-        .token_changes()
+        .changes()
         .flat_map(|()| {
             futures::stream::iter([Duration::ZERO, Duration::from_secs(5)]).then(tokio::time::sleep)
         })
@@ -303,14 +303,12 @@ async fn run_kind<K, R, Fut>(
             let held: Vec<reflector::ObjectRef<K>> = store
                 .state()
                 .iter()
-                .filter(|o| {
-                    crate::crd::ready_reason_is(o.conditions(), GatewayError::TOKEN_REJECTED)
-                })
+                .filter(|o| crate::controller::connections::held_by_connection(o.conditions()))
                 .map(|o| reflector::ObjectRef::from_obj(o.as_ref()))
                 .collect();
             futures::stream::iter(held)
         });
-    controller = controller.reconcile_on(held_by_token);
+    controller = controller.reconcile_on(held_by_connection);
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

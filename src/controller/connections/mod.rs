@@ -43,6 +43,18 @@ impl std::fmt::Display for Key {
     }
 }
 
+impl Key {
+    /// Its name in metrics (the `connection` label) and logs: `own`, `TaniumConnection/<namespace>/<name>`,
+    /// `ClusterTaniumConnection/<name>`. Bounded by the connection objects there are.
+    pub fn label(&self) -> String {
+        match self {
+            Key::Own => "own".to_owned(),
+            Key::Namespaced { namespace, name } => format!("TaniumConnection/{namespace}/{name}"),
+            Key::Cluster { name } => format!("ClusterTaniumConnection/{name}"),
+        }
+    }
+}
+
 /// Why an object cannot use the connection it names: said in its Ready condition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
@@ -110,6 +122,22 @@ pub fn choose(
     Ok(key)
 }
 
+/// Whether an object's Ready says it waits for its connection (its token refused, or the connection missing, not
+/// allowed or not ready): such objects look again when a connection may have become usable (`Connections::changes`).
+pub fn held_by_connection(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
+    let waiting = [
+        Reason::ConnectionNotFound,
+        Reason::ConnectionNotAllowed,
+        Reason::ConnectionNotReady,
+    ];
+    crate::crd::ready_reason_is(conditions, crate::gateway::GatewayError::TOKEN_REJECTED)
+        || waiting
+            .iter()
+            .any(|r| crate::crd::ready_reason_is(conditions, r.as_str()))
+}
+
 fn not_found(key: &Key) -> Refusal {
     Refusal {
         reason: Reason::ConnectionNotFound,
@@ -125,6 +153,8 @@ pub struct Connections {
     cluster: RwLock<Option<Store<ClusterTaniumConnection>>>,
     built: Mutex<HashMap<Key, Built>>,
     wakers: Mutex<Option<Wakers>>,
+    /// Bumped when a connection may have become usable (`changes`).
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Where a connection's poller says an object's actions have news.
@@ -147,12 +177,22 @@ struct Built {
     generation: Option<i64>,
     conn: Arc<Connection>,
     poller: tokio::task::JoinHandle<()>,
+    /// Its token rotation, if it has one: told to stop when this goes (`_stop` dropped), not aborted, so that a new
+    /// token only this process holds is written first.
+    rotation: Option<tokio::task::JoinHandle<()>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Drop for Built {
     fn drop(&mut self) {
         self.poller.abort();
     }
+}
+
+/// What a connection's token rotation needs: the operator's context and where the token is.
+pub(super) struct Rotate {
+    pub ctx: Arc<super::Context>,
+    pub config: super::rotation::RotationConfig,
 }
 
 struct Stores<'a>(&'a Connections);
@@ -176,6 +216,7 @@ impl Connections {
             cluster: RwLock::new(None),
             built: Mutex::new(HashMap::new()),
             wakers: Mutex::new(None),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -253,13 +294,15 @@ impl Connections {
             .map(|b| b.conn.clone())
     }
 
-    /// Keep `conn` for `key` and start its poller; whatever was there before goes (its poller stops).
+    /// Keep `conn` for `key` and start its poller and token rotation; whatever was there before goes (its poller
+    /// stops; its rotation finishes first: the new one starts only after it).
     pub(super) fn keep(
         &self,
         key: Key,
         generation: Option<i64>,
         conn: Arc<Connection>,
         timing: super::Timing,
+        rotate: Option<Rotate>,
     ) -> Option<Arc<Connection>> {
         if let Ok(w) = self.wakers.lock()
             && let Some(w) = w.as_ref()
@@ -273,15 +316,59 @@ impl Connections {
                 .run(&polling.gateway, &timing, std::future::pending())
                 .await;
         });
-        let old = self.built.lock().ok()?.insert(
+        let changed = self.changed.clone();
+        let tokens = conn.gateway.token_changes();
+        tokio::spawn(async move {
+            use futures::StreamExt as _;
+            let mut tokens = std::pin::pin!(tokens);
+            // Ends when the client goes (its sender with it).
+            while tokens.next().await.is_some() {
+                changed.send_modify(|n| *n += 1);
+            }
+        });
+        let mut built = self.built.lock().ok()?;
+        let mut old = built.remove(&key);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let rotation = rotate.map(|Rotate { ctx, config }| {
+            let before = old.as_mut().and_then(|b| b.rotation.take());
+            let rotating = conn.clone();
+            tokio::spawn(async move {
+                if let Some(before) = before {
+                    // Told to stop when `old` went, below; two rotations of one token would lock each other out.
+                    let _ = before.await;
+                }
+                let stopped = async {
+                    let _ = stopped.await;
+                };
+                super::rotation::keep_valid(&ctx, &rotating, &config, stopped).await;
+            })
+        });
+        built.insert(
             key,
             Built {
                 generation,
                 conn,
                 poller,
+                rotation,
+                _stop: stop,
             },
         );
         old.map(|b| b.conn.clone())
+    }
+
+    /// Yields each time a connection may have become usable: a token changed (any connection's) or a connection
+    /// object turned Ready. The objects it held look again then, not after their requeue.
+    pub fn changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let own = self.own.gateway.token_changes();
+        let built = futures::stream::unfold(self.changed.subscribe(), |mut seen| async move {
+            seen.changed().await.ok().map(|()| ((), seen))
+        });
+        futures::stream::select(own, built)
+    }
+
+    /// A connection object turned Ready, or changed while Ready (`status`).
+    pub(super) fn became_ready(&self) {
+        self.changed.send_modify(|n| *n += 1);
     }
 
     /// Forget the connections whose objects are gone (their pollers stop; open Direct Connect connections are
@@ -357,6 +444,27 @@ mod tests {
             f.cluster.insert(name.into(), Arc::new(c));
         }
         f
+    }
+
+    #[test]
+    fn objects_waiting_for_a_connection_are_the_ones_it_wakes() {
+        let with = |reason: &str| {
+            let mut conditions = Vec::new();
+            crate::crd::set_condition(&mut conditions, condition::READY, false, reason, "m", None);
+            conditions
+        };
+        for waiting in [
+            crate::gateway::GatewayError::TOKEN_REJECTED,
+            Reason::ConnectionNotFound.as_str(),
+            Reason::ConnectionNotAllowed.as_str(),
+            Reason::ConnectionNotReady.as_str(),
+        ] {
+            assert!(held_by_connection(&with(waiting)), "{waiting}");
+        }
+        for other in [Reason::NoTargets, Reason::PolicyDenied, Reason::Connected] {
+            assert!(!held_by_connection(&with(other.as_str())), "{other:?}");
+        }
+        assert!(!held_by_connection(&[]));
     }
 
     fn named(kind: ConnectionKind, name: &str) -> ConnectionRef {

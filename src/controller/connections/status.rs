@@ -14,9 +14,10 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 use secrecy::SecretString;
 
-use super::Key;
+use super::{Key, Rotate};
 use crate::controller::connection::Connection;
 use crate::controller::object::write_status;
+use crate::controller::rotation::{self, RotationConfig};
 use crate::controller::{Context, Error};
 use crate::crd::connection::Server;
 use crate::crd::{
@@ -51,7 +52,7 @@ pub async fn reconcile_namespaced(
     let api: Api<TaniumConnection> = Api::namespaced(ctx.client.clone(), &namespace);
     let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
     let status = connect(&ctx, key, &obj.spec.server, &token, previous, generation).await;
-    report(&api, obj.as_ref(), previous, status, &ctx.config.timing).await
+    report(&ctx, &api, obj.as_ref(), previous, status).await
 }
 
 pub async fn reconcile_cluster(
@@ -69,12 +70,12 @@ pub async fn reconcile_cluster(
     let api: Api<ClusterTaniumConnection> = Api::all(ctx.client.clone());
     let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
     let status = connect(&ctx, key, &obj.spec.server, &token, previous, generation).await;
-    report(&api, obj.as_ref(), previous, status, &ctx.config.timing).await
+    report(&ctx, &api, obj.as_ref(), previous, status).await
 }
 
 /// Build or refresh the connection for `key` and ask the Gateway through it; the status that says how it went.
 async fn connect(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     key: Key,
     server: &Server,
     token: &TokenAt<'_>,
@@ -86,19 +87,40 @@ async fn connect(
     let mut status = previous.cloned().unwrap_or_default();
     status.observed_generation = generation;
     let outcome = async {
-        let secret = read_token(ctx, token).await?;
+        let (secret, expires) = read_token(ctx, token).await?;
+        status.token_expires_at = expires.map(Time);
         let conn = match ctx.connections.current(&key, generation) {
             Some(conn) => {
-                conn.gateway.set_token(secret);
+                // Only a token the Secret did not hold last time: a rotation's new token is the client's before it
+                // is the Secret's.
+                if conn.took_from_secret(&secret) {
+                    conn.gateway.set_token(secret);
+                }
                 conn
             }
             None => {
-                let conn = Arc::new(build(ctx, server, secret)?);
+                let conn = Arc::new(build(ctx, &key, server, secret.clone())?);
+                conn.took_from_secret(&secret);
+                let rotate = server
+                    .rotation
+                    .as_ref()
+                    .filter(|_| ctx.config.rotate_connection_tokens)
+                    .map(|r| Rotate {
+                        ctx: ctx.clone(),
+                        config: RotationConfig {
+                            namespace: token.namespace.to_owned(),
+                            secret: token.name.to_owned(),
+                            key: token.key.to_owned(),
+                            lead: Duration::from_secs(r.before_expiry_seconds),
+                            check_every: ctx.config.timing.connection_recheck,
+                        },
+                    });
                 if let Some(old) = ctx.connections.keep(
                     key.clone(),
                     generation,
                     conn.clone(),
                     ctx.config.timing.clone(),
+                    rotate,
                 ) {
                     tokio::spawn(async move { old.sessions.close_all(&old.gateway).await });
                 }
@@ -116,6 +138,7 @@ async fn connect(
             None => conn.gateway.detect_features().await.ok(),
         };
         if let Some(features) = features {
+            ctx.metrics.gateway_features(&conn.name, &features.named());
             status.features = features
                 .named()
                 .into_iter()
@@ -162,8 +185,12 @@ async fn connect(
     status
 }
 
-/// The token, from the Secret key named; never logged or said (only where it was looked for).
-async fn read_token(ctx: &Context, at: &TokenAt<'_>) -> Result<SecretString, (String, String)> {
+/// The token, from the Secret key named, and when it expires if the Secret says (`rotation::known_expiry`); never
+/// logged or said (only where it was looked for).
+async fn read_token(
+    ctx: &Context,
+    at: &TokenAt<'_>,
+) -> Result<(SecretString, Option<jiff::Timestamp>), (String, String)> {
     let unreadable = |why: String| {
         (
             Reason::TokenSecretUnreadable.as_str().to_owned(),
@@ -196,12 +223,15 @@ async fn read_token(ctx: &Context, at: &TokenAt<'_>) -> Result<SecretString, (St
     if text.is_empty() {
         return Err(unreadable("holds an empty token".into()));
     }
-    Ok(SecretString::from(text.to_owned()))
+    let token = SecretString::from(text.to_owned());
+    let expires = rotation::known_expiry(&secret, &token);
+    Ok((token, expires))
 }
 
 /// A Gateway client for `server`, under the operator's fence and metrics.
 fn build(
     ctx: &Context,
+    key: &Key,
     server: &Server,
     token: SecretString,
 ) -> Result<Connection, (String, String)> {
@@ -223,27 +253,40 @@ fn build(
         .gateway
         .sibling(config)
         .map_err(|e| (e.reason().to_owned(), e.to_string()))?;
-    Ok(Connection::new(gateway, ctx.config.poll_batch))
+    Ok(Connection::new(
+        key.label(),
+        gateway,
+        &ctx.metrics,
+        ctx.config.poll_batch,
+    ))
 }
 
 /// Write `status` when it changed (through the one status write, conditional on the version read); look again
 /// later (the Secret may change), sooner while broken.
 async fn report<K>(
+    ctx: &Context,
     api: &Api<K>,
     obj: &K,
     previous: Option<&ConnectionStatus>,
     status: ConnectionStatus,
-    timing: &crate::controller::Timing,
 ) -> Result<Action, Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let ready = crate::crd::condition(&status.conditions, condition::READY)
-        .is_some_and(|c| c.status == "True");
+    let is_ready = |s: &ConnectionStatus| {
+        crate::crd::condition(&s.conditions, condition::READY).is_some_and(|c| c.status == "True")
+    };
+    let ready = is_ready(&status);
     if previous != Some(&status) {
         let mut version = obj.meta().resource_version.clone();
         write_status(api, &obj.name_any(), &mut version, &status).await?;
+        let news = !previous.is_some_and(is_ready)
+            || previous.and_then(|p| p.observed_generation) != status.observed_generation;
+        if ready && news {
+            // The objects it held look again now: once written, so that they read it Ready.
+            ctx.connections.became_ready();
+        }
     }
-    let again = timing.connection_recheck;
+    let again = ctx.config.timing.connection_recheck;
     Ok(Action::requeue(if ready { again } else { again / 3 }))
 }
