@@ -12,8 +12,12 @@
 //! Every committed mutation's answer may fail in each shape Tanium's documentation leaves open (dropped, a
 //! retryable payload error, an execution error with a path, HTTP 502 or 504).
 //!
-//! Then one operator runs, the faults stop, and everything is left to settle. From the sim's audit: exactly one
-//! actionPerform per object, every object Completed, and the token in no log line, event or status.
+//! Every other object names a TaniumConnection to a second sim (the same fleet, its own token, the same faults):
+//! the objects are spread over two connections, and each connection's once-only requests ask the same fence.
+//!
+//! Then one operator runs, the faults stop, and everything is left to settle. From the sims' audits: exactly one
+//! actionPerform per object, on the server its connection names and no other, every object Completed, and neither
+//! token in any log line, event or status.
 //!
 //! `TANIUM_CRASH_LOOP_SECONDS` sets how long the killing goes on (default 30; docs/reliability.md's figures come
 //! from `TANIUM_CRASH_LOOP_SECONDS=120`), `TANIUM_CRASH_LOOP_SEED` the random seed (printed on every run).
@@ -22,18 +26,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, OperatorProcess, TOKEN, phase};
+use common::{Env, OperatorProcess, TOKEN, action_name_needle, performs_on, phase};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tanium_operator::controller::Policy;
-use tanium_operator::crd::TaniumAction;
-use tanium_sim::{AfterCommit, AuditOutcome, Faults};
+use tanium_operator::crd::{TaniumAction, TaniumConnection};
+use tanium_sim::{AfterCommit, AuditOutcome, Faults, FleetSource, SimConfig, SimServer, TokenUser};
 
 const OBJECTS: usize = 200;
 const NAMESPACE: &str = "crash-loop";
+/// The second server's token, and the TaniumConnection to it that every odd-numbered object names.
+const LAB_TOKEN: &str = "token-crash-loop-lab-5d1e";
+const LAB: &str = "lab";
 const LEASE_SECONDS: &str = "3";
 
 fn lease_duration() -> Duration {
@@ -47,7 +55,12 @@ fn number_from_env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Half the objects target endpoint ids, half a filter.
+/// Whether object `i` goes through the TaniumConnection `lab` (else the operator's own connection).
+fn on_lab(i: usize) -> bool {
+    i % 2 == 1
+}
+
+/// Half the objects target endpoint ids, half a filter; every other one through the `lab` connection.
 fn manifest(i: usize, endpoint: &(String, String)) -> TaniumAction {
     let (id, name) = endpoint;
     let targets = match i % 4 {
@@ -58,14 +71,18 @@ fn manifest(i: usize, endpoint: &(String, String)) -> TaniumAction {
             {"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "no-such-host", "negated": true}
         ]}}),
     };
+    let mut spec = json!({
+        "package": {"name": "Custom Tagging - Add Tags", "params": [format!("crash-{i}")]},
+        "targets": targets,
+        "schedule": {"distributeSeconds": 60},
+    });
+    if on_lab(i) {
+        spec["connectionRef"] = json!({"kind": "TaniumConnection", "name": LAB});
+    }
     serde_json::from_value(json!({
         "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
         "metadata": {"name": format!("crash-{i:03}")},
-        "spec": {
-            "package": {"name": "Custom Tagging - Add Tags", "params": [format!("crash-{i}")]},
-            "targets": targets,
-            "schedule": {"distributeSeconds": 60},
-        }
+        "spec": spec,
     }))
     .expect("a manifest")
 }
@@ -73,6 +90,8 @@ fn manifest(i: usize, endpoint: &(String, String)) -> TaniumAction {
 /// One crash-loop run: the environment, the faults, the workload, and the operator processes' logs.
 struct Chaos {
     env: Env,
+    /// The second server: the same fleet as `env.sim`, its own token.
+    lab: SimServer,
     label: &'static str,
     api: Api<TaniumAction>,
     dir: tempfile::TempDir,
@@ -126,9 +145,21 @@ impl Chaos {
             })
             .collect();
         assert!(endpoints.len() > 50, "{} endpoints online", endpoints.len());
+        let lab = tanium_sim::start(SimConfig {
+            fleet: FleetSource::Generated { size: 200, seed: 7 },
+            tokens: vec![TokenUser::new(LAB_TOKEN, "operator")],
+            time_scale: 20.0,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("the lab sim starts");
+        connect_lab(&env, &lab).await;
         env.sim.sim().set_faults(faults(seed, latency_ms));
+        lab.sim()
+            .set_faults(faults(seed.wrapping_add(1), latency_ms));
         Some(Self {
             env,
+            lab,
             label,
             api,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -196,7 +227,7 @@ impl Chaos {
     }
 
     /// Faults off, one operator (`running`, or a new one): every object terminal within a bound, then the
-    /// exactly-once and no-token checks.
+    /// exactly-once (on the right server) and no-token checks.
     async fn settle_and_check(mut self, running: Option<OperatorProcess>) {
         let faulted = self
             .env
@@ -207,6 +238,7 @@ impl Chaos {
             .filter(|e| !matches!(e.outcome, AuditOutcome::Ok { .. }))
             .count();
         self.env.sim.sim().set_faults(Faults::default());
+        self.lab.sim().set_faults(Faults::default());
         println!(
             "{}: {} kills over {:?}, {faulted} mutations faulted so far; settling",
             self.label,
@@ -250,14 +282,29 @@ impl Chaos {
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
 
-        // Exactly one committed actionPerform per object, and none for anything else.
+        // Exactly one committed actionPerform per object, on its connection's server, and none for anything else.
         let env = &self.env;
+        let (main, lab) = (performs_on(&env.sim), performs_on(&self.lab));
+        let committed_for = |performs: &std::collections::HashMap<String, (usize, usize)>, obj| {
+            let needle = action_name_needle(obj);
+            performs
+                .iter()
+                .filter(|(name, _)| name.contains(&needle))
+                .map(|(_, (c, _))| c)
+                .sum::<usize>()
+        };
         let mut not_once = Vec::new();
         for obj in &objects {
             let name = obj.metadata.name.as_deref().unwrap_or("");
-            let n = env.performs_for(obj);
-            if n != 1 {
-                not_once.push(format!("{name}: {n}"));
+            let through_lab = obj.spec.connection_ref.is_some();
+            let (here, elsewhere) = match through_lab {
+                true => (committed_for(&lab, obj), committed_for(&main, obj)),
+                false => (committed_for(&main, obj), committed_for(&lab, obj)),
+            };
+            if here != 1 || elsewhere != 0 {
+                not_once.push(format!(
+                    "{name}: {here} on its server, {elsewhere} on the other"
+                ));
             }
             assert_eq!(
                 phase(obj).as_deref(),
@@ -265,21 +312,26 @@ impl Chaos {
                 "{name}: {:#?}",
                 obj.status
             );
-            assert!(
-                !serde_json::to_string(obj)
-                    .unwrap_or_default()
-                    .contains(TOKEN)
-            );
+            let text = serde_json::to_string(obj).unwrap_or_default();
+            assert!(!text.contains(TOKEN) && !text.contains(LAB_TOKEN));
         }
         assert!(
             not_once.is_empty(),
             "not deployed exactly once: {not_once:?}"
         );
-        let performs = env.performs();
-        let committed: usize = performs.values().map(|(c, _)| c).sum();
+        let committed: usize = main.values().chain(lab.values()).map(|(c, _)| c).sum();
         assert_eq!(
             committed, self.objects,
-            "committed actionPerforms: {performs:?}"
+            "committed actionPerforms: {main:?} {lab:?}"
+        );
+        let through_lab = objects
+            .iter()
+            .filter(|o| o.spec.connection_ref.is_some())
+            .count();
+        assert_eq!(
+            lab.values().map(|(c, _)| c).sum::<usize>(),
+            through_lab,
+            "the lab server deployed its objects and no other"
         );
         env.assert_exactly_once();
 
@@ -289,17 +341,28 @@ impl Chaos {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "log") {
                 let text = std::fs::read_to_string(&path).expect("log");
-                assert!(!text.contains(TOKEN), "the token is in {}", path.display());
+                assert!(
+                    !text.contains(TOKEN) && !text.contains(LAB_TOKEN),
+                    "a token is in {}",
+                    path.display()
+                );
                 log_lines += text.lines().count();
             }
         }
         let events: Api<Event> = Api::namespaced(env.client.clone(), NAMESPACE);
         let events = events.list(&ListParams::default()).await.expect("events");
         for e in &events.items {
-            assert!(!serde_json::to_string(e).unwrap_or_default().contains(TOKEN));
+            let text = serde_json::to_string(e).unwrap_or_default();
+            assert!(!text.contains(TOKEN) && !text.contains(LAB_TOKEN));
         }
 
-        let audit = env.sim.sim().audit();
+        let audit: Vec<_> = env
+            .sim
+            .sim()
+            .audit()
+            .into_iter()
+            .chain(self.lab.sim().audit())
+            .collect();
         let dropped = audit
             .iter()
             .filter(|e| matches!(e.outcome, AuditOutcome::Dropped { .. }))
@@ -308,12 +371,13 @@ impl Chaos {
             .iter()
             .filter(|e| matches!(e.outcome, AuditOutcome::Error { .. }))
             .count();
-        let attempts: usize = performs.values().map(|(_, a)| a).sum();
+        let attempts: usize = main.values().chain(lab.values()).map(|(_, a)| a).sum();
         let fenced = self.log_lines_with("once-only mutation not sent");
         println!(
-            "{}: {} objects, {} kills, {attempts} actionPerform attempts ({committed} committed, {dropped} \
-             answers lost after commit), {refused} mutations refused by injected faults, {fenced} once-only \
-             mutations fenced (not sent), {log_lines} log lines and {} events without the token, duplicates: 0",
+            "{}: {} objects ({through_lab} through a second connection), {} kills, {attempts} actionPerform \
+             attempts ({committed} committed, {dropped} answers lost after commit), {refused} mutations refused by \
+             injected faults, {fenced} once-only mutations fenced (not sent), {log_lines} log lines and {} events \
+             without a token, duplicates: 0",
             self.label,
             self.objects,
             self.kills,
@@ -379,6 +443,29 @@ impl Chaos {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The `lab` TaniumConnection in the loop's namespace, with its token Secret beside it.
+async fn connect_lab(env: &Env, lab: &SimServer) {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "lab-token"}, "stringData": {"token": LAB_TOKEN}
+    }))
+    .expect("a Secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("Secret created");
+    let conns: Api<TaniumConnection> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let conn: TaniumConnection = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": LAB},
+        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}, "requestTimeoutSeconds": 2}
+    }))
+    .expect("a TaniumConnection");
+    conns
+        .create(&PostParams::default(), &conn)
+        .await
+        .expect("TaniumConnection created");
 }
 
 #[tokio::test]

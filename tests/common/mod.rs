@@ -218,24 +218,7 @@ impl Env {
 
     /// actionPerform calls per action name, from the sim's audit: (committed, all attempts).
     pub fn performs(&self) -> HashMap<String, (usize, usize)> {
-        let mut by_name: HashMap<String, (usize, usize)> = HashMap::new();
-        for e in self.sim.sim().audit() {
-            if e.operation != "actionPerform" {
-                continue;
-            }
-            let name = e
-                .input
-                .pointer("/input/name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned();
-            let entry = by_name.entry(name).or_default();
-            entry.1 += 1;
-            if e.outcome.is_committed() {
-                entry.0 += 1;
-            }
-        }
-        by_name
+        performs_on(&self.sim)
     }
 
     /// Committed actionPerform calls under this object's Tanium action name(s).
@@ -640,4 +623,26 @@ impl std::fmt::Display for Run {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// actionPerform calls `sim` saw, by Tanium action name: (committed, attempts).
+pub fn performs_on(sim: &tanium_sim::SimServer) -> HashMap<String, (usize, usize)> {
+    let mut by_name: HashMap<String, (usize, usize)> = HashMap::new();
+    for e in sim.sim().audit() {
+        if e.operation != "actionPerform" {
+            continue;
+        }
+        let name = e
+            .input
+            .pointer("/input/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let entry = by_name.entry(name).or_default();
+        entry.1 += 1;
+        if e.outcome.is_committed() {
+            entry.0 += 1;
+        }
+    }
+    by_name
 }
