@@ -16,7 +16,9 @@ use mlua::{Lua, LuaSerdeExt as _, SerializeOptions};
 use serde_json::{Value, json};
 use tanium_operator::controller::Policy;
 use tanium_operator::crd::tag::TagPhase;
-use tanium_operator::crd::{TaniumEndpointInspection, TaniumTag};
+use tanium_operator::crd::{
+    ClusterTaniumConnection, TaniumConnection, TaniumEndpointInspection, TaniumTag,
+};
 use tanium_operator::plugin::argocd::{HEALTH_CHECKS, key};
 
 /// (status, message) the kind's script gives `obj`.
@@ -197,13 +199,74 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         "Progressing"
     );
 
-    env.start_controller();
+    // Connection objects the operator has not looked at yet.
     let actions = env.namespace("argo").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), "argo");
+    let token: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "argo-token"}, "stringData": {"token": common::TOKEN}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    let refused: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "refused-token"}, "stringData": {"token": "not-a-token-the-gateway-knows"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &refused)
+        .await
+        .unwrap();
+    let namespaced: Api<TaniumConnection> = Api::namespaced(env.client.clone(), "argo");
+    let cluster: Api<ClusterTaniumConnection> = Api::all(env.client.clone());
+    for (name, secret) in [
+        ("answers", "argo-token"),
+        ("no-secret", "missing-token"),
+        ("refused", "refused-token"),
+    ] {
+        let spec = json!({"gatewayUrl": env.sim.url(), "tokenSecretRef": {"name": secret}});
+        let c: TaniumConnection = serde_json::from_value(json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap();
+        namespaced.create(&PostParams::default(), &c).await.unwrap();
+        let mut spec = spec.clone();
+        spec["tokenSecretRef"]["namespace"] = json!("argo");
+        spec["namespaces"] = json!(["argo"]);
+        let c: ClusterTaniumConnection = serde_json::from_value(json!({
+            "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "ClusterTaniumConnection",
+            "metadata": {"name": format!("argo-{name}")}, "spec": spec
+        }))
+        .unwrap();
+        cluster.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let mut cases: Vec<Case> = Vec::new();
+    let unseen = as_json(&namespaced.get("answers").await.unwrap());
+    assert_eq!(health("TaniumConnection", &unseen).0, "Progressing");
+    let unseen_cluster = as_json(&cluster.get("argo-answers").await.unwrap());
+    for (kind, obj) in [
+        ("TaniumConnection", unseen),
+        ("ClusterTaniumConnection", unseen_cluster),
+    ] {
+        let (status, message) = health(kind, &obj);
+        assert_eq!(status, "Progressing");
+        cases.push(Case {
+            kind,
+            name: "not-looked-at".into(),
+            obj,
+            status,
+            message,
+        });
+    }
+
+    env.start_controller();
     let phase_is = |p: &'static str| {
         move |o: &tanium_operator::crd::TaniumAction| common::phase(o).as_deref() == Some(p)
     };
     let mut seen = Vec::new();
-    let mut cases: Vec<Case> = Vec::new();
     for (example, patch, phase, expected) in [
         ("tag-by-endpoint-id", json!({}), "Completed", "Healthy"),
         (
@@ -367,6 +430,54 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
         health("TaniumEndpointInspection", &unknown),
         ("Degraded".into(), "may or may not have been ended".into())
     );
+    // The connection objects, looked at: the one whose Gateway answers is Healthy; a missing Secret or a refused
+    // token is Degraded, with the reason's message.
+    let looked_at = |s: Option<&tanium_operator::crd::ConnectionStatus>| {
+        s.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready"))
+    };
+    for (name, expected, reason) in [
+        ("answers", "Healthy", "Connected"),
+        ("no-secret", "Degraded", "TokenSecretUnreadable"),
+        ("refused", "Degraded", "TokenRejected"),
+    ] {
+        let c = env
+            .wait_until(&namespaced, name, "looked at", |c: &TaniumConnection| {
+                looked_at(c.status.as_ref())
+            })
+            .await;
+        let cc = env
+            .wait_until(
+                &cluster,
+                &format!("argo-{name}"),
+                "looked at",
+                |c: &ClusterTaniumConnection| looked_at(c.status.as_ref()),
+            )
+            .await;
+        for (kind, obj) in [
+            ("TaniumConnection", as_json(&c)),
+            ("ClusterTaniumConnection", as_json(&cc)),
+        ] {
+            assert_eq!(
+                obj["status"]["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                    .map(|c| c["reason"].clone()),
+                Some(json!(reason)),
+                "{kind} {name}"
+            );
+            let (status, message) = health(kind, &obj);
+            assert_eq!(status, expected, "{kind} {name}: {message}");
+            assert!(!message.is_empty(), "{kind} {name}: a message");
+            seen.push(format!("{kind} {name}: {status}: {message}"));
+            cases.push(Case {
+                kind,
+                name: name.to_owned(),
+                obj,
+                status,
+                message,
+            });
+        }
+    }
     println!("{}", seen.join("\n"));
     keep_as_testdata(&cases);
     env.stop_controller();

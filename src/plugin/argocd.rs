@@ -1,4 +1,4 @@
-//! `kubectl tanium argocd-health`: Argo CD health checks for the three kinds, as a patch for `argocd-cm`. The Lua
+//! `kubectl tanium argocd-health`: Argo CD health checks for the five kinds, as a patch for `argocd-cm`. The Lua
 //! lives in `argocd/resource_customizations/tanium-operator.dev/<Kind>/health.lua`, Argo CD's own layout (with
 //! `health_test.yaml` and `testdata/`, so the checks can be contributed upstream as they are), is tested against
 //! real objects in `tests/argocd_health.rs`, and is built in here.
@@ -13,7 +13,7 @@ use crate::cli::{CliError, Format, OutputArgs};
 use crate::crd::GROUP;
 
 /// (kind, Lua) for every kind the operator serves.
-pub const HEALTH_CHECKS: [(&str, &str); 3] = [
+pub const HEALTH_CHECKS: [(&str, &str); 5] = [
     (
         "TaniumAction",
         include_str!(
@@ -30,6 +30,18 @@ pub const HEALTH_CHECKS: [(&str, &str); 3] = [
         "TaniumEndpointInspection",
         include_str!(
             "../../argocd/resource_customizations/tanium-operator.dev/TaniumEndpointInspection/health.lua"
+        ),
+    ),
+    (
+        "TaniumConnection",
+        include_str!(
+            "../../argocd/resource_customizations/tanium-operator.dev/TaniumConnection/health.lua"
+        ),
+    ),
+    (
+        "ClusterTaniumConnection",
+        include_str!(
+            "../../argocd/resource_customizations/tanium-operator.dev/ClusterTaniumConnection/health.lua"
         ),
     ),
 ];

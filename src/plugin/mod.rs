@@ -53,7 +53,7 @@ enum Command {
     Status(status::Args),
     /// The endpoints a filter selects.
     Endpoints(cli::endpoints::Args),
-    /// Argo CD health checks for the three kinds, as a patch for the argocd-cm ConfigMap.
+    /// Argo CD health checks for the five kinds, as a patch for the argocd-cm ConfigMap.
     #[command(name = "argocd-health")]
     ArgocdHealth(argocd::Args),
     /// Print the shell completion script, e.g. `source <(kubectl tanium completion bash)`.

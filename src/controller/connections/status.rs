@@ -181,6 +181,24 @@ async fn connect(
             );
         }
     }
+    // Its token rotation's trouble, as the objects using it say it too (`object::mark_operator_conditions`).
+    match ctx
+        .connections
+        .current(&key, generation)
+        .and_then(|c| c.rotation.trouble())
+    {
+        Some(t) => set_condition(
+            &mut status.conditions,
+            condition::GATEWAY_TOKEN,
+            false,
+            t.reason.as_str(),
+            t.message,
+            generation,
+        ),
+        None => status
+            .conditions
+            .retain(|c| c.type_ != condition::GATEWAY_TOKEN),
+    }
     crate::controller::kstatus::derive(&mut status.conditions, generation);
     status
 }
