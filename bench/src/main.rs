@@ -83,6 +83,10 @@ struct Args {
     /// starts, lists and watches them; its peak RSS and the Gateway requests it makes (none).
     #[arg(long)]
     at_rest: Option<usize>,
+    /// Every object names a TaniumConnection (to the same sim, its token in a Secret) instead of using the
+    /// operator's own connection: the same figures through a connection object.
+    #[arg(long)]
+    through_connection: bool,
     /// Give up on a run after this long.
     #[arg(long, default_value_t = 1800)]
     timeout_seconds: u64,
@@ -108,11 +112,52 @@ enum BenchError {
     Watch(#[from] watcher::Error),
 }
 
+/// A TaniumConnection named `bench` in `namespace` to `sim`, with its token in a Secret beside it, once Ready: the
+/// name objects give in `spec.connectionRef`.
+async fn connect(
+    client: &kube::Client,
+    namespace: &str,
+    sim: &SimServer,
+) -> Result<String, BenchError> {
+    use k8s_openapi::api::core::v1::Secret;
+    use tanium_operator::crd::TaniumConnection;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "bench-token"}, "stringData": {"token": TOKEN}
+    }))?;
+    secrets.create(&PostParams::default(), &secret).await?;
+    let conns: Api<TaniumConnection> = Api::namespaced(client.clone(), namespace);
+    let conn: TaniumConnection = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection",
+        "metadata": {"name": "bench"},
+        "spec": {"gatewayUrl": sim.url(), "tokenSecretRef": {"name": "bench-token"}}
+    }))?;
+    conns.create(&PostParams::default(), &conn).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = conns.get("bench").await?.status.is_some_and(|s| {
+            tanium_operator::crd::condition(&s.conditions, "Ready")
+                .is_some_and(|c| c.status == "True")
+        });
+        if ready {
+            return Ok("bench".into());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout(
+                "the bench TaniumConnection to be Ready".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// What one run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Figures {
     run: String,
+    /// Which connection the objects used: `own`, or the TaniumConnection's name (`--through-connection`).
+    connection: String,
     poll_batch: usize,
     actions: usize,
     completed: usize,
@@ -561,6 +606,10 @@ async fn run(
     };
     let mut op = launch.start("operator.log", true).await?;
     let pid = op.pid;
+    let connection = match args.through_connection {
+        true => Some(connect(&client, &namespace, &sim).await?),
+        false => None,
+    };
     let requests_before = sim.sim().requests().len();
 
     // Watch the objects: every write, and when each is over.
@@ -627,6 +676,7 @@ async fn run(
             let api = api.clone();
             let target = endpoints[i % endpoints.len()].clone();
             let distribute = args.distribute_seconds;
+            let connection = connection.clone();
             let slot = args
                 .rate
                 .filter(|r| *r > 0.0)
@@ -635,14 +685,19 @@ async fn run(
                 if let Some(slot) = slot {
                     tokio::time::sleep_until(slot.into()).await;
                 }
+                let mut spec = serde_json::json!({
+                    "package": {"name": "Custom Tagging - Add Tags", "params": ["bench"]},
+                    "targets": {"endpoints": [target]},
+                    "schedule": {"distributeSeconds": distribute}
+                });
+                if let Some(name) = connection {
+                    spec["connectionRef"] =
+                        serde_json::json!({"kind": "TaniumConnection", "name": name});
+                }
                 let obj: TaniumAction = serde_json::from_value(serde_json::json!({
                     "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumAction",
                     "metadata": {"name": format!("bench-{i:05}")},
-                    "spec": {
-                        "package": {"name": "Custom Tagging - Add Tags", "params": ["bench"]},
-                        "targets": {"endpoints": [target]},
-                        "schedule": {"distributeSeconds": distribute}
-                    }
+                    "spec": spec
                 }))?;
                 let at = jiff::Timestamp::now();
                 let made = api.create(&PostParams::default(), &obj).await?;
@@ -815,6 +870,7 @@ async fn run(
     let n = args.actions.max(1) as f64;
     Ok(Figures {
         run: name.into(),
+        connection: connection.clone().unwrap_or_else(|| "own".into()),
         poll_batch: batch,
         actions: args.actions,
         completed: seen.lock().map(|s| s.done.len()).unwrap_or(0),
@@ -1219,8 +1275,8 @@ fn report(args: &Args, ours: &Figures, beside: Beside<'_>) -> bool {
         .max()
         .unwrap_or(0);
     println!(
-        "\ntanium-bench: {} TaniumActions, fleet {}, sim time ×{}\n",
-        args.actions, args.fleet, args.time_scale
+        "\ntanium-bench: {} TaniumActions, fleet {}, sim time ×{}, connection {}\n",
+        args.actions, args.fleet, args.time_scale, ours.connection
     );
     println!(
         "{:width$}  {:>14}  {:>14}",

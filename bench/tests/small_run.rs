@@ -21,13 +21,13 @@ fn operator_binary() -> PathBuf {
     operator
 }
 
-#[test]
-fn twenty_actions_run_end_to_end_with_sane_figures() {
+/// The benchmark at N = 20 with `extra` arguments: its stdout and its figures (JSON), once it ran.
+fn small_run(extra: &[&str]) -> Option<(String, serde_json::Value)> {
     if tanium_testenv::Binaries::locate().is_err() && !tanium_testenv::control_plane_required() {
         eprintln!(
             "\n==== SKIPPED: the benchmark needs kube-apiserver and etcd (./scripts/test provides them)\n"
         );
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("figures.json");
@@ -40,13 +40,14 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
             "--distribute-seconds",
             "100",
         ])
+        .args(extra)
         .arg("--operator")
         .arg(operator_binary())
         .arg("--json")
         .arg(&json)
         .output()
         .expect("the benchmark runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     // 0: every target met, 1: some not met (a verdict, not a failure here), 2: the benchmark itself failed.
     assert!(
@@ -54,6 +55,54 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("figures written")).expect("json");
+    Some((stdout, figures))
+}
+
+/// One run's figures are sane.
+fn sane(run: &str, f: &serde_json::Value) {
+    assert_eq!(f["completed"], 20, "{run}: every object finished");
+    let p50 = f["applyToPerformMs"]["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 60_000.0, "{run}: p50 {p50}");
+    assert!(
+        f["actionsPolled"].as_u64().unwrap() >= 20,
+        "{run}: each action polled"
+    );
+    assert_eq!(
+        f["requestsAfterRestart"], 0,
+        "{run}: terminal objects cost nothing"
+    );
+    assert!(
+        f["peakRssMib"].as_f64().unwrap() > 1.0,
+        "{run}: RSS read from /proc"
+    );
+    assert!(
+        f["floor"]["sumMs"].as_f64().unwrap() > 0.0,
+        "{run}: floor measured"
+    );
+    let writes = f["writesPerObject"].as_f64().unwrap();
+    assert!(
+        (2.0..=8.0).contains(&writes),
+        "{run}: {writes} writes per object"
+    );
+    assert!(
+        f["apiserverWritesPerS"].as_f64().unwrap() > 1.0
+            && f["deploysPerS"].as_f64().unwrap() > 0.0,
+        "{run}: the write budget and the deploy rate measured"
+    );
+    let per_deploy = f["gatewayRequestsPerDeploy"].as_f64().unwrap();
+    assert!(
+        (2.0..10.0).contains(&per_deploy),
+        "{run}: {per_deploy} requests per deploy"
+    );
+}
+
+#[test]
+fn twenty_actions_run_end_to_end_with_sane_figures() {
+    let Some((stdout, figures)) = small_run(&[]) else {
+        return;
+    };
     for verdict in [
         "peak RSS",
         "poll request per 50",
@@ -64,44 +113,9 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
     ] {
         assert!(stdout.contains(verdict), "verdict {verdict:?} printed");
     }
-    let figures: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("figures written")).expect("json");
     for run in ["ours", "naive"] {
-        let f = &figures[run];
-        assert_eq!(f["completed"], 20, "{run}: every object finished");
-        let p50 = f["applyToPerformMs"]["p50"].as_f64().unwrap();
-        assert!(p50 > 0.0 && p50 < 60_000.0, "{run}: p50 {p50}");
-        assert!(
-            f["actionsPolled"].as_u64().unwrap() >= 20,
-            "{run}: each action polled"
-        );
-        assert_eq!(
-            f["requestsAfterRestart"], 0,
-            "{run}: terminal objects cost nothing"
-        );
-        assert!(
-            f["peakRssMib"].as_f64().unwrap() > 1.0,
-            "{run}: RSS read from /proc"
-        );
-        assert!(
-            f["floor"]["sumMs"].as_f64().unwrap() > 0.0,
-            "{run}: floor measured"
-        );
-        let writes = f["writesPerObject"].as_f64().unwrap();
-        assert!(
-            (2.0..=8.0).contains(&writes),
-            "{run}: {writes} writes per object"
-        );
-        assert!(
-            f["apiserverWritesPerS"].as_f64().unwrap() > 1.0
-                && f["deploysPerS"].as_f64().unwrap() > 0.0,
-            "{run}: the write budget and the deploy rate measured"
-        );
-        let per_deploy = f["gatewayRequestsPerDeploy"].as_f64().unwrap();
-        assert!(
-            (2.0..10.0).contains(&per_deploy),
-            "{run}: {per_deploy} requests per deploy"
-        );
+        sane(run, &figures[run]);
+        assert_eq!(figures[run]["connection"], "own", "{run}");
     }
     let naive = &figures["naive"];
     assert_eq!(
@@ -112,6 +126,17 @@ fn twenty_actions_run_end_to_end_with_sane_figures() {
         figures["ours"]["pollRequests"].as_u64().unwrap() < naive["pollRequests"].as_u64().unwrap(),
         "batched polling asks less"
     );
+}
+
+/// `--through-connection`: every object names a TaniumConnection, and the figures are as sane.
+#[test]
+fn twenty_actions_through_a_connection_object_with_sane_figures() {
+    let Some((stdout, figures)) = small_run(&["--through-connection", "--no-naive"]) else {
+        return;
+    };
+    assert!(stdout.contains("connection bench"), "{stdout}");
+    sane("through a connection", &figures["ours"]);
+    assert_eq!(figures["ours"]["connection"], "bench");
 }
 
 /// `--at-rest` at N = 50: finished objects listed, each reconciled once, and not one Gateway request for them.
