@@ -300,6 +300,21 @@ async fn objects_reach_the_server_their_connection_names_and_no_other() {
         }
     }
     env.assert_exactly_once();
+
+    // Deleted, the lab connection goes from the operator too (its poller and any rotation with it).
+    assert_eq!(ctx.connections.all().len(), 3, "own, lab and main");
+    conns
+        .delete("lab", &Default::default())
+        .await
+        .expect("deleted");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ctx.connections.all().len() != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted connection is still built"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 fn rotations(sim: &SimServer) -> usize {

@@ -10,6 +10,9 @@ use super::{PackageCache, poller, rotation, sessions};
 use crate::gateway::GatewayClient;
 use crate::telemetry::Metrics;
 
+/// The operator's own connection's name (its flags and chart values), in metrics and conditions.
+pub const OWN: &str = "own";
+
 pub struct Connection {
     /// How metrics and logs name it (`connections::Key::label`).
     pub name: String,
@@ -22,6 +25,9 @@ pub struct Connection {
     pub sessions: sessions::Sessions,
     /// Token rotation's state, kept across changes of leader within the process.
     pub rotation: rotation::RotationState,
+    /// How long the Gateway keeps an idle Direct Connect connection open (the flag's, or the connection object's
+    /// `directConnectIdleTimeoutSeconds`): inspections keep one only for refreshes well inside it.
+    pub dc_idle_timeout: Duration,
     /// Which token its Secret held when last read (a fingerprint), for a connection built from an object.
     from_secret: std::sync::Mutex<Option<String>>,
 }
@@ -34,6 +40,7 @@ impl Connection {
         gateway: GatewayClient,
         metrics: &Arc<Metrics>,
         poll_batch: usize,
+        dc_idle_timeout: Duration,
     ) -> Self {
         let observed = metrics.clone();
         let label = name.clone();
@@ -47,8 +54,14 @@ impl Connection {
             poller: poller::Poller::new(poll_batch.clamp(1, crate::gateway::poll::POLL_BATCH)),
             sessions: sessions::Sessions::default(),
             rotation: rotation::RotationState::default(),
+            dc_idle_timeout,
             from_secret: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The operator's own (its flags and chart values), not one built from a connection object.
+    pub fn is_own(&self) -> bool {
+        self.name == OWN
     }
 
     /// Its Secret holds `token` now: whether that is news (a token the Secret did not hold at the last read). The

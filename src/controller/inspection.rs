@@ -82,7 +82,7 @@ impl Object<'_, TaniumEndpointInspection> {
     /// Keep the connection between refreshes only when the next refresh comes well inside the idle timeout;
     /// otherwise pinging for minutes just to keep it would hold a connection on the endpoint for nothing.
     fn keep_open(&self) -> bool {
-        self.refresh() < self.ctx.config.timing.dc_idle_timeout.mul_f64(0.75)
+        self.refresh() < self.conn.dc_idle_timeout.mul_f64(0.75)
     }
 
     async fn apply(mut self) -> Result<Action, Error> {
@@ -142,13 +142,12 @@ impl Object<'_, TaniumEndpointInspection> {
             computer_name: endpoint.name.clone(),
         });
 
-        let ctx = self.ctx;
         let conn = self.conn.clone();
         let uid = self.scratch.uid.clone();
         let done = conn
             .gateway
             .while_pinging(
-                ctx.config.timing.dc_idle_timeout / 3,
+                conn.dc_idle_timeout / 3,
                 || conn.sessions.get(&uid),
                 self.inspect(&endpoint.id),
             )

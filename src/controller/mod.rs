@@ -226,6 +226,7 @@ impl Context {
             gateway,
             &metrics,
             config.poll_batch,
+            config.timing.dc_idle_timeout,
         );
         Self {
             reporter,

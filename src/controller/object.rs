@@ -601,11 +601,20 @@ fn mark_operator_conditions(
             condition::GATEWAY_TLS_VERIFIED,
             false,
             Reason::VerificationDisabled.as_str(),
-            format!(
-                "the operator runs with TANIUM_INSECURE_SKIP_TLS_VERIFY: it does not check the Gateway's certificate, \
-                 so {}",
-                TlsVerification::INSECURE_RISK
-            ),
+            if conn.is_own() {
+                format!(
+                    "the operator runs with TANIUM_INSECURE_SKIP_TLS_VERIFY: it does not check the Gateway's \
+                     certificate, so {}",
+                    TlsVerification::INSECURE_RISK
+                )
+            } else {
+                format!(
+                    "connection {} has insecureSkipTLSVerify: the operator does not check that Gateway's \
+                     certificate, so {}",
+                    conn.name,
+                    TlsVerification::INSECURE_RISK
+                )
+            },
             generation,
         ),
         TlsVerification::Verify => {

@@ -129,12 +129,26 @@ async fn run_connections(
                 .await;
         }
     };
+    // A deleted connection object is reconciled no more: what was built from it goes at the next sweep.
+    let sweeps = async {
+        loop {
+            tokio::time::sleep(ctx.config.timing.connection_recheck).await;
+            ctx.connections.sweep();
+        }
+    };
+    let sweeps = async {
+        tokio::select! {
+            () = sweeps => {}
+            () = shutdown.clone() => {}
+        }
+    };
     tokio::join!(
         namespaced
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_namespaced, error_policy, ctx.clone())
             .for_each(said),
         cluster,
+        sweeps,
     );
 }
 

@@ -48,7 +48,7 @@ impl Key {
     /// `ClusterTaniumConnection/<name>`. Bounded by the connection objects there are.
     pub fn label(&self) -> String {
         match self {
-            Key::Own => "own".to_owned(),
+            Key::Own => super::connection::OWN.to_owned(),
             Key::Namespaced { namespace, name } => format!("TaniumConnection/{namespace}/{name}"),
             Key::Cluster { name } => format!("ClusterTaniumConnection/{name}"),
         }
@@ -371,9 +371,10 @@ impl Connections {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Forget the connections whose objects are gone (their pollers stop; open Direct Connect connections are
-    /// left to the Gateway's idle timeout).
-    fn sweep(&self) {
+    /// Forget the connections whose objects are gone (their pollers stop, their rotations finish; open Direct
+    /// Connect connections are left to the Gateway's idle timeout). On every connection reconcile, and every
+    /// recheck interval (`runtime`), since a deleted object is reconciled no more.
+    pub fn sweep(&self) {
         let Ok(mut built) = self.built.lock() else {
             return;
         };

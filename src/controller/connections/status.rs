@@ -276,6 +276,7 @@ fn build(
         gateway,
         &ctx.metrics,
         ctx.config.poll_batch,
+        Duration::from_secs(u64::from(server.direct_connect_idle_timeout_seconds)),
     ))
 }
 
