@@ -206,14 +206,18 @@ struct RunArgs {
     /// How long before the token expires it is rotated, e.g. 72h.
     #[arg(long, env = "TANIUM_TOKEN_ROTATION_LEAD", default_value = "72h", value_parser = crd::parse_duration)]
     token_rotation_lead: Duration,
-    /// How often rotation looks at the Secret and the Gateway's clock, at most.
+    /// How often the operator's own token rotation looks at the Secret and the Gateway's clock, at most (a
+    /// connection object's rotation looks every minute, with its status).
     #[arg(long, env = "TANIUM_TOKEN_CHECK_INTERVAL", default_value = "10m", value_parser = crd::parse_duration)]
     token_check_interval: Duration,
-    /// Leave the tokens of TaniumConnection and ClusterTaniumConnection objects unrotated, even those whose
-    /// spec.rotation asks (the chart's shards: the main Deployment's leader rotates them, the shards read the new
-    /// token from the Secret).
-    #[arg(long, env = "TANIUM_NO_CONNECTION_TOKEN_ROTATION")]
-    no_connection_token_rotation: bool,
+    /// Rotate the tokens of TaniumConnection and ClusterTaniumConnection objects whose spec.rotation asks, writing
+    /// the new token back into their Secrets (needs `patch` on them; one process of a sharded install only).
+    #[arg(long, env = "TANIUM_CONNECTION_TOKEN_ROTATION")]
+    connection_token_rotation: bool,
+    /// Use connection objects without writing their status or rotating their tokens (a shard: the main
+    /// Deployment's leader does both).
+    #[arg(long, env = "TANIUM_CONNECTIONS_READ_ONLY")]
+    connections_read_only: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -409,7 +413,8 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         },
         all_events: args.all_events,
         own_namespace: args.lease_namespace.clone(),
-        rotate_connection_tokens: !args.no_connection_token_rotation,
+        rotate_connection_tokens: args.connection_token_rotation && !args.connections_read_only,
+        connections_read_only: args.connections_read_only,
     };
     // Settings that cannot keep "never deploy twice" stop the start, before anything is contacted.
     config

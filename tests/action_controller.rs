@@ -273,11 +273,18 @@ async fn gates_hold_until_a_person_acts() {
     .await;
 
     // Every shipped example is accepted by the apiserver (server-side dry run) and passes the operator's checks.
+    // The connection kinds' examples are a folder of their own, which the demo's `kubectl apply -f examples/` leaves.
     let mut examples = 0;
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap() {
-        let path = entry.unwrap().path();
+    let top = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap();
+    let connections =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/connections")).unwrap();
+    for path in top.chain(connections).map(|e| e.unwrap().path()) {
+        if path.is_dir() {
+            continue;
+        }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let manifest = common::example(&name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let manifest: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
         let dry_run = PostParams {
             dry_run: true,
             ..PostParams::default()
@@ -316,11 +323,29 @@ async fn gates_hold_until_a_person_acts() {
                     refused(e);
                 }
             }
+            Some("TaniumConnection") => {
+                let obj: tanium_operator::crd::TaniumConnection =
+                    serde_json::from_value(manifest).unwrap();
+                let conns: Api<tanium_operator::crd::TaniumConnection> =
+                    Api::namespaced(env.client.clone(), "gates");
+                if let Err(e) = conns.create(&dry_run, &obj).await {
+                    refused(e);
+                }
+            }
+            Some("ClusterTaniumConnection") => {
+                let obj: tanium_operator::crd::ClusterTaniumConnection =
+                    serde_json::from_value(manifest).unwrap();
+                let conns: Api<tanium_operator::crd::ClusterTaniumConnection> =
+                    Api::all(env.client.clone());
+                if let Err(e) = conns.create(&dry_run, &obj).await {
+                    refused(e);
+                }
+            }
             other => panic!("examples/{name}.yaml: unexpected kind {other:?}"),
         }
         examples += 1;
     }
-    assert!(examples >= 7);
+    assert!(examples >= 11);
 
     // The safety limit may change: raising it lets the deployment go.
     api.patch(

@@ -483,6 +483,26 @@ async fn each_kind_is_judged_in_each_state_it_reaches() {
     env.stop_controller();
 }
 
+/// Argo CD wants a script per kind; the two connection kinds' are one check, and stay one (their headers aside).
+#[test]
+fn both_connection_kinds_are_judged_alike() {
+    let body = |kind: &str| -> String {
+        let lua = HEALTH_CHECKS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, lua)| *lua)
+            .unwrap_or_default();
+        lua.lines()
+            .filter(|l| {
+                !l.starts_with("-- Argo CD health check for") && !l.starts_with("-- (argocd-cm key")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!body("TaniumConnection").is_empty());
+    assert_eq!(body("TaniumConnection"), body("ClusterTaniumConnection"));
+}
+
 /// The operator's token trouble shows on every kind as Degraded, with its message.
 #[test]
 fn token_trouble_is_degraded_for_every_kind() {

@@ -249,6 +249,10 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "--set=connections.secretNamespaces={lab}",
     ]);
     assert!(scoped.contains("name: TANIUM_TOKEN_ROTATION"), "{scoped}");
+    assert!(
+        !scoped.contains("name: TANIUM_CONNECTION_TOKEN_ROTATION"),
+        "connection tokens are rotated only when an admin says so"
+    );
     env.apply_yaml(&scoped);
     let sa = Identity::service_account("scoped-system", "scoped-tanium-operator");
     let as_scoped = env.cp.client_for(&sa).await.unwrap();
@@ -326,6 +330,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
         "--set=connections.secretNamespaces={lab}",
         "--set=connections.tokenRotation=true",
     ]);
+    assert!(rotating.contains("name: TANIUM_CONNECTION_TOKEN_ROTATION"));
     env.apply_yaml(&rotating);
     let checks = [
         Check::allow("get", "", "secrets", Some("lab")).named("lab-token"),
@@ -760,7 +765,7 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
             .find(|e| e["name"] == name)
             .and_then(|e| e["value"].as_str().map(String::from))
     };
-    // (name, selector, lease, rotates its own token, rotates connection objects' tokens): one process rotates.
+    // (name, selector, lease, rotates its own token, writes connection objects): one process of each.
     type Layout = (String, Option<String>, Option<String>, bool, bool);
     let layout: Vec<Layout> = deployments
         .iter()
@@ -773,7 +778,7 @@ async fn shards_render_as_deployments_of_their_own_that_the_apiserver_accepts() 
                 env_of(d, "TANIUM_SHARD_SELECTOR"),
                 env_of(d, "LEASE_NAME"),
                 env_of(d, "TANIUM_TOKEN_ROTATION").is_some(),
-                env_of(d, "TANIUM_NO_CONNECTION_TOKEN_ROTATION").is_none(),
+                env_of(d, "TANIUM_CONNECTIONS_READ_ONLY").is_none(),
             )
         })
         .collect();

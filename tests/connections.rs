@@ -335,7 +335,9 @@ async fn each_connection_rotates_its_own_token() {
     // The sim's clock runs 20x: two sim-hours to expiry, rotated with 119 sim-minutes left, a few real seconds in.
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
     let lab = lab_sim_with(TokenUser::new(LAB_TOKEN, "operator").expiring_at(expires)).await;
-    let ctx = env.start_controller();
+    // Allowed, as the chart value connections.tokenRotation allows it.
+    let client = env.client.clone();
+    let ctx = env.start_controller_with(client, TOKEN, |c| c.rotate_connection_tokens = true);
     let lab_ns = env.namespace("lab").await;
     secret(&env, "lab", "lab-token", LAB_TOKEN).await;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "lab");
@@ -445,6 +447,37 @@ async fn each_connection_rotates_its_own_token() {
     )
     .await;
     assert_eq!(performs(&lab), 1);
+    // A second connection asking to rotate the same token is refused that, and says so: two rotations of one token
+    // would lock each other out.
+    let twin: TaniumConnection = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "twin"},
+        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"},
+                 "rotation": {"beforeExpirySeconds": 119 * 60}}
+    }))
+    .expect("a TaniumConnection");
+    conns
+        .create(&PostParams::default(), &twin)
+        .await
+        .expect("created");
+    let refused = env
+        .wait_until(
+            &conns,
+            "twin",
+            "told it may not rotate",
+            |c: &TaniumConnection| {
+                c.status.as_ref().is_some_and(|s| {
+                    tanium_operator::crd::condition(&s.conditions, "GatewayToken")
+                        .is_some_and(|t| t.status == "False" && t.reason == "TokenSecretShared")
+                })
+            },
+        )
+        .await;
+    assert!(
+        ready(|c: &TaniumConnection| c.status.as_ref())(&refused),
+        "it works, unrotated"
+    );
+    assert_eq!(rotations(&lab), 1);
+
     let text = serde_json::to_string(&conns.get("lab").await.expect("get")).unwrap_or_default();
     assert!(
         !text.contains(&new) && !text.contains(LAB_TOKEN),

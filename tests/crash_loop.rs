@@ -26,7 +26,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, OperatorProcess, TOKEN, action_name_needle, performs_on, phase};
+use common::{Env, OperatorProcess, TOKEN, committed_for, performs_on, phase};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
@@ -285,14 +285,6 @@ impl Chaos {
         // Exactly one committed actionPerform per object, on its connection's server, and none for anything else.
         let env = &self.env;
         let (main, lab) = (performs_on(&env.sim), performs_on(&self.lab));
-        let committed_for = |performs: &std::collections::HashMap<String, (usize, usize)>, obj| {
-            let needle = action_name_needle(obj);
-            performs
-                .iter()
-                .filter(|(name, _)| name.contains(&needle))
-                .map(|(_, (c, _))| c)
-                .sum::<usize>()
-        };
         let mut not_once = Vec::new();
         for obj in &objects {
             let name = obj.metadata.name.as_deref().unwrap_or("");

@@ -159,9 +159,12 @@ pub struct Config {
     pub all_events: bool,
     /// The operator's own namespace: where a ClusterTaniumConnection's token Secret is unless it names another.
     pub own_namespace: String,
-    /// Rotate the tokens of connection objects that ask for it (`spec.rotation`). Off in the chart's shards: one
-    /// process rotates a token, the others take the new one from its Secret.
+    /// Rotate the tokens of connection objects that ask for it (`spec.rotation`): an admin's second act (the chart
+    /// value `connections.tokenRotation`, which also grants `patch` on those Secrets).
     pub rotate_connection_tokens: bool,
+    /// Use connection objects without writing their status or rotating their tokens: the chart's shards, which
+    /// read what the main Deployment's leader writes (one writer per object; otherwise two would take turns).
+    pub connections_read_only: bool,
 }
 
 impl Default for Config {
@@ -175,7 +178,8 @@ impl Default for Config {
             token_rotation: None,
             all_events: false,
             own_namespace: "default".into(),
-            rotate_connection_tokens: true,
+            rotate_connection_tokens: false,
+            connections_read_only: false,
         }
     }
 }

@@ -621,18 +621,7 @@ fn mark_operator_conditions(
             conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
         }
     }
-    let trouble = conn.rotation.trouble();
-    match trouble {
-        Some(t) => set_condition(
-            conditions,
-            condition::GATEWAY_TOKEN,
-            false,
-            t.reason.as_str(),
-            t.message,
-            generation,
-        ),
-        None => conditions.retain(|c| c.type_ != condition::GATEWAY_TOKEN),
-    }
+    super::rotation::say_trouble(conditions, conn.rotation.trouble(), generation);
 }
 
 /// Server-side apply of `status` as the operator's field manager, conditional on `resource_version` (then the

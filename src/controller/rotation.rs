@@ -73,11 +73,57 @@ pub struct RotationState {
     unsaved: std::sync::Mutex<Option<Unsaved>>,
     /// Rotations that failed in a row (a rotation not due, or one that succeeded, resets it).
     failures: std::sync::atomic::AtomicU32,
+    /// A rotation keeps this token now: it alone hands the client a token (it reads the Secret on every look, and
+    /// knows when the client's token is newer than the Secret's).
+    active: std::sync::atomic::AtomicBool,
 }
 
 impl RotationState {
     pub fn trouble(&self) -> Option<TokenTrouble> {
         self.trouble.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// Whether a rotation keeps this token now.
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// What needs a person now (`None`: nothing).
+    pub fn set_trouble(&self, trouble: Option<TokenTrouble>) {
+        if let Ok(mut t) = self.trouble.lock() {
+            *t = trouble;
+        }
+    }
+
+    /// Take over what `before` (the rotation of the same token, now stopped) left: a new token not yet written
+    /// to the Secret must not be lost with the connection it was made for.
+    pub fn take_over(&self, before: &RotationState) {
+        let unsaved = before.unsaved.lock().ok().and_then(|mut u| u.take());
+        if let Some(u) = unsaved
+            && let Ok(mut slot) = self.unsaved.lock()
+        {
+            *slot = Some(u);
+        }
+    }
+}
+
+/// Say `trouble` as the `GatewayToken` condition (False, while a person must act), or remove it: on every object
+/// using the connection and on the connection object itself.
+pub fn say_trouble(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    trouble: Option<TokenTrouble>,
+    generation: Option<i64>,
+) {
+    match trouble {
+        Some(t) => crate::crd::set_condition(
+            conditions,
+            crate::crd::condition::GATEWAY_TOKEN,
+            false,
+            t.reason.as_str(),
+            t.message,
+            generation,
+        ),
+        None => conditions.retain(|c| c.type_ != crate::crd::condition::GATEWAY_TOKEN),
     }
 }
 
@@ -120,6 +166,7 @@ pub async fn keep_valid(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tracing::info!(connection = %conn.name, secret = %format!("{}/{}", cfg.namespace, cfg.secret), lead = ?cfg.lead, "token rotation on");
+    conn.rotation.active.store(true, Ordering::SeqCst);
     tokio::pin!(shutdown);
     loop {
         let wait = match step(ctx, conn, cfg).await {
@@ -170,6 +217,7 @@ pub async fn keep_valid(
     }
     // No stale figure from a replica that no longer looks.
     ctx.metrics.token_expiry_unknown(&conn.name);
+    conn.rotation.active.store(false, Ordering::SeqCst);
 }
 
 const FAILURES_BEFORE_TROUBLE: u32 = 3;
@@ -495,9 +543,7 @@ async fn patch(
 }
 
 fn set_trouble(conn: &Connection, trouble: Option<TokenTrouble>) {
-    if let Ok(mut t) = conn.rotation.trouble.lock() {
-        *t = trouble;
-    }
+    conn.rotation.set_trouble(trouble);
 }
 
 async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: Reason, note: String) {

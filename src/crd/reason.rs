@@ -161,6 +161,10 @@ reasons! {
     TokenNotSaved,
     /// `GatewayToken=False`: the new token was lost; a person must provide one.
     TokenRotationLost,
+    /// `GatewayToken=False`: this connection asks for rotation of a token Secret another rotation already keeps (a
+    /// second connection object, or the operator's own token): it is not rotated here, or the two would lock each
+    /// other out. Give each connection its own token, or ask for rotation in one place.
+    TokenSecretShared,
     /// The token was rotated (event on the Secret).
     TokenRotated,
 }
@@ -234,6 +238,7 @@ impl Reason {
             | VerificationDisabled
             | TokenRotationFailing
             | TokenNotSaved
+            | TokenSecretShared
             | TokenRotated => false,
         }
     }

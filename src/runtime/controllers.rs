@@ -79,6 +79,10 @@ pub async fn run(
     for conn in std::iter::once(own).chain(built) {
         conn.sessions.close_all(&conn.gateway).await;
     }
+    // A new token only a connection's rotation holds is written to its Secret before the process may end.
+    ctx.connections
+        .rotations_finished(Duration::from_secs(20))
+        .await;
 }
 
 /// The connection objects' controllers: each TaniumConnection and ClusterTaniumConnection built into a connection

@@ -223,12 +223,7 @@ impl Env {
 
     /// Committed actionPerform calls under this object's Tanium action name(s).
     pub fn performs_for(&self, obj: &(impl kube::Resource + serde::Serialize)) -> usize {
-        let needle = action_name_needle(obj);
-        self.performs()
-            .iter()
-            .filter(|(name, _)| name.contains(&needle))
-            .map(|(_, (c, _))| c)
-            .sum()
+        committed_for(&self.performs(), obj)
     }
 
     /// Every mutation the sim has recorded so far.
@@ -645,4 +640,17 @@ pub fn performs_on(sim: &tanium_sim::SimServer) -> HashMap<String, (usize, usize
         }
     }
     by_name
+}
+
+/// Committed actionPerform calls in `performs` (`performs_on`) under this object's Tanium action name(s).
+pub fn committed_for(
+    performs: &HashMap<String, (usize, usize)>,
+    obj: &(impl kube::Resource + serde::Serialize),
+) -> usize {
+    let needle = action_name_needle(obj);
+    performs
+        .iter()
+        .filter(|(name, _)| name.contains(&needle))
+        .map(|(_, (c, _))| c)
+        .sum()
 }

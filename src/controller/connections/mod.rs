@@ -45,7 +45,8 @@ impl std::fmt::Display for Key {
 
 impl Key {
     /// Its name in metrics (the `connection` label) and logs: `own`, `TaniumConnection/<namespace>/<name>`,
-    /// `ClusterTaniumConnection/<name>`. Bounded by the connection objects there are.
+    /// `ClusterTaniumConnection/<name>`. Bounded by the connection objects the process has seen
+    /// since it started (a deleted one's series stay until a restart).
     pub fn label(&self) -> String {
         match self {
             Key::Own => super::connection::OWN.to_owned(),
@@ -152,6 +153,8 @@ pub struct Connections {
     namespaced: RwLock<Option<Store<TaniumConnection>>>,
     cluster: RwLock<Option<Store<ClusterTaniumConnection>>>,
     built: Mutex<HashMap<Key, Built>>,
+    /// Rotations told to stop (their connection rebuilt, swept or the controllers stopped) and not yet over.
+    finishing: Mutex<HashMap<Key, Finishing>>,
     wakers: Mutex<Option<Wakers>>,
     /// Bumped when a connection may have become usable (`changes`).
     changed: Arc<tokio::sync::watch::Sender<u64>>,
@@ -178,9 +181,31 @@ struct Built {
     conn: Arc<Connection>,
     poller: tokio::task::JoinHandle<()>,
     /// Its token rotation, if it has one: told to stop when this goes (`_stop` dropped), not aborted, so that a new
-    /// token only this process holds is written first.
-    rotation: Option<tokio::task::JoinHandle<()>>,
+    /// token only this process holds is written first; waited for (`Finishing`) before another rotation of the same
+    /// connection starts and before the controllers' stop is over.
+    rotation: Option<Rotation>,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A token rotation running for a connection.
+struct Rotation {
+    /// Where the token it keeps is: no other connection's rotation may keep the same one.
+    at: TokenAt,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A rotation told to stop and not yet over, with the connection whose state it leaves behind.
+struct Finishing {
+    conn: Arc<Connection>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A token's place: a Secret's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TokenAt {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
 }
 
 impl Drop for Built {
@@ -193,6 +218,16 @@ impl Drop for Built {
 pub(super) struct Rotate {
     pub ctx: Arc<super::Context>,
     pub config: super::rotation::RotationConfig,
+}
+
+impl Rotate {
+    fn at(&self) -> TokenAt {
+        TokenAt {
+            namespace: self.config.namespace.clone(),
+            name: self.config.secret.clone(),
+            key: self.config.key.clone(),
+        }
+    }
 }
 
 struct Stores<'a>(&'a Connections);
@@ -215,6 +250,7 @@ impl Connections {
             namespaced: RwLock::new(None),
             cluster: RwLock::new(None),
             built: Mutex::new(HashMap::new()),
+            finishing: Mutex::new(HashMap::new()),
             wakers: Mutex::new(None),
             changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
@@ -278,11 +314,63 @@ impl Connections {
     /// The controllers stopped (shutdown, or leadership lost): every built connection goes, with its poller; the
     /// next leader term builds them again from the objects.
     pub fn stopped(&self) -> Vec<Arc<Connection>> {
-        let drained: Vec<Built> = match self.built.lock() {
-            Ok(mut built) => built.drain().map(|(_, b)| b).collect(),
+        let drained: Vec<(Key, Built)> = match self.built.lock() {
+            Ok(mut built) => built.drain().collect(),
             Err(_) => Vec::new(),
         };
-        drained.iter().map(|b| b.conn.clone()).collect()
+        drained
+            .into_iter()
+            .map(|(key, b)| {
+                let conn = b.conn.clone();
+                self.retire(key, b);
+                conn
+            })
+            .collect()
+    }
+
+    /// `built` goes: its poller stops, and its rotation, told to stop, is kept among the finishing ones.
+    fn retire(&self, key: Key, mut built: Built) {
+        if let Some(rotation) = built.rotation.take()
+            && let Ok(mut finishing) = self.finishing.lock()
+        {
+            let task = match finishing.remove(&key) {
+                // Retired twice before the first was over: the second waits for the first.
+                Some(earlier) => tokio::spawn(async move {
+                    let _ = earlier.task.await;
+                    let _ = rotation.task.await;
+                }),
+                None => rotation.task,
+            };
+            finishing.insert(
+                key,
+                Finishing {
+                    conn: built.conn.clone(),
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Wait until every rotation told to stop has written what only it held (at most `within`): the process may
+    /// end after this.
+    pub async fn rotations_finished(&self, within: std::time::Duration) {
+        let tasks: Vec<Finishing> = match self.finishing.lock() {
+            Ok(mut f) => f.drain().map(|(_, f)| f).collect(),
+            Err(_) => Vec::new(),
+        };
+        let all = futures::future::join_all(tasks.into_iter().map(|f| f.task));
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!("a connection's token rotation did not finish before the stop");
+        }
+    }
+
+    /// Whether a connection other than `key` has a rotation keeping the token at `at`.
+    pub(super) fn rotated_elsewhere(&self, key: &Key, at: &TokenAt) -> bool {
+        self.built.lock().is_ok_and(|built| {
+            built
+                .iter()
+                .any(|(k, b)| k != key && b.rotation.as_ref().is_some_and(|r| r.at == *at))
+        })
     }
 
     /// The connection built for `key` from the object's `generation`, if it is built from that one.
@@ -327,21 +415,29 @@ impl Connections {
             }
         });
         let mut built = self.built.lock().ok()?;
-        let mut old = built.remove(&key);
+        let old = built.remove(&key);
+        let old_conn = old.as_ref().map(|b| b.conn.clone());
+        if let Some(old) = old {
+            self.retire(key.clone(), old);
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let rotation = rotate.map(|Rotate { ctx, config }| {
-            let before = old.as_mut().and_then(|b| b.rotation.take());
+        let rotation = rotate.map(|rotate| {
+            let at = rotate.at();
+            let before = self.finishing.lock().ok().and_then(|mut f| f.remove(&key));
             let rotating = conn.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Some(before) = before {
-                    // Told to stop when `old` went, below; two rotations of one token would lock each other out.
-                    let _ = before.await;
+                    // Two rotations of one token would lock each other out: the one told to stop ends first, and
+                    // what only it held (a new token not yet in the Secret) is this one's to write.
+                    let _ = before.task.await;
+                    rotating.rotation.take_over(&before.conn.rotation);
                 }
                 let stopped = async {
                     let _ = stopped.await;
                 };
-                super::rotation::keep_valid(&ctx, &rotating, &config, stopped).await;
-            })
+                super::rotation::keep_valid(&rotate.ctx, &rotating, &rotate.config, stopped).await;
+            });
+            Rotation { at, task }
         });
         built.insert(
             key,
@@ -353,7 +449,7 @@ impl Connections {
                 _stop: stop,
             },
         );
-        old.map(|b| b.conn.clone())
+        old_conn
     }
 
     /// Yields each time a connection may have become usable: a token changed (any connection's) or a connection
@@ -375,15 +471,29 @@ impl Connections {
     /// Connect connections are left to the Gateway's idle timeout). On every connection reconcile, and every
     /// recheck interval (`runtime`), since a deleted object is reconciled no more.
     pub fn sweep(&self) {
-        let Ok(mut built) = self.built.lock() else {
-            return;
+        let gone: Vec<(Key, Built)> = {
+            let Ok(mut built) = self.built.lock() else {
+                return;
+            };
+            let known = Stores(self);
+            let keys: Vec<Key> = built
+                .keys()
+                .filter(|key| match key {
+                    Key::Own => false,
+                    Key::Namespaced { namespace, name } => {
+                        known.namespaced(namespace, name).is_none()
+                    }
+                    Key::Cluster { name } => known.cluster(name).is_none(),
+                })
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| built.remove(&k).map(|b| (k, b)))
+                .collect()
         };
-        let known = Stores(self);
-        built.retain(|key, _| match key {
-            Key::Own => true,
-            Key::Namespaced { namespace, name } => known.namespaced(namespace, name).is_some(),
-            Key::Cluster { name } => known.cluster(name).is_some(),
-        });
+        for (key, b) in gone {
+            self.retire(key, b);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt as _};
 use secrecy::SecretString;
 
-use super::{Key, Rotate};
+use super::{Key, Rotate, TokenAt};
 use crate::controller::connection::Connection;
 use crate::controller::object::write_status;
 use crate::controller::rotation::{self, RotationConfig};
@@ -24,13 +24,6 @@ use crate::crd::{
     ClusterTaniumConnection, ConnectionStatus, Reason, TaniumConnection, condition, set_condition,
 };
 use crate::gateway::{GatewayConfig, TlsVerification};
-
-/// Where a connection's token is.
-struct TokenAt<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    key: &'a str,
-}
 
 pub async fn reconcile_namespaced(
     obj: Arc<TaniumConnection>,
@@ -45,9 +38,9 @@ pub async fn reconcile_namespaced(
         name: name.clone(),
     };
     let token = TokenAt {
-        namespace: &namespace,
-        name: &obj.spec.token_secret_ref.name,
-        key: &obj.spec.token_secret_ref.key,
+        namespace: namespace.clone(),
+        name: obj.spec.token_secret_ref.name.clone(),
+        key: obj.spec.token_secret_ref.key.clone(),
     };
     let api: Api<TaniumConnection> = Api::namespaced(ctx.client.clone(), &namespace);
     let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
@@ -63,9 +56,12 @@ pub async fn reconcile_cluster(
     let key = Key::Cluster { name: name.clone() };
     let r = &obj.spec.token_secret_ref;
     let token = TokenAt {
-        namespace: r.namespace.as_deref().unwrap_or(&ctx.config.own_namespace),
-        name: &r.name,
-        key: &r.key,
+        namespace: r
+            .namespace
+            .clone()
+            .unwrap_or_else(|| ctx.config.own_namespace.clone()),
+        name: r.name.clone(),
+        key: r.key.clone(),
     };
     let api: Api<ClusterTaniumConnection> = Api::all(ctx.client.clone());
     let (previous, generation) = (obj.status.as_ref(), obj.meta().generation);
@@ -78,7 +74,7 @@ async fn connect(
     ctx: &Arc<Context>,
     key: Key,
     server: &Server,
-    token: &TokenAt<'_>,
+    token: &TokenAt,
     previous: Option<&ConnectionStatus>,
     generation: Option<i64>,
 ) -> ConnectionStatus {
@@ -91,9 +87,9 @@ async fn connect(
         status.token_expires_at = expires.map(Time);
         let conn = match ctx.connections.current(&key, generation) {
             Some(conn) => {
-                // Only a token the Secret did not hold last time: a rotation's new token is the client's before it
-                // is the Secret's.
-                if conn.took_from_secret(&secret) {
+                // A rotation keeping this token hands the client its token itself (a new one is the client's
+                // before it is the Secret's); otherwise only a token the Secret did not hold at the last look.
+                if !conn.rotation.active() && conn.took_from_secret(&secret) {
                     conn.gateway.set_token(secret);
                 }
                 conn
@@ -101,20 +97,7 @@ async fn connect(
             None => {
                 let conn = Arc::new(build(ctx, &key, server, secret.clone())?);
                 conn.took_from_secret(&secret);
-                let rotate = server
-                    .rotation
-                    .as_ref()
-                    .filter(|_| ctx.config.rotate_connection_tokens)
-                    .map(|r| Rotate {
-                        ctx: ctx.clone(),
-                        config: RotationConfig {
-                            namespace: token.namespace.to_owned(),
-                            secret: token.name.to_owned(),
-                            key: token.key.to_owned(),
-                            lead: Duration::from_secs(r.before_expiry_seconds),
-                            check_every: ctx.config.timing.connection_recheck,
-                        },
-                    });
+                let rotate = rotation_for(ctx, &key, server, token, &conn);
                 if let Some(old) = ctx.connections.keep(
                     key.clone(),
                     generation,
@@ -158,13 +141,21 @@ async fn connect(
             if stale {
                 status.last_successful_request_at = Some(Time(jiff::Timestamp::now()));
             }
+            // Said where a person looks: a rotation asked for and not done would end in an expired token.
+            let unrotated = match (&server.rotation, ctx.config.rotate_connection_tokens) {
+                (Some(_), false) => {
+                    "; spec.rotation is not acted on: the operator is not allowed to rotate connection tokens (chart \
+                     value connections.tokenRotation)"
+                }
+                _ => "",
+            };
             set_condition(
                 &mut status.conditions,
                 condition::READY,
                 true,
                 Reason::Connected.as_str(),
                 format!(
-                    "the Gateway at {} answers with this token",
+                    "the Gateway at {} answers with this token{unrotated}",
                     server.gateway_url
                 ),
                 generation,
@@ -182,32 +173,67 @@ async fn connect(
         }
     }
     // Its token rotation's trouble, as the objects using it say it too (`object::mark_operator_conditions`).
-    match ctx
+    let trouble = ctx
         .connections
         .current(&key, generation)
-        .and_then(|c| c.rotation.trouble())
-    {
-        Some(t) => set_condition(
-            &mut status.conditions,
-            condition::GATEWAY_TOKEN,
-            false,
-            t.reason.as_str(),
-            t.message,
-            generation,
-        ),
-        None => status
-            .conditions
-            .retain(|c| c.type_ != condition::GATEWAY_TOKEN),
-    }
+        .and_then(|c| c.rotation.trouble());
+    rotation::say_trouble(&mut status.conditions, trouble, generation);
     crate::controller::kstatus::derive(&mut status.conditions, generation);
     status
+}
+
+/// The rotation `conn` gets, if its object asks and the operator may: none when another rotation already keeps the
+/// same token (another connection object's, or the operator's own), which `conn` then says (`TokenSecretShared`).
+fn rotation_for(
+    ctx: &Arc<Context>,
+    key: &Key,
+    server: &Server,
+    token: &TokenAt,
+    conn: &Connection,
+) -> Option<Rotate> {
+    let asked = server.rotation.as_ref()?;
+    if !ctx.config.rotate_connection_tokens {
+        return None;
+    }
+    let own = ctx.config.token_rotation.as_ref().is_some_and(|own| {
+        own.namespace == token.namespace && own.secret == token.name && own.key == token.key
+    });
+    if own || ctx.connections.rotated_elsewhere(key, token) {
+        conn.rotation.set_trouble(Some(rotation::TokenTrouble {
+            reason: Reason::TokenSecretShared,
+            message: format!(
+                "spec.rotation is not acted on: the token in Secret {}/{} (key {}) is already rotated by {}; two \
+                 rotations of one token would lock each other out. Give this connection its own token, or ask for \
+                 rotation in one place",
+                token.namespace,
+                token.name,
+                token.key,
+                if own {
+                    "the operator (its own token)"
+                } else {
+                    "another connection"
+                }
+            ),
+        }));
+        return None;
+    }
+    Some(Rotate {
+        ctx: ctx.clone(),
+        config: RotationConfig {
+            namespace: token.namespace.clone(),
+            secret: token.name.clone(),
+            key: token.key.clone(),
+            lead: Duration::from_secs(asked.before_expiry_seconds),
+            check_every: ctx.config.timing.connection_recheck,
+        },
+    })
 }
 
 /// The token, from the Secret key named, and when it expires if the Secret says (`rotation::known_expiry`); never
 /// logged or said (only where it was looked for).
 async fn read_token(
     ctx: &Context,
-    at: &TokenAt<'_>,
+    at: &TokenAt,
 ) -> Result<(SecretString, Option<jiff::Timestamp>), (String, String)> {
     let unreadable = |why: String| {
         (
@@ -218,8 +244,8 @@ async fn read_token(
             ),
         )
     };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), at.namespace);
-    let secret = match secrets.get_opt(at.name).await {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let secret = match secrets.get_opt(&at.name).await {
         Ok(Some(s)) => s,
         Ok(None) => return Err(unreadable("does not exist".into())),
         Err(kube::Error::Api(e)) if e.code == 403 => {
@@ -233,7 +259,7 @@ async fn read_token(
     let value = secret
         .data
         .as_ref()
-        .and_then(|d| d.get(at.key))
+        .and_then(|d| d.get(&at.key))
         .ok_or_else(|| unreadable("has no such key".into()))?;
     let text = std::str::from_utf8(&value.0)
         .map_err(|_| unreadable("holds a token that is not text".into()))?
@@ -296,7 +322,13 @@ where
         crate::crd::condition(&s.conditions, condition::READY).is_some_and(|c| c.status == "True")
     };
     let ready = is_ready(&status);
-    if previous != Some(&status) {
+    if ctx.config.connections_read_only {
+        // Another process writes it (a shard reads what the main Deployment's leader wrote): the objects it held
+        // look again whenever it reads Ready.
+        if previous.is_some_and(is_ready) {
+            ctx.connections.became_ready();
+        }
+    } else if previous != Some(&status) {
         let mut version = obj.meta().resource_version.clone();
         write_status(api, &obj.name_any(), &mut version, &status).await?;
         let news = !previous.is_some_and(is_ready)
