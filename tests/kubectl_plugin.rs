@@ -254,6 +254,64 @@ async fn status_approve_preview_and_endpoints() {
     assert_eq!(from_cluster.code, direct.code, "{from_cluster}");
     assert_eq!(from_cluster.stdout, direct.stdout, "{from_cluster}");
 
+    // An object naming a TaniumConnection is previewed against that connection's server, as the operator would.
+    let lab = tanium_sim::start(tanium_sim::SimConfig {
+        fleet: tanium_sim::FleetSource::Generated { size: 40, seed: 11 },
+        tokens: vec![tanium_sim::TokenUser::new(
+            "token-plugin-lab-9c2e",
+            "operator",
+        )],
+        ..tanium_sim::SimConfig::default()
+    })
+    .await
+    .expect("the lab sim starts");
+    let plugin_secrets: Api<Secret> = Api::namespaced(env.client.clone(), "plugin");
+    let lab_token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "lab-token"}, "stringData": {"token": "token-plugin-lab-9c2e"}
+    }))
+    .unwrap();
+    plugin_secrets
+        .create(&PostParams::default(), &lab_token)
+        .await
+        .unwrap();
+    let conns: Api<tanium_operator::crd::TaniumConnection> =
+        Api::namespaced(env.client.clone(), "plugin");
+    let conn: tanium_operator::crd::TaniumConnection = serde_json::from_value(json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "lab"},
+        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}}
+    }))
+    .unwrap();
+    conns.create(&PostParams::default(), &conn).await.unwrap();
+    let manifest = r#"apiVersion: tanium-operator.dev/v1alpha1
+kind: TaniumAction
+metadata: {name: on-lab, namespace: plugin}
+spec:
+  connectionRef: {kind: TaniumConnection, name: lab}
+  package: {name: Custom Tagging - Add Tags, params: [lab]}
+  targets:
+    filter: {sensor: {name: Computer Name}, op: MATCHES, value: ".*"}
+  safety: {maxTargets: 1000}
+"#;
+    // Every endpoint of a fleet: the lab has 40, the main server 200.
+    let matches = |run: &Run| -> usize {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Matches:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count: {run}"))
+    };
+    let asked_before = lab.sim().requests().len();
+    let on_lab = plugin(&env, &["preview", "--from-cluster", "-f", "-"], manifest).await;
+    assert_eq!(matches(&on_lab), 40, "{on_lab}");
+    assert!(
+        lab.sim().requests().len() > asked_before,
+        "asked the lab's Gateway"
+    );
+    // Direct (the Gateway named on the command line): the main server, which has no such host.
+    let direct = plugin(&env, &["preview", "-f", "-"], manifest).await;
+    assert_eq!(matches(&direct), 200, "{direct}");
+
     // endpoints, as a table and as JSON.
     let filter =
         r#"{"sensor": {"name": "Computer Name"}, "op": "EQ", "value": "tanium-server-01"}"#;

@@ -224,12 +224,13 @@ fn documents(
 
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let client = args.gateway.client()?;
-    run_with(&client, &args.file, args.output.format).await
+    run_with(async |_| Ok(client.clone()), &args.file, args.output.format).await
 }
 
-/// The preview of `file` against `client`'s Gateway, printed as `format`.
+/// The preview of `file`, each object against the Gateway `gateway_for` gives for it (the one named on the command
+/// line, or with `kubectl tanium preview --from-cluster` the server its connection names), printed as `format`.
 pub async fn run_with(
-    client: &GatewayClient,
+    gateway_for: impl AsyncFn(&TaniumAction) -> Result<GatewayClient, CliError>,
     file: &Path,
     format: Format,
 ) -> Result<ExitCode, CliError> {
@@ -255,7 +256,7 @@ pub async fn run_with(
     let mut actions = Vec::new();
     for doc in docs {
         actions.push(match doc {
-            Ok(obj) => evaluate(client, &obj).await?,
+            Ok(obj) => evaluate(&gateway_for(&obj).await?, &obj).await?,
             Err(invalid) => invalid,
         });
     }

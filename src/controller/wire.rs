@@ -12,6 +12,28 @@ use crate::crd::{
 };
 use crate::gateway;
 
+/// How the client speaks to a connection object's server, with `token` (read from its Secret): the operator's and
+/// `kubectl tanium preview --from-cluster`'s.
+pub fn gateway_config(
+    server: &crate::crd::connection::Server,
+    token: secrecy::SecretString,
+) -> gateway::GatewayConfig {
+    let mut config = gateway::GatewayConfig::new(server.gateway_url.clone(), token);
+    config.ca_bundle_pem = server
+        .ca_bundle
+        .as_ref()
+        .map(|pem| pem.clone().into_bytes());
+    config.tls = if server.insecure_skip_tls_verify {
+        gateway::TlsVerification::Insecure
+    } else {
+        gateway::TlsVerification::Verify
+    };
+    config.request_timeout =
+        std::time::Duration::from_secs(u64::from(server.request_timeout_seconds));
+    config.max_concurrent_requests = usize::from(server.concurrency);
+    config
+}
+
 /// The targets as `actionPerform` and the preview take them, once the shape the schema cannot say (the
 /// filter's nesting, the number of ids) is checked; the message names the field.
 pub fn targets(t: &Targets) -> Result<gateway::Targets, String> {

@@ -9,6 +9,8 @@ use kube::Api;
 use secrecy::SecretString;
 
 use crate::cli::CliError;
+use crate::crd::connection::{ConnectionKind, ConnectionRef};
+use crate::crd::{ClusterTaniumConnection, TaniumConnection};
 use crate::gateway::{GatewayClient, GatewayConfig, TlsVerification};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -73,6 +75,56 @@ pub async fn gateway(client: &kube::Client, op: &OperatorRef) -> Result<GatewayC
         config.request_timeout = Duration::from_secs(u64::max(seconds, 1));
     }
     Ok(GatewayClient::new(config)?)
+}
+
+/// The Gateway of the connection object `wanted`, as an object in `namespace` naming it would reach it: its own
+/// namespace's TaniumConnection, or a ClusterTaniumConnection that lists the namespace; the token from its Secret.
+pub async fn connection_gateway(
+    client: &kube::Client,
+    op: &OperatorRef,
+    namespace: &str,
+    wanted: &ConnectionRef,
+) -> Result<GatewayClient, CliError> {
+    let name = &wanted.name;
+    let (server, token_at) = match wanted.kind {
+        ConnectionKind::TaniumConnection => {
+            let conn = Api::<TaniumConnection>::namespaced(client.clone(), namespace)
+                .get(name)
+                .await
+                .map_err(|e| {
+                    CliError::Config(format!("TaniumConnection {namespace}/{name}: {e}"))
+                })?;
+            let r = conn.spec.token_secret_ref;
+            (conn.spec.server, (namespace.to_owned(), r.name, r.key))
+        }
+        ConnectionKind::ClusterTaniumConnection => {
+            let conn = Api::<ClusterTaniumConnection>::all(client.clone())
+                .get(name)
+                .await
+                .map_err(|e| CliError::Config(format!("ClusterTaniumConnection {name}: {e}")))?;
+            if !conn.spec.allows(namespace) {
+                return Err(CliError::Config(format!(
+                    "ClusterTaniumConnection {name} does not list namespace {namespace}: the operator would not \
+                     use it for this object"
+                )));
+            }
+            let r = conn.spec.token_secret_ref;
+            let ns = r.namespace.unwrap_or_else(|| op.operator_namespace.clone());
+            (conn.spec.server, (ns, r.name, r.key))
+        }
+    };
+    let (ns, secret, key) = token_at;
+    let token = read(client, &ns, &Mounted::Secret { name: secret, key }).await?;
+    let token = String::from_utf8_lossy(&token).trim().to_owned();
+    if server.insecure_skip_tls_verify {
+        eprintln!(
+            "WARNING: connection {name} does not check the Gateway's TLS certificate (insecureSkipTLSVerify), and \
+             neither does this preview"
+        );
+    }
+    Ok(GatewayClient::new(
+        crate::controller::wire::gateway_config(&server, SecretString::from(token)),
+    )?)
 }
 
 fn env(container: &Container, name: &str) -> Option<String> {

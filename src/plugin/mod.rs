@@ -66,7 +66,8 @@ struct PreviewArgs {
     #[arg(short = 'f', long = "filename")]
     file: PathBuf,
     /// Use the Gateway, CA bundle and token of the operator installed in the cluster (read from its Deployment and
-    /// its token Secret, which your kubeconfig must be allowed to read), instead of TANIUM_GATEWAY_URL.
+    /// its token Secret, which your kubeconfig must be allowed to read), instead of TANIUM_GATEWAY_URL; an object
+    /// naming a connection (spec.connectionRef) is previewed against that connection's server and token.
     #[arg(long)]
     from_cluster: bool,
     #[command(flatten)]
@@ -81,12 +82,30 @@ pub async fn run(plugin: Plugin) -> Result<ExitCode, CliError> {
     let on = &plugin.cluster;
     match plugin.command {
         Command::Preview(args) => {
-            let gateway = if args.from_cluster {
-                cluster::gateway(&on.client().await?, &args.operator).await?
-            } else {
-                args.gateway.client()?
+            if !args.from_cluster {
+                let gateway = args.gateway.client()?;
+                return cli::preview::run_with(
+                    async |_| Ok(gateway.clone()),
+                    &args.file,
+                    args.output.format,
+                )
+                .await;
+            }
+            // As the operator would: its own server, or the one the object's connection names.
+            let client = on.client().await?;
+            let own = cluster::gateway(&client, &args.operator).await?;
+            let pick = async |obj: &crate::crd::TaniumAction| match &obj.spec.connection_ref {
+                None => Ok(own.clone()),
+                Some(wanted) => {
+                    let namespace = obj
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| client.default_namespace().to_owned());
+                    cluster::connection_gateway(&client, &args.operator, &namespace, wanted).await
+                }
             };
-            cli::preview::run_with(&gateway, &args.file, args.output.format).await
+            cli::preview::run_with(pick, &args.file, args.output.format).await
         }
         Command::Approve(args) => approve::run(on, args).await,
         Command::Status(args) => status::run(on, args).await,

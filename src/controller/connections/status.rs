@@ -23,7 +23,6 @@ use crate::crd::connection::Server;
 use crate::crd::{
     ClusterTaniumConnection, ConnectionStatus, Reason, TaniumConnection, condition, set_condition,
 };
-use crate::gateway::{GatewayConfig, TlsVerification};
 
 pub async fn reconcile_namespaced(
     obj: Arc<TaniumConnection>,
@@ -279,18 +278,7 @@ fn build(
     server: &Server,
     token: SecretString,
 ) -> Result<Connection, (String, String)> {
-    let mut config = GatewayConfig::new(server.gateway_url.clone(), token);
-    config.ca_bundle_pem = server
-        .ca_bundle
-        .as_ref()
-        .map(|pem| pem.clone().into_bytes());
-    config.tls = if server.insecure_skip_tls_verify {
-        TlsVerification::Insecure
-    } else {
-        TlsVerification::Verify
-    };
-    config.request_timeout = Duration::from_secs(u64::from(server.request_timeout_seconds));
-    config.max_concurrent_requests = usize::from(server.concurrency);
+    let config = crate::controller::wire::gateway_config(server, token);
     let gateway = ctx
         .connections
         .own()
