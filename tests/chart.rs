@@ -236,18 +236,23 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     // Secrets only the token's, by name.
     env.kubectl(&["create", "namespace", "scoped-system"]);
     env.kubectl(&["create", "namespace", "lab"]);
-    let scoped = env.helm(&[
-        "template",
-        "scoped",
-        CHART,
-        "--namespace",
-        "scoped-system",
-        &kube_version,
-        &gateway,
-        "--set=watchNamespace=team",
-        "--set=gateway.tokenRotation.enabled=true",
-        "--set=connections.secretNamespaces={lab}",
-    ]);
+    let scoped_with = |extra: &[&str]| {
+        let mut args = vec![
+            "template",
+            "scoped",
+            CHART,
+            "--namespace",
+            "scoped-system",
+            &kube_version,
+            &gateway,
+            "--set=watchNamespace=team",
+            "--set=gateway.tokenRotation.enabled=true",
+            "--set=connections.secretNamespaces={lab}",
+        ];
+        args.extend_from_slice(extra);
+        env.helm(&args)
+    };
+    let scoped = scoped_with(&[]);
     assert!(scoped.contains("name: TANIUM_TOKEN_ROTATION"), "{scoped}");
     assert!(
         !scoped.contains("name: TANIUM_CONNECTION_TOKEN_ROTATION"),
@@ -317,19 +322,7 @@ async fn chart_renders_applies_and_its_rbac_is_just_enough() {
     );
 
     // Letting the operator rotate connection tokens adds `patch` there, and nothing else.
-    let rotating = env.helm(&[
-        "template",
-        "scoped",
-        CHART,
-        "--namespace",
-        "scoped-system",
-        &kube_version,
-        &gateway,
-        "--set=watchNamespace=team",
-        "--set=gateway.tokenRotation.enabled=true",
-        "--set=connections.secretNamespaces={lab}",
-        "--set=connections.tokenRotation=true",
-    ]);
+    let rotating = scoped_with(&["--set=connections.tokenRotation=true"]);
     assert!(rotating.contains("name: TANIUM_CONNECTION_TOKEN_ROTATION"));
     env.apply_yaml(&rotating);
     let checks = [
