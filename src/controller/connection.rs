@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{PackageCache, poller, rotation, sessions};
+use super::rotation::state::{RotationState, fingerprint};
+use super::{PackageCache, poller, sessions};
 use crate::gateway::GatewayClient;
 use crate::telemetry::Metrics;
 
@@ -24,7 +25,7 @@ pub struct Connection {
     /// Direct Connect connections kept between refreshes.
     pub sessions: sessions::Sessions,
     /// Token rotation's state, kept across changes of leader within the process.
-    pub rotation: rotation::RotationState,
+    pub rotation: RotationState,
     /// How long the Gateway keeps an idle Direct Connect connection open (the flag's, or the connection object's
     /// `directConnectIdleTimeoutSeconds`): inspections keep one only for refreshes well inside it.
     pub dc_idle_timeout: Duration,
@@ -53,7 +54,7 @@ impl Connection {
             packages: PackageCache::new(Duration::from_secs(300)),
             poller: poller::Poller::new(poll_batch.clamp(1, crate::gateway::poll::POLL_BATCH)),
             sessions: sessions::Sessions::default(),
-            rotation: rotation::RotationState::default(),
+            rotation: RotationState::default(),
             dc_idle_timeout,
             from_secret: std::sync::Mutex::new(None),
         }
@@ -68,7 +69,7 @@ impl Connection {
     /// client takes only news: a rotation's new token is the client's before it is the Secret's, and the old one,
     /// still in the Secret meanwhile, must not come back.
     pub fn took_from_secret(&self, token: &secrecy::SecretString) -> bool {
-        let seen = rotation::fingerprint(token);
+        let seen = fingerprint(token);
         match self.from_secret.lock() {
             Ok(mut last) => last.replace(seen.clone()).as_deref() != Some(seen.as_str()),
             Err(_) => true,

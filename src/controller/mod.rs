@@ -7,6 +7,7 @@ pub mod changes;
 pub mod connection;
 pub mod connections;
 mod deploy;
+mod events;
 pub mod gates;
 pub mod inspection;
 pub mod invalid;
@@ -204,7 +205,7 @@ pub struct Context {
     pub client: kube::Client,
     /// Every Tanium server the operator speaks to: its own (flags and chart values) and the connection objects'.
     pub connections: connections::Connections,
-    /// Who publishes events (see [`object::Events`]).
+    /// Who publishes events (see [`events::Events`]).
     pub reporter: Reporter,
     pub config: Config,
     pub metrics: Arc<crate::telemetry::Metrics>,

@@ -4,18 +4,17 @@
 //! how a Gateway error or a hold is said. Each kind's reconciler (`action`, `tag`, `inspection`) is an `impl` on
 //! [`Object`] of its kind and keeps only its decisions.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt as _};
 
 use super::connection::Connection;
 use super::connections::Refusal;
-use super::{Context, Error, truncate};
+pub use super::events::Events;
+use super::{Context, Error};
 use crate::crd::{ConnectionRef, Reason, condition, ready_reason_is, set_condition};
 use crate::gateway::{GatewayError, TlsVerification};
 
@@ -396,59 +395,6 @@ pub fn settled<K: Kind>(obj: &K) -> bool {
     written == *status
 }
 
-/// The events one reconcile raises. They are published in order once the reconcile is over, so that no event write
-/// stands between an object's change and the side effect it leads to (a deploy does not wait for its Reason::Previewed
-/// event). Events are best effort: a failure to publish is logged, never fatal to the reconcile.
-#[derive(Default)]
-pub struct Events(Mutex<Vec<Event>>);
-
-impl Events {
-    pub fn raise(&self, warning: bool, reason: &str, note: String) {
-        // Logged too, inside the reconcile's span: the log then tells an object's story without the apiserver's
-        // events, which expire after an hour.
-        if warning {
-            tracing::warn!(reason, "{note}");
-        } else {
-            tracing::info!(reason, "{note}");
-        }
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(truncate(note, 1000)),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Ok(mut queued) = self.0.lock() {
-            queued.push(event);
-        }
-    }
-
-    /// Through a recorder of its own: kube's `Recorder` keeps every event it published for six minutes, to count
-    /// repeats into a series; ours raises an event only when something changed, so that cache only held memory
-    /// (70 MB of a 108 MB heap with 10,000 TaniumActions, docs/performance.md).
-    pub(super) async fn publish(
-        self,
-        client: &kube::Client,
-        reporter: &Reporter,
-        object: &ObjectReference,
-    ) {
-        let queued = self.0.into_inner().unwrap_or_default();
-        if queued.is_empty() {
-            return;
-        }
-        let recorder = Recorder::new(client.clone(), reporter.clone());
-        for event in queued {
-            if let Err(e) = recorder.publish(&event, object).await {
-                tracing::warn!(error = %e, reason = event.reason, "cannot publish event");
-            }
-        }
-    }
-}
-
 /// A reconcile behind the kind's finalizer: `apply` while the object lives, `cleanup` once it is being deleted
 /// (the finalizer is released when `cleanup` returns `Ok`). Everything it logs carries the object (kind,
 /// namespace, name) and a reconcile id, so that one reconcile's lines can be picked out of many.
@@ -621,7 +567,7 @@ fn mark_operator_conditions(
             conditions.retain(|c| c.type_ != condition::GATEWAY_TLS_VERIFIED);
         }
     }
-    super::rotation::say_trouble(conditions, conn.rotation.trouble(), generation);
+    super::rotation::state::say_trouble(conditions, conn.rotation.trouble(), generation);
 }
 
 /// Server-side apply of `status` as the operator's field manager, conditional on `resource_version` (then the

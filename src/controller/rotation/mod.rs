@@ -27,11 +27,15 @@ use kube::{Api, Resource as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
-use super::Context;
-use super::connection::Connection;
+pub mod state;
+
+use state::Unsaved;
+pub use state::{RotationState, TokenTrouble, fingerprint, say_trouble};
+
+use crate::controller::Context;
+use crate::controller::connection::Connection;
 use crate::crd::{MANAGER, Reason};
 use crate::gateway::GatewayError;
-use crate::gateway::tokens::RotatedToken;
 
 pub const EXPIRES_AT: &str = "tanium-operator.dev/token-expires-at";
 pub const ROTATED_AT: &str = "tanium-operator.dev/token-rotated-at";
@@ -39,12 +43,6 @@ pub const ROTATION_STARTED_AT: &str = "tanium-operator.dev/token-rotation-starte
 /// Which token `token-expires-at` belongs to: the start of its SHA-256, so that a token a person put in later is
 /// not timed by its predecessor's expiry.
 pub const TOKEN_FINGERPRINT: &str = "tanium-operator.dev/token-sha256-prefix";
-
-pub fn fingerprint(token: &SecretString) -> String {
-    use sha2::{Digest as _, Sha256};
-    let digest = Sha256::digest(token.expose_secret().as_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
 
 /// Where the token is and when to rotate it.
 #[derive(Debug, Clone)]
@@ -62,76 +60,6 @@ impl RotationConfig {
     fn previous_key(&self) -> String {
         format!("{}.previous", self.key)
     }
-}
-
-/// What rotation knows between steps and across changes of leader within the process.
-#[derive(Default)]
-pub struct RotationState {
-    /// While set, every object carries `GatewayToken=False` with it.
-    trouble: std::sync::Mutex<Option<TokenTrouble>>,
-    /// A rotated token the Secret has not taken yet: it exists nowhere else.
-    unsaved: std::sync::Mutex<Option<Unsaved>>,
-    /// Rotations that failed in a row (a rotation not due, or one that succeeded, resets it).
-    failures: std::sync::atomic::AtomicU32,
-    /// A rotation keeps this token now: it alone hands the client a token (it reads the Secret on every look, and
-    /// knows when the client's token is newer than the Secret's).
-    active: std::sync::atomic::AtomicBool,
-}
-
-impl RotationState {
-    pub fn trouble(&self) -> Option<TokenTrouble> {
-        self.trouble.lock().ok().and_then(|t| t.clone())
-    }
-
-    /// Whether a rotation keeps this token now.
-    pub fn active(&self) -> bool {
-        self.active.load(Ordering::SeqCst)
-    }
-
-    /// What needs a person now (`None`: nothing).
-    pub fn set_trouble(&self, trouble: Option<TokenTrouble>) {
-        if let Ok(mut t) = self.trouble.lock() {
-            *t = trouble;
-        }
-    }
-
-    /// Take over what `before` (the rotation of the same token, now stopped) left: a new token not yet written
-    /// to the Secret must not be lost with the connection it was made for.
-    pub fn take_over(&self, before: &RotationState) {
-        let unsaved = before.unsaved.lock().ok().and_then(|mut u| u.take());
-        if let Some(u) = unsaved
-            && let Ok(mut slot) = self.unsaved.lock()
-        {
-            *slot = Some(u);
-        }
-    }
-}
-
-/// Say `trouble` as the `GatewayToken` condition (False, while a person must act), or remove it: on every object
-/// using the connection and on the connection object itself.
-pub fn say_trouble(
-    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    trouble: Option<TokenTrouble>,
-    generation: Option<i64>,
-) {
-    match trouble {
-        Some(t) => crate::crd::set_condition(
-            conditions,
-            crate::crd::condition::GATEWAY_TOKEN,
-            false,
-            t.reason.as_str(),
-            t.message,
-            generation,
-        ),
-        None => conditions.retain(|c| c.type_ != crate::crd::condition::GATEWAY_TOKEN),
-    }
-}
-
-/// What the objects' `GatewayToken` condition says while something needs a person (see `mark_operator_conditions`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenTrouble {
-    pub reason: Reason,
-    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,13 +164,6 @@ fn keep_unsaved(conn: &Connection, u: Unsaved) {
     if let Ok(mut slot) = conn.rotation.unsaved.lock() {
         *slot = Some(u);
     }
-}
-
-/// A rotated token not yet in the Secret, and the one it replaced. Held in the `Context`, so that it outlives a
-/// change of leader within the process.
-pub struct Unsaved {
-    rotated: RotatedToken,
-    old: SecretString,
 }
 
 /// One look; returns how long until the next.
@@ -547,7 +468,7 @@ fn set_trouble(conn: &Connection, trouble: Option<TokenTrouble>) {
 }
 
 async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: Reason, note: String) {
-    let events = super::object::Events::default();
+    let events = crate::controller::events::Events::default();
     events.raise(warning, reason.as_str(), note);
     events
         .publish(&ctx.client, &ctx.reporter, &secret.object_ref(&()))
