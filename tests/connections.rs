@@ -90,15 +90,12 @@ async fn objects_reach_the_server_their_connection_names_and_no_other() {
     // The lab's own connection, with its token in its namespace.
     secret(&env, "lab", "lab-token", LAB_TOKEN).await;
     let conns: Api<TaniumConnection> = Api::namespaced(env.client.clone(), "lab");
-    let conn: TaniumConnection = serde_json::from_value(json!({
-        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "lab"},
-        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}}
-    }))
-    .expect("a TaniumConnection");
-    conns
-        .create(&PostParams::default(), &conn)
-        .await
-        .expect("created");
+    common::create_connection(
+        &conns,
+        "lab",
+        json!({"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}}),
+    )
+    .await;
     let connected = env
         .wait_until(
             &conns,
@@ -350,16 +347,11 @@ async fn each_connection_rotates_its_own_token() {
         .await
         .expect("expiry annotated");
     let conns: Api<TaniumConnection> = Api::namespaced(env.client.clone(), "lab");
-    let conn: TaniumConnection = serde_json::from_value(json!({
-        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "lab"},
-        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"},
-                 "rotation": {"beforeExpirySeconds": 119 * 60}}
-    }))
-    .expect("a TaniumConnection");
-    conns
-        .create(&PostParams::default(), &conn)
-        .await
-        .expect("created");
+    let rotating = || {
+        json!({"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"},
+               "rotation": {"beforeExpirySeconds": 119 * 60}})
+    };
+    common::create_connection(&conns, "lab", rotating()).await;
 
     // Rotated, written back, confirmed: the new token in the Secret, nothing of the old one or the intent left.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -449,16 +441,7 @@ async fn each_connection_rotates_its_own_token() {
     assert_eq!(performs(&lab), 1);
     // A second connection asking to rotate the same token is refused that, and says so: two rotations of one token
     // would lock each other out.
-    let twin: TaniumConnection = serde_json::from_value(json!({
-        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "twin"},
-        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"},
-                 "rotation": {"beforeExpirySeconds": 119 * 60}}
-    }))
-    .expect("a TaniumConnection");
-    conns
-        .create(&PostParams::default(), &twin)
-        .await
-        .expect("created");
+    common::create_connection(&conns, "twin", rotating()).await;
     let refused = env
         .wait_until(
             &conns,

@@ -449,15 +449,12 @@ async fn connect_lab(env: &Env, lab: &SimServer) {
         .await
         .expect("Secret created");
     let conns: Api<TaniumConnection> = Api::namespaced(env.client.clone(), NAMESPACE);
-    let conn: TaniumConnection = serde_json::from_value(json!({
-        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": LAB},
-        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}, "requestTimeoutSeconds": 2}
-    }))
-    .expect("a TaniumConnection");
-    conns
-        .create(&PostParams::default(), &conn)
-        .await
-        .expect("TaniumConnection created");
+    common::create_connection(
+        &conns,
+        LAB,
+        json!({"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}, "requestTimeoutSeconds": 2}),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -276,12 +276,12 @@ async fn status_approve_preview_and_endpoints() {
         .unwrap();
     let conns: Api<tanium_operator::crd::TaniumConnection> =
         Api::namespaced(env.client.clone(), "plugin");
-    let conn: tanium_operator::crd::TaniumConnection = serde_json::from_value(json!({
-        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": "lab"},
-        "spec": {"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}}
-    }))
-    .unwrap();
-    conns.create(&PostParams::default(), &conn).await.unwrap();
+    common::create_connection(
+        &conns,
+        "lab",
+        json!({"gatewayUrl": lab.url(), "tokenSecretRef": {"name": "lab-token"}}),
+    )
+    .await;
     let manifest = r#"apiVersion: tanium-operator.dev/v1alpha1
 kind: TaniumAction
 metadata: {name: on-lab, namespace: plugin}

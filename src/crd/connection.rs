@@ -97,6 +97,13 @@ pub struct TokenSecretRef {
     pub namespace: Option<String>,
 }
 
+impl TokenSecretRef {
+    /// The Secret's namespace: the one named, else the operator's own (`operator_namespace`).
+    pub fn namespace_or<'a>(&'a self, operator_namespace: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(operator_namespace)
+    }
+}
+
 fn default_token_key() -> String {
     "token".into()
 }

@@ -109,7 +109,7 @@ pub async fn connection_gateway(
                 )));
             }
             let r = conn.spec.token_secret_ref;
-            let ns = r.namespace.unwrap_or_else(|| op.operator_namespace.clone());
+            let ns = r.namespace_or(&op.operator_namespace).to_owned();
             (conn.spec.server, (ns, r.name, r.key))
         }
     };

@@ -654,3 +654,19 @@ pub fn committed_for(
         .map(|(_, (c, _))| c)
         .sum()
 }
+
+/// Create the TaniumConnection `name` with `spec` where `api` points.
+pub async fn create_connection(
+    api: &Api<crd::TaniumConnection>,
+    name: &str,
+    spec: serde_json::Value,
+) -> crd::TaniumConnection {
+    let conn: crd::TaniumConnection = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tanium-operator.dev/v1alpha1", "kind": "TaniumConnection", "metadata": {"name": name},
+        "spec": spec
+    }))
+    .expect("a TaniumConnection");
+    api.create(&PostParams::default(), &conn)
+        .await
+        .unwrap_or_else(|e| panic!("TaniumConnection {name} created: {e}"))
+}

@@ -128,15 +128,17 @@ pub fn choose(
 pub fn held_by_connection(
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) -> bool {
-    let waiting = [
-        Reason::ConnectionNotFound,
-        Reason::ConnectionNotAllowed,
-        Reason::ConnectionNotReady,
-    ];
-    crate::crd::ready_reason_is(conditions, crate::gateway::GatewayError::TOKEN_REJECTED)
-        || waiting
-            .iter()
-            .any(|r| crate::crd::ready_reason_is(conditions, r.as_str()))
+    let Some(ready) = crate::crd::condition(conditions, condition::READY) else {
+        return false;
+    };
+    ready.reason == crate::gateway::GatewayError::TOKEN_REJECTED
+        || [
+            Reason::ConnectionNotFound,
+            Reason::ConnectionNotAllowed,
+            Reason::ConnectionNotReady,
+        ]
+        .iter()
+        .any(|r| ready.reason == r.as_str())
 }
 
 fn not_found(key: &Key) -> Refusal {
@@ -208,6 +210,17 @@ pub(super) struct TokenAt {
     pub key: String,
 }
 
+impl TokenAt {
+    /// The token a rotation keeps.
+    pub fn of(config: &super::rotation::RotationConfig) -> Self {
+        Self {
+            namespace: config.namespace.clone(),
+            name: config.secret.clone(),
+            key: config.key.clone(),
+        }
+    }
+}
+
 impl Drop for Built {
     fn drop(&mut self) {
         self.poller.abort();
@@ -218,16 +231,6 @@ impl Drop for Built {
 pub(super) struct Rotate {
     pub ctx: Arc<super::Context>,
     pub config: super::rotation::RotationConfig,
-}
-
-impl Rotate {
-    fn at(&self) -> TokenAt {
-        TokenAt {
-            namespace: self.config.namespace.clone(),
-            name: self.config.secret.clone(),
-            key: self.config.key.clone(),
-        }
-    }
 }
 
 struct Stores<'a>(&'a Connections);
@@ -422,7 +425,7 @@ impl Connections {
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let rotation = rotate.map(|rotate| {
-            let at = rotate.at();
+            let at = TokenAt::of(&rotate.config);
             let before = self.finishing.lock().ok().and_then(|mut f| f.remove(&key));
             let rotating = conn.clone();
             let task = tokio::spawn(async move {

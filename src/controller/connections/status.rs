@@ -55,10 +55,7 @@ pub async fn reconcile_cluster(
     let key = Key::Cluster { name: name.clone() };
     let r = &obj.spec.token_secret_ref;
     let token = TokenAt {
-        namespace: r
-            .namespace
-            .clone()
-            .unwrap_or_else(|| ctx.config.own_namespace.clone()),
+        namespace: r.namespace_or(&ctx.config.own_namespace).to_owned(),
         name: r.name.clone(),
         key: r.key.clone(),
     };
@@ -194,9 +191,11 @@ fn rotation_for(
     if !ctx.config.rotate_connection_tokens {
         return None;
     }
-    let own = ctx.config.token_rotation.as_ref().is_some_and(|own| {
-        own.namespace == token.namespace && own.secret == token.name && own.key == token.key
-    });
+    let own = ctx
+        .config
+        .token_rotation
+        .as_ref()
+        .is_some_and(|own| TokenAt::of(own) == *token);
     if own || ctx.connections.rotated_elsewhere(key, token) {
         conn.rotation.set_trouble(Some(rotation::TokenTrouble {
             reason: Reason::TokenSecretShared,

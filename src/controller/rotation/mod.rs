@@ -103,22 +103,19 @@ pub async fn keep_valid(
                 let failures = conn.rotation.failures.fetch_add(1, Ordering::SeqCst) + 1;
                 tracing::warn!(connection = %conn.name, error = %e, failures, "token rotation: will try again");
                 // One passing failure with days of lead left is not a person's problem; a run of them is.
-                if failures >= FAILURES_BEFORE_TROUBLE && !holds_unsaved(conn) {
-                    set_trouble(
-                        conn,
-                        Some(TokenTrouble {
-                            reason: Reason::TokenRotationFailing,
-                            message: format!(
-                                "token rotation failed {failures} times in a row; the last time: {e}"
-                            ),
-                        }),
-                    );
+                if failures >= FAILURES_BEFORE_TROUBLE && !conn.rotation.holds_unsaved() {
+                    conn.rotation.set_trouble(Some(TokenTrouble {
+                        reason: Reason::TokenRotationFailing,
+                        message: format!(
+                            "token rotation failed {failures} times in a row; the last time: {e}"
+                        ),
+                    }));
                 }
                 cfg.check_every.min(Duration::from_secs(60))
             }
         };
         // A new token only this process holds is written again every few seconds, not every check.
-        let wait = if holds_unsaved(conn) {
+        let wait = if conn.rotation.holds_unsaved() {
             UNSAVED_RETRY
         } else {
             wait
@@ -131,14 +128,16 @@ pub async fn keep_valid(
     // Stopping (SIGTERM, or leadership lost): a new token only this process holds is written before it goes; the
     // write is conditional on the Secret's version, so it is safe whoever leads.
     let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
-    while holds_unsaved(conn) && tokio::time::Instant::now() < deadline {
+    while conn.rotation.holds_unsaved() && tokio::time::Instant::now() < deadline {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
-        let Some(u) = take_unsaved(conn) else { break };
+        let Some(u) = conn.rotation.take_unsaved() else {
+            break;
+        };
         match write_new(conn, cfg, &api, &u).await {
             Ok(()) => tracing::info!("stopping: the new token was written to the Secret first"),
             Err(e) => {
                 tracing::warn!(error = %e, "stopping: the new token is not in the Secret yet; trying again");
-                keep_unsaved(conn, u);
+                conn.rotation.keep_unsaved(u);
                 tokio::time::sleep(UNSAVED_RETRY).await;
             }
         }
@@ -152,20 +151,6 @@ const FAILURES_BEFORE_TROUBLE: u32 = 3;
 const UNSAVED_RETRY: Duration = Duration::from_secs(2);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
-fn holds_unsaved(conn: &Connection) -> bool {
-    conn.rotation.unsaved.lock().is_ok_and(|u| u.is_some())
-}
-
-fn take_unsaved(conn: &Connection) -> Option<Unsaved> {
-    conn.rotation.unsaved.lock().ok().and_then(|mut u| u.take())
-}
-
-fn keep_unsaved(conn: &Connection, u: Unsaved) {
-    if let Ok(mut slot) = conn.rotation.unsaved.lock() {
-        *slot = Some(u);
-    }
-}
-
 /// One look; returns how long until the next.
 async fn step(
     ctx: &Context,
@@ -173,10 +158,10 @@ async fn step(
     cfg: &RotationConfig,
 ) -> Result<Duration, RotationError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
-    if let Some(u) = take_unsaved(conn) {
+    if let Some(u) = conn.rotation.take_unsaved() {
         // The client keeps the new token meanwhile: the Secret's (old) one is not put back.
         if let Err(e) = write_new(conn, cfg, &api, &u).await {
-            keep_unsaved(conn, u);
+            conn.rotation.keep_unsaved(u);
             return Err(e);
         }
         return confirm(ctx, conn, cfg, &api, u.rotated.expires_at).await;
@@ -195,7 +180,7 @@ async fn step(
             ctx.metrics.token_expiry(&conn.name, expires);
             if left > cfg.lead {
                 conn.rotation.failures.store(0, Ordering::SeqCst);
-                set_trouble(conn, None);
+                conn.rotation.set_trouble(None);
                 return Ok((left - cfg.lead).min(cfg.check_every));
             }
             tracing::info!(connection = %conn.name, expires = %expires, "the Gateway token expires within the lead time: rotating");
@@ -245,7 +230,7 @@ async fn rotate(
         old: current,
     };
     if let Err(e) = write_new(conn, cfg, api, &u).await {
-        keep_unsaved(conn, u);
+        conn.rotation.keep_unsaved(u);
         return Err(e);
     }
     ctx.fail_point(
@@ -296,9 +281,7 @@ async fn write_new(
                 tokio::time::sleep(Duration::from_millis(100) * attempt).await;
             }
             Err(e) => {
-                set_trouble(
-                    conn,
-                    Some(TokenTrouble {
+                conn.rotation.set_trouble(Some(TokenTrouble {
                         reason: Reason::TokenNotSaved,
                         message: format!(
                             "the token was rotated but the new one is not yet in Secret {}/{} ({e}); the operator \
@@ -334,7 +317,7 @@ async fn confirm(
     let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
     ctx.metrics.token_expiry(&conn.name, expires);
     conn.rotation.failures.store(0, Ordering::SeqCst);
-    set_trouble(conn, None);
+    conn.rotation.set_trouble(None);
     tracing::info!(connection = %conn.name, expires = %expires, "Gateway token rotated and confirmed");
     event(
         ctx,
@@ -399,13 +382,10 @@ async fn resume(
                 )
                 .await;
             }
-            set_trouble(
-                conn,
-                Some(TokenTrouble {
-                    reason: Reason::TokenRotationLost,
-                    message,
-                }),
-            );
+            conn.rotation.set_trouble(Some(TokenTrouble {
+                reason: Reason::TokenRotationLost,
+                message,
+            }));
             Ok(cfg.check_every.min(Duration::from_secs(30)))
         }
         Err(e) => Err(e.into()),
@@ -461,10 +441,6 @@ async fn patch(
             &Patch::Merge(&body),
         )
         .await?)
-}
-
-fn set_trouble(conn: &Connection, trouble: Option<TokenTrouble>) {
-    conn.rotation.set_trouble(trouble);
 }
 
 async fn event(ctx: &Context, secret: &Secret, warning: bool, reason: Reason, note: String) {

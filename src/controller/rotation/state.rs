@@ -19,9 +19,9 @@ pub fn fingerprint(token: &SecretString) -> String {
 #[derive(Default)]
 pub struct RotationState {
     /// While set, every object carries `GatewayToken=False` with it.
-    pub(super) trouble: std::sync::Mutex<Option<TokenTrouble>>,
+    trouble: std::sync::Mutex<Option<TokenTrouble>>,
     /// A rotated token the Secret has not taken yet: it exists nowhere else.
-    pub(super) unsaved: std::sync::Mutex<Option<Unsaved>>,
+    unsaved: std::sync::Mutex<Option<Unsaved>>,
     /// Rotations that failed in a row (a rotation not due, or one that succeeded, resets it).
     pub(super) failures: std::sync::atomic::AtomicU32,
     /// A rotation keeps this token now: it alone hands the client a token (it reads the Secret on every look, and
@@ -49,10 +49,21 @@ impl RotationState {
     /// Take over what `before` (the rotation of the same token, now stopped) left: a new token not yet written
     /// to the Secret must not be lost with the connection it was made for.
     pub fn take_over(&self, before: &RotationState) {
-        let unsaved = before.unsaved.lock().ok().and_then(|mut u| u.take());
-        if let Some(u) = unsaved
-            && let Ok(mut slot) = self.unsaved.lock()
-        {
+        if let Some(u) = before.take_unsaved() {
+            self.keep_unsaved(u);
+        }
+    }
+
+    pub(super) fn holds_unsaved(&self) -> bool {
+        self.unsaved.lock().is_ok_and(|u| u.is_some())
+    }
+
+    pub(super) fn take_unsaved(&self) -> Option<Unsaved> {
+        self.unsaved.lock().ok().and_then(|mut u| u.take())
+    }
+
+    pub(super) fn keep_unsaved(&self, u: Unsaved) {
+        if let Ok(mut slot) = self.unsaved.lock() {
             *slot = Some(u);
         }
     }
